@@ -1,0 +1,211 @@
+"""Every use of a private or internal Synapse name, in one place.
+
+Synapse has no module callback for the ``/login`` response, and ``register_web_resource``
+cannot override a path under ``/_matrix/client``. So the module wraps
+``LoginRestServlet.on_POST`` (and ``RegisterRestServlet.on_POST``) at class level, once per
+process, and the wrapper looks up the hook registered for the servlet's own homeserver:
+several homeservers can live in one process, and one without the module stays untouched.
+
+Internal names used, all checked by ``check_compatibility`` at startup:
+- ``synapse.rest.client.login.LoginRestServlet.on_POST(self, request)`` -> ``(int, dict)``
+- ``synapse.rest.client.register.RegisterRestServlet.on_POST(self, request)`` -> ``(int, dict)``
+- the servlets' ``self.hs`` attribute (set in their ``__init__``)
+- ``ModuleApi._hs``
+- ``SynapseRequest.content`` (the raw body, re-read to learn the login type)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attr
+import synapse
+from synapse.module_api import ModuleApi
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+
+#: Oldest Synapse we test against and support (see docs/compatibility.md for why).
+OLDEST_SUPPORTED = (1, 100, 0)
+#: Newest Synapse we have tested against; newer releases are accepted if the checks pass.
+NEWEST_TESTED = (1, 163, 2)
+
+LOGIN = "login"
+REGISTER = "register"
+
+#: Marks the wrapper so the hook is installed once however many modules are created.
+_WRAPPED_MARKER = "__synapse_base_cs_url_original__"
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class RequestFacts:
+    """What the module may use of the HTTP request behind a successful login."""
+
+    # The client IP as Synapse records it (X-Forwarded-For honoured on x_forwarded listeners).
+    client_ip: str | None
+    # The JSON body the client sent, or None if it cannot be re-read.
+    body: JsonDict | None
+
+
+ResponseHook = Callable[[RequestFacts, JsonDict], Awaitable[JsonDict]]
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class _Registration:
+    hook: ResponseHook
+    # Told about every fail-open event (for metrics); must not raise.
+    on_failure: Callable[[], None]
+
+
+class IncompatibleSynapseError(RuntimeError):
+    """Raised at startup when this Synapse does not have the shape the hook needs."""
+
+
+def _version_str(version: tuple[int, ...]) -> str:
+    return ".".join(str(v) for v in version)
+
+
+def _parse_version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def supported_range() -> str:
+    return f"{_version_str(OLDEST_SUPPORTED)} to {_version_str(NEWEST_TESTED)}"
+
+
+def _servlet_classes() -> dict[str, type]:
+    from synapse.rest.client.login import LoginRestServlet
+    from synapse.rest.client.register import RegisterRestServlet
+
+    return {LOGIN: LoginRestServlet, REGISTER: RegisterRestServlet}
+
+
+def check_compatibility(api: ModuleApi) -> None:
+    """Fail startup with a clear message if the hook cannot work on this Synapse."""
+    version = synapse.__version__
+    problems = []
+    if _parse_version(version) < OLDEST_SUPPORTED:
+        problems.append(f"it is older than {_version_str(OLDEST_SUPPORTED)}")
+    try:
+        classes = _servlet_classes()
+    except ImportError as e:
+        problems.append(f"cannot import the login/register servlets ({e})")
+        classes = {}
+    for cls in classes.values():
+        on_post = inspect.getattr_static(cls, "on_POST", None)
+        original = getattr(on_post, _WRAPPED_MARKER, on_post)
+        where = f"{cls.__name__}.on_POST"
+        if original is None:
+            problems.append(f"{where} is missing")
+            continue
+        if not inspect.iscoroutinefunction(original):
+            problems.append(f"{where} is no longer a coroutine function")
+        try:
+            inspect.signature(original).bind("self", "request")
+        except TypeError:
+            params = ", ".join(inspect.signature(original).parameters)
+            problems.append(f"{where} takes ({params}), expected (self, request)")
+        if "hs" not in cls.__init__.__code__.co_names:
+            problems.append(f"{cls.__name__}.__init__ no longer sets self.hs")
+    if not hasattr(api, "_hs"):
+        problems.append("ModuleApi no longer has _hs")
+    if problems:
+        raise IncompatibleSynapseError(
+            f"synapse-base-cs-url cannot run on Synapse {version}: {'; '.join(problems)}. "
+            f"Supported Synapse versions: {supported_range()}."
+        )
+    if _parse_version(version) > NEWEST_TESTED:
+        logger.warning(
+            "synapse-base-cs-url has been tested with Synapse %s; this is Synapse %s. "
+            "The startup checks passed, but please report any problem.",
+            supported_range(),
+            version,
+        )
+
+
+def homeserver_of(api: ModuleApi) -> object:
+    hs: object = api._hs
+    return hs
+
+
+#: homeserver -> {endpoint: hook}. Weak, so that a torn-down homeserver is forgotten.
+_hooks: weakref.WeakKeyDictionary[Any, dict[str, _Registration]] = weakref.WeakKeyDictionary()
+
+
+def register_response_hook(
+    api: ModuleApi,
+    endpoint: str,
+    hook: ResponseHook,
+    on_failure: Callable[[], None] = lambda: None,
+) -> None:
+    """Call ``hook`` on every successful ``endpoint`` response of ``api``'s homeserver.
+
+    If the hook raises, Synapse's response goes out unchanged, the error is logged with its
+    traceback and ``on_failure`` is called.
+    """
+    _install_wrapper(_servlet_classes()[endpoint], endpoint)
+    _hooks.setdefault(homeserver_of(api), {})[endpoint] = _Registration(hook, on_failure)
+
+
+def _install_wrapper(cls: type, endpoint: str) -> None:
+    original = cls.__dict__["on_POST"]
+    if hasattr(original, _WRAPPED_MARKER):
+        return
+
+    @functools.wraps(original)
+    async def on_POST(self: Any, request: Any) -> Any:  # noqa: N802 (Synapse's name)
+        result = await original(self, request)
+        try:
+            registration = _hooks.get(self.hs, {}).get(endpoint)
+        except TypeError:  # an hs that cannot be weakly referenced has no hook
+            registration = None
+        if registration is None:
+            return result
+        try:
+            code, body = result
+            if code != 200 or not isinstance(body, dict) or "access_token" not in body:
+                return result
+            amended = await registration.hook(request_facts(request), body)
+        except Exception:
+            # Fail open: the login already succeeded; never turn it into an error.
+            logger.exception(
+                "synapse-base-cs-url: could not add base_cs_url to a %s response; "
+                "sending Synapse's response unchanged",
+                endpoint,
+            )
+            with contextlib.suppress(Exception):
+                registration.on_failure()
+            return result
+        return code, amended
+
+    setattr(on_POST, _WRAPPED_MARKER, original)
+    cls.on_POST = on_POST  # type: ignore[attr-defined]
+
+
+def request_facts(request: Any) -> RequestFacts:
+    """Client IP and JSON body of a request Synapse has already parsed."""
+    client_ip: str | None
+    try:
+        client_ip = request.getClientAddress().host
+    except Exception:
+        client_ip = None
+    body: JsonDict | None = None
+    try:
+        request.content.seek(0)
+        parsed = json.loads(request.content.read())
+        body = parsed if isinstance(parsed, dict) else None
+    except Exception:
+        body = None
+    return RequestFacts(client_ip=client_ip, body=body)
