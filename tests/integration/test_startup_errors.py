@@ -1,0 +1,49 @@
+"""Bad config and an incompatible Synapse stop Synapse at startup with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+import synapse
+
+from synapse_base_cs_url.throwaway_synapse import SynapseProcess
+from tests.integration.conftest import MODULE, REPO_ROOT, module_entry
+
+pytestmark = pytest.mark.integration
+
+
+def start_expecting_failure(tmp_path, modules) -> str:  # type: ignore[no-untyped-def]
+    hs = SynapseProcess(
+        "broken.test", modules=modules, workdir=tmp_path, extra_pythonpath=[str(REPO_ROOT)]
+    )
+    assert hs.start_expecting_failure() != 0
+    return hs.console_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"base_cs_url": "ftp://cs.example.com"}, "base_cs_url: 'ftp://cs.example.com' has scheme"),
+        ({"base_cs_url": "cs.example.com"}, "base_cs_url: 'cs.example.com' is a relative URL"),
+        ({"well_known": "yes"}, "well_known: must be true or false, not 'yes'"),
+        ({"base_url": "https://x"}, "unknown key 'base_url'"),
+    ],
+)
+def test_bad_config_fails_startup_naming_the_key(tmp_path, config, expected) -> None:  # type: ignore[no-untyped-def]
+    output = start_expecting_failure(tmp_path, [module_entry(**config)])
+    assert "Error in configuration" in output
+    assert MODULE in output
+    assert expected in output
+
+
+def test_incompatible_synapse_fails_startup_naming_versions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    output = start_expecting_failure(
+        tmp_path,
+        [
+            {"module": "tests.support.incompatible_synapse.ReshapeLoginServlet", "config": {}},
+            module_entry(),
+        ],
+    )
+    assert f"synapse-base-cs-url cannot run on Synapse {synapse.__version__}" in output
+    assert "LoginRestServlet.on_POST is no longer a coroutine function" in output
+    assert "takes (self, request, extra), expected (self, request)" in output
+    assert "Supported Synapse versions: 1.100.0 to 1.163.2" in output
