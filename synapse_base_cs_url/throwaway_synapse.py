@@ -249,7 +249,7 @@ class SynapseProcess:
         for path in (self.console_path, self.log_path):
             if path.exists():
                 text = path.read_text(errors="replace")
-                parts.append(f"--- {path.name} ({self.server_name}) ---\n{text[-max_chars:]}")
+                parts.append(f"--- {self.workdir / path.name} ---\n{text[-max_chars:]}")
         return "\n".join(parts)
 
     # -- HTTP helpers -------------------------------------------------------------------
