@@ -117,7 +117,8 @@ def check_compatibility(api: ModuleApi) -> None:
         except TypeError:
             params = ", ".join(inspect.signature(original).parameters)
             problems.append(f"{where} takes ({params}), expected (self, request)")
-        if "hs" not in cls.__init__.__code__.co_names:
+        init = inspect.getattr_static(cls, "__init__")
+        if "hs" not in getattr(getattr(init, "__code__", None), "co_names", ()):
             problems.append(f"{cls.__name__}.__init__ no longer sets self.hs")
     if not hasattr(api, "_hs"):
         problems.append("ModuleApi no longer has _hs")
@@ -165,7 +166,7 @@ def _install_wrapper(cls: type, endpoint: str) -> None:
         return
 
     @functools.wraps(original)
-    async def on_POST(self: Any, request: Any) -> Any:  # noqa: N802 (Synapse's name)
+    async def on_POST(self: Any, request: Any) -> Any:
         result = await original(self, request)
         try:
             registration = _hooks.get(self.hs, {}).get(endpoint)

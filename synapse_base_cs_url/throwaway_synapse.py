@@ -43,9 +43,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class HttpResult:
     """A finished HTTP exchange: status, headers and raw body (JSON-decoded on demand)."""
 
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    def __init__(self, status: int, headers: Any, body: bytes) -> None:
         self.status = status
-        self.headers = dict(headers)
+        # Header names are case-insensitive; keep them as the server spelled them.
+        self.headers: dict[str, str] = dict(headers.items())
         self.body = body
 
     def json(self) -> Any:
@@ -169,7 +170,8 @@ class SynapseProcess:
         config.update(extra)
         return config
 
-    def _write_config(self) -> None:
+    def write_config(self) -> Path:
+        """Write homeserver.yaml (and a signing key) to the work directory; return its path."""
         from signedjson.key import generate_signing_key, write_signing_keys
 
         key_path = self.workdir / "signing.key"
@@ -177,6 +179,7 @@ class SynapseProcess:
             with key_path.open("w") as f:
                 write_signing_keys(f, [generate_signing_key("a_test")])
         self.config_path.write_text(yaml.safe_dump(self.config))
+        return self.config_path
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -203,10 +206,12 @@ class SynapseProcess:
             return self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
-            raise SynapseStartupError(self, "was expected to fail at startup but kept running")
+            raise SynapseStartupError(
+                self, "was expected to fail at startup but kept running"
+            ) from None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        self._write_config()
+        self.write_config()
         env = dict(os.environ)
         pythonpath = [*self._extra_pythonpath, env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)

@@ -114,13 +114,17 @@ def _start_twin(
 
 
 @pytest.fixture(scope="session")
-def module_hs(start_synapse: StartSynapse, tmp_path_factory: pytest.TempPathFactory) -> SynapseProcess:
+def module_hs(
+    start_synapse: StartSynapse, tmp_path_factory: pytest.TempPathFactory
+) -> SynapseProcess:
     """Synapse with the module (base_cs_url configured) and every login type enabled."""
     modules = [module_entry(base_cs_url="https://cs.example.com/")]
     return _start_twin(start_synapse, tmp_path_factory, "module", modules)
 
 
 @pytest.fixture(scope="session")
-def control_hs(start_synapse: StartSynapse, tmp_path_factory: pytest.TempPathFactory) -> SynapseProcess:
+def control_hs(
+    start_synapse: StartSynapse, tmp_path_factory: pytest.TempPathFactory
+) -> SynapseProcess:
     """The same Synapse config without the module: what Synapse alone answers."""
     return _start_twin(start_synapse, tmp_path_factory, "control", [])

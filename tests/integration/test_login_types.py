@@ -97,7 +97,9 @@ def test_application_service_login(module_hs: SynapseProcess) -> None:
         "type": "m.login.application_service",
         "identifier": {"type": "m.id.user", "user": "bridge_bob"},
     }
-    assert_routed(module_hs.post("/_matrix/client/v3/login", body, headers=auth), "@bridge_bob:twin.test")
+    assert_routed(
+        module_hs.post("/_matrix/client/v3/login", body, headers=auth), "@bridge_bob:twin.test"
+    )
 
 
 def make_jwt(subject: str, secret: str = JWT_SECRET) -> str:

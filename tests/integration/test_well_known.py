@@ -51,7 +51,9 @@ CASES: dict[str, tuple[JsonDict, JsonDict, str, Any]] = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_well_known(start_synapse: StartSynapse, case: str) -> None:
     module_config, synapse_config, expected_url, expected_well_known = CASES[case]
-    hs = start_synapse("wk.test", modules=[module_entry(**module_config)], extra_config=synapse_config)
+    hs = start_synapse(
+        "wk.test", modules=[module_entry(**module_config)], extra_config=synapse_config
+    )
     hs.register_user("alice", PASSWORD)
     result = hs.password_login("alice", PASSWORD)
     assert result.status == 200, result

@@ -14,7 +14,7 @@ from synapse.rest.client.login import LoginRestServlet
 
 class ReshapeLoginServlet:
     def __init__(self, config: dict[str, Any], api: ModuleApi) -> None:
-        def on_POST(self: Any, request: Any, extra: Any) -> tuple[int, dict[str, Any]]:  # noqa: N802
+        def on_POST(self: Any, request: Any, extra: Any) -> tuple[int, dict[str, Any]]:
             return 200, {}
 
         LoginRestServlet.on_POST = on_POST  # type: ignore[assignment,method-assign]

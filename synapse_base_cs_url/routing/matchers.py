@@ -1,0 +1,180 @@
+"""Matchers: one fact about a login each; a rule fires when all of its matchers match.
+
+A matcher whose fact is missing from the :class:`LoginContext` does not match: routing on
+something we do not know would send users somewhere by accident.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeAlias
+
+import attr
+
+from synapse_base_cs_url.routing._config import strings, type_name
+from synapse_base_cs_url.routing.context import LoginContext
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Matcher(Protocol):
+    """Anything that can say whether a login matches."""
+
+    def matches(self, ctx: LoginContext) -> bool: ...
+
+
+def _fullmatch(pattern: re.Pattern[str], value: str | None) -> bool:
+    return value is not None and pattern.fullmatch(value) is not None
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class UserIdMatcher:
+    """Regex that must match the whole fully qualified user id."""
+
+    pattern: re.Pattern[str]
+
+    def matches(self, ctx: LoginContext) -> bool:
+        return _fullmatch(self.pattern, ctx.user_id)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class LocalpartMatcher:
+    """Regex that must match the whole localpart (derived from the user id if need be)."""
+
+    pattern: re.Pattern[str]
+
+    def matches(self, ctx: LoginContext) -> bool:
+        return _fullmatch(self.pattern, ctx.effective_localpart)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class LoginTypeMatcher:
+    """The login type must equal one of ``login_types`` exactly."""
+
+    login_types: frozenset[str]
+
+    def matches(self, ctx: LoginContext) -> bool:
+        return ctx.login_type is not None and ctx.login_type in self.login_types
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class ClientIpMatcher:
+    """The client address must lie in one of ``networks``.
+
+    An IPv4-mapped IPv6 address (``::ffff:10.1.2.3``, what a dual-stack socket reports for an
+    IPv4 peer) is also tried as the IPv4 address it carries.
+    """
+
+    networks: tuple[IPNetwork, ...]
+
+    def matches(self, ctx: LoginContext) -> bool:
+        if ctx.client_ip is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(ctx.client_ip)
+        except ValueError:
+            return False
+        candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            candidates.append(ip.ipv4_mapped)
+        # ``in`` is simply False across IP versions, so mixed lists are fine.
+        return any(c in net for c in candidates for net in self.networks)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class AddressMatcher:
+    """Regex that must match the whole third-party address (e.g. an e-mail address)."""
+
+    pattern: re.Pattern[str]
+
+    def matches(self, ctx: LoginContext) -> bool:
+        return _fullmatch(self.pattern, ctx.address)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class MediumMatcher:
+    """The third-party medium must equal ``medium`` exactly."""
+
+    medium: str
+
+    def matches(self, ctx: LoginContext) -> bool:
+        return ctx.medium is not None and ctx.medium == self.medium
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class AllOf:
+    """AND of matchers; no matchers at all matches every login (a catch-all rule)."""
+
+    matchers: tuple[Matcher, ...] = ()
+
+    def matches(self, ctx: LoginContext) -> bool:
+        return all(m.matches(ctx) for m in self.matchers)
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _parse_regex(value: object, path: str) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: must be a string (a regular expression), not {type_name(value)}")
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise ValueError(f"{path}: invalid regex {value!r}: {e}") from None
+
+
+def _parse_networks(value: object, path: str) -> ClientIpMatcher:
+    # A list is named item by item in messages; a lone string by the key itself.
+    items = strings(value, path, "an IP network (CIDR) string")
+    single = isinstance(value, str)
+    networks: list[IPNetwork] = []
+    for i, item in enumerate(items):
+        where = path if single else f"{path}[{i}]"
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as e:
+            raise ValueError(f"{where}: {item!r} is not an IP network: {e}") from None
+    return ClientIpMatcher(tuple(networks))
+
+
+def _parse_medium(value: object, path: str) -> MediumMatcher:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{path}: must be a non-empty string such as 'email' or 'msisdn'")
+    return MediumMatcher(value)
+
+
+_PARSERS: dict[str, Callable[[object, str], Matcher]] = {
+    "address": lambda v, p: AddressMatcher(_parse_regex(v, p)),
+    "client_ip": _parse_networks,
+    "localpart": lambda v, p: LocalpartMatcher(_parse_regex(v, p)),
+    "login_type": lambda v, p: LoginTypeMatcher(frozenset(strings(v, p, "a login type string"))),
+    "medium": _parse_medium,
+    "user_id": lambda v, p: UserIdMatcher(_parse_regex(v, p)),
+}
+
+MATCHER_NAMES: tuple[str, ...] = tuple(sorted(_PARSERS))
+"""Every key allowed in a rule's ``match`` mapping."""
+
+
+def parse_match(raw: object, path: str) -> AllOf:
+    """Parse a rule's ``match`` mapping; ``None`` or ``{}`` matches every login.
+
+    ``path`` (e.g. ``rules[2].match``) prefixes every error message.
+    """
+    if raw is None:
+        return AllOf()
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"{path}: must be a mapping of matcher name to value, not {type_name(raw)}"
+        )
+    matchers: list[Matcher] = []
+    for name, value in raw.items():
+        parser = _PARSERS.get(name) if isinstance(name, str) else None
+        if parser is None:
+            raise ValueError(
+                f"{path}: unknown matcher {name!r}; allowed matchers: {', '.join(MATCHER_NAMES)}"
+            )
+        matchers.append(parser(value, f"{path}.{name}"))
+    return AllOf(tuple(matchers))
