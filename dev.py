@@ -31,7 +31,15 @@ def ensure_venv(path: Path, requirements: list[str]) -> Path:
     if not marker.exists() or marker.read_text() != wanted:
         print(f"dev.py: installing {' '.join(requirements)} ...", flush=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                *requirements,
+            ],
             check=True,
         )
         marker.write_text(wanted)

@@ -62,8 +62,8 @@ def run_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
         print(f"HTTP {result.status}", file=out)
         print(highlight_json(result.json(), out), file=out)
         print(
-            f"\nClients now use {result.json()['base_cs_url']}/_matrix/client/... for this user "
-            "(well_known.m.homeserver.base_url is what Element, matrix-rust-sdk and others act on).",
+            f"\nClients now use {result.json()['base_cs_url']}/_matrix/client/... for this user\n"
+            "(well_known.m.homeserver.base_url is what Element, matrix-rust-sdk & co act on).",
             file=out,
         )
     except SynapseStartupError as e:
