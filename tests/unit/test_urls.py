@@ -1,0 +1,63 @@
+"""Base URL validation: what clients can append /_matrix/client/... to."""
+
+from __future__ import annotations
+
+import pytest
+
+from synapse_base_cs_url.urls import validate_base_url
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        ("https://matrix.example.com", "https://matrix.example.com"),
+        ("https://matrix.example.com/", "https://matrix.example.com"),
+        ("HTTPS://Matrix.Example.COM/", "https://matrix.example.com"),
+        ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+        ("http://[::1]:8008/", "http://[::1]:8008"),
+        ("https://example.com/matrix/", "https://example.com/matrix"),
+        ("https://example.com/Case/Kept", "https://example.com/Case/Kept"),
+    ],
+)
+def test_valid_urls_are_normalised(given: str, normalised: str) -> None:
+    assert validate_base_url(given) == normalised
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (None, "must be a string, not NoneType"),
+        (42, "must be a string, not int"),
+        (["https://x"], "must be a string, not list"),
+        ("", "'' is not a URL (empty or surrounded by whitespace)"),
+        (" https://x", "' https://x' is not a URL (empty or surrounded by whitespace)"),
+        (
+            "matrix.example.com",
+            "'matrix.example.com' is a relative URL; give an absolute http(s) URL",
+        ),
+        ("/_matrix", "'/_matrix' is a relative URL; give an absolute http(s) URL"),
+        ("ftp://x.example", "'ftp://x.example' has scheme 'ftp'; only http and https are allowed"),
+        ("https://", "'https://' has no host"),
+        ("https://u:p@x.example", "'https://u:p@x.example' must not contain credentials"),
+        (
+            "https://x.example/?a=1",
+            "'https://x.example/?a=1' has a query string; a base URL cannot have one",
+        ),
+        (
+            "https://x.example?",
+            "'https://x.example?' has a query string; a base URL cannot have one",
+        ),
+        (
+            "https://x.example/#top",
+            "'https://x.example/#top' has a fragment; a base URL cannot have one",
+        ),
+        (
+            "https://x.example:99999",
+            "'https://x.example:99999' is not a valid URL: Port out of range 0-65535",
+        ),
+    ],
+)
+def test_invalid_urls_say_what_is_wrong(given: object, message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        validate_base_url(given)
+    assert str(e.value) == message
