@@ -11,9 +11,12 @@ from typing import Any
 
 import attr
 
+from synapse_base_cs_url.compute import ComputeHook
+from synapse_base_cs_url.routing import RuleSet, parse_rules
+from synapse_base_cs_url.selection import RESERVED_RULE_NAMES
 from synapse_base_cs_url.urls import validate_base_url
 
-ALLOWED_KEYS = ("base_cs_url", "well_known")
+ALLOWED_KEYS = ("base_cs_url", "well_known", "rules", "compute", "on_register")
 
 
 def check_bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -32,14 +35,45 @@ def check_known_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: st
             )
 
 
+def parse_url_rules(raw: object) -> RuleSet[str]:
+    """``rules``: parsed by the shared routing core, targets validated like ``base_cs_url``."""
+    rules = parse_rules(raw, key="rules", parse_target=validate_base_url, target_key="base_cs_url")
+    # Metrics label responses by rule name; a rule called "default" would be indistinguishable
+    # from the fallback.
+    for index, rule in enumerate(rules):
+        if rule.name in RESERVED_RULE_NAMES:
+            raise ValueError(
+                f"rules[{index}].name: {rule.name!r} is reserved (it names the "
+                f"{'fallback URL' if rule.name == 'default' else 'compute function'} in "
+                f"metrics); choose another name"
+            )
+    return rules
+
+
+def parse_compute(raw: object) -> ComputeHook | None:
+    """``compute``: imported now, so a typo stops startup rather than every login."""
+    if raw is None:
+        return None
+    try:
+        return ComputeHook.from_path(raw)
+    except ValueError as e:
+        raise ValueError(f"compute: {e}") from None
+
+
 @attr.s(auto_attribs=True, frozen=True, slots=True)
 class ModuleConfig:
     """What the admin wrote under ``config:`` for ``synapse_base_cs_url.BaseCsUrlModule``."""
 
-    # The URL to hand out; None means "Synapse's public_baseurl", resolved at startup.
+    # The fallback URL; None means "Synapse's public_baseurl", resolved at startup.
     base_cs_url: str | None = None
     # Also set well_known.m.homeserver.base_url, which is what real clients act on.
     well_known: bool = True
+    # Tried in order after compute; the first match picks the URL.
+    rules: RuleSet[str] = attr.ib(factory=RuleSet)
+    # Admin-supplied function tried before the rules.
+    compute: ComputeHook | None = None
+    # Also amend successful /register responses that log the new user in.
+    on_register: bool = False
 
     @staticmethod
     def from_config(raw: object) -> ModuleConfig:
@@ -57,4 +91,7 @@ class ModuleConfig:
         return ModuleConfig(
             base_cs_url=base_cs_url,
             well_known=check_bool(raw, "well_known", True),
+            rules=parse_url_rules(raw.get("rules")),
+            compute=parse_compute(raw.get("compute")),
+            on_register=check_bool(raw, "on_register", False),
         )

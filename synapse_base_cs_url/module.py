@@ -1,12 +1,14 @@
-"""The Synapse-facing glue: parse the config, check Synapse, install the login hook.
+"""The Synapse-facing glue: parse the config, check Synapse, install the hooks, count.
 
-Everything that decides *which* URL a login gets lives elsewhere (``config``,
+Everything that decides *which* URL a login gets lives elsewhere (``selection``, ``config``,
 ``login_response``); everything that touches Synapse internals lives in
 ``_synapse_internals``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -16,6 +18,16 @@ from synapse.module_api.errors import ConfigError
 from synapse_base_cs_url import _synapse_internals as internals
 from synapse_base_cs_url.config import ModuleConfig
 from synapse_base_cs_url.login_response import with_base_url
+from synapse_base_cs_url.metrics import HOOK_ERROR, ModuleMetrics
+from synapse_base_cs_url.routing import Selection
+from synapse_base_cs_url.selection import (
+    COMPUTE_ERROR,
+    COMPUTE_INVALID,
+    COMPUTE_RULE,
+    DEFAULT_RULE,
+    UrlSelector,
+    context_for,
+)
 from synapse_base_cs_url.urls import validate_base_url
 
 logger = logging.getLogger(__name__)
@@ -35,8 +47,32 @@ class BaseCsUrlModule:
                 f"base_cs_url is not set and Synapse's public_baseurl cannot be used: {e}",
                 ("base_cs_url",),
             ) from None
-        internals.register_response_hook(api, internals.LOGIN, self.amend_response)
-        logger.info("synapse-base-cs-url: login responses get base_cs_url=%s", self._default_url)
+        self._selector = UrlSelector(
+            default_url=self._default_url, rules=config.rules, compute=config.compute
+        )
+        self._metrics = ModuleMetrics(api.server_name)
+        endpoints = [internals.LOGIN]
+        if config.on_register:
+            endpoints.append(internals.REGISTER)
+        rule_names = [DEFAULT_RULE, *(rule.name for rule in config.rules)]
+        if config.compute is not None:
+            rule_names.append(COMPUTE_RULE)
+        reasons = [HOOK_ERROR] + ([COMPUTE_ERROR, COMPUTE_INVALID] if config.compute else [])
+        self._metrics.prepare(endpoints, rule_names, reasons)
+        for endpoint in endpoints:
+            internals.register_response_hook(
+                api,
+                endpoint,
+                self._hook_for(endpoint),
+                on_failure=functools.partial(self._failed_open, endpoint, HOOK_ERROR),
+            )
+        logger.info(
+            "synapse-base-cs-url: %s responses get base_cs_url; fallback %s, %d rule(s)%s",
+            "/".join(endpoints),
+            self._default_url,
+            len(config.rules),
+            f", compute {config.compute.path}" if config.compute else "",
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -45,15 +81,43 @@ class BaseCsUrlModule:
         except ValueError as e:
             raise ConfigError(f"synapse_base_cs_url: {e}") from None
 
-    async def choose_base_url(self, facts: internals.RequestFacts, response: dict[str, Any]) -> str:
-        """The base URL for this login."""
-        return self._default_url
+    async def choose_base_url(
+        self,
+        facts: internals.RequestFacts,
+        response: dict[str, Any],
+        endpoint: str = internals.LOGIN,
+    ) -> Selection[str]:
+        """The base URL for this response, and the name of what chose it."""
+        ctx = context_for(facts.body, facts.client_ip, response)
+        return await self._selector.select(
+            ctx, on_failure=lambda reason: self._failed_open(endpoint, reason)
+        )
 
-    async def amend_response(
-        self, facts: internals.RequestFacts, response: dict[str, Any]
-    ) -> dict[str, Any]:
-        url = await self.choose_base_url(facts, response)
-        return with_base_url(response, url, set_well_known=self._config.well_known)
+    def _hook_for(self, endpoint: str) -> internals.ResponseHook:
+        async def amend_response(
+            facts: internals.RequestFacts, response: dict[str, Any]
+        ) -> dict[str, Any]:
+            selection = await self.choose_base_url(facts, response, endpoint)
+            amended = with_base_url(
+                response, selection.target, set_well_known=self._config.well_known
+            )
+            self._metrics.amended(endpoint, selection.rule_name)
+            logger.debug(
+                "synapse-base-cs-url: %s of %s gets %s (rule %s)",
+                endpoint,
+                response.get("user_id"),
+                selection.target,
+                selection.rule_name,
+            )
+            return amended
+
+        return amend_response
+
+    def _failed_open(self, endpoint: str, reason: str) -> None:
+        # Counting must never be what breaks a login.
+        with contextlib.suppress(Exception):
+            self._metrics.failed_open(endpoint, reason)
 
     def __repr__(self) -> str:
-        return f"BaseCsUrlModule(base_cs_url={self._default_url!r})"
+        rules = len(self._config.rules)
+        return f"BaseCsUrlModule(base_cs_url={self._default_url!r}, rules={rules})"
