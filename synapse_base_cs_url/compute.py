@@ -39,7 +39,7 @@ def resolve(path: object) -> ComputeFunction:
     """
     example = "'mypackage.routing:choose_base_url'"
     if not isinstance(path, str) or not path.strip():
-        shown = "null" if path is None else type(path).__name__
+        shown = "an empty string" if isinstance(path, str) else type(path).__name__
         raise ValueError(f"must be a dotted path such as {example}, not {shown}")
     if path.count(":") > 1:
         raise ValueError(f"{path!r} has more than one ':'; use {example}")
