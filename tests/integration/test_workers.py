@@ -5,9 +5,11 @@ A real Synapse main process and a real generic worker serving the ``client`` res
 servers. Logins through the worker's own listener, and through the main process's, must both
 carry the configured URL, and the worker's own log must show the module loaded there.
 
-Needs PostgreSQL and Redis from Debian's packages (``bash .ci/install-services``) and
-Synapse's ``postgres`` and ``redis`` extras; set SYNAPSE_BASE_CS_URL_SKIP_WORKERS=1 to skip
-instead of failing where they cannot be had.
+Needs PostgreSQL and Redis servers from Debian's packages (``bash .ci/install-services``)
+and Synapse's ``redis`` extra plus psycopg2 (the ``test`` extra). Where the servers are
+missing the tests are skipped, so ``python3 dev.py test`` works on a machine with only
+Python; CI installs them and sets SYNAPSE_BASE_CS_URL_REQUIRE_SERVICES=1, which turns the
+skip into a failure.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tests.support.worker import WorkerDeployment
 pytestmark = pytest.mark.integration
 
 BASE_CS_URL = "https://matrix-cs.example.com"
-SKIP_ENV = "SYNAPSE_BASE_CS_URL_SKIP_WORKERS"
+REQUIRE_ENV = "SYNAPSE_BASE_CS_URL_REQUIRE_SERVICES"
 LOGIN_PATH = "/_matrix/client/v3/login"
 
 
@@ -35,9 +37,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerDeplo
     missing = missing_prerequisites()
     if missing:
         message = "Synapse worker tests need: " + "; ".join(missing) + ". " + INSTALL_HINT
-        if os.environ.get(SKIP_ENV) == "1":
-            pytest.skip(f"{SKIP_ENV}=1: {message}")
-        pytest.fail(message, pytrace=False)
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 and {message}", pytrace=False)
+        pytest.skip(message)
     # A trailing slash in the config: the response must still carry it without one.
     deployment = WorkerDeployment(
         "workers.test",
