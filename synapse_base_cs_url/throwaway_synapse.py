@@ -56,6 +56,16 @@ class HttpResult:
         return f"HttpResult({self.status}, {self.body[:300]!r})"
 
 
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    """Hand 3xx answers back to the caller: tests check redirects, they do not follow them."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
+
+
 def http_request(
     method: str,
     url: str,
@@ -63,13 +73,13 @@ def http_request(
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> HttpResult:
-    """One HTTP request that returns error statuses instead of raising."""
+    """One HTTP request that returns error and redirect statuses instead of raising/following."""
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if isinstance(body, dict):
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _NO_REDIRECTS.open(req, timeout=timeout) as resp:
             return HttpResult(resp.status, resp.headers, resp.read())
     except urllib.error.HTTPError as e:
         return HttpResult(e.code, e.headers, e.read())

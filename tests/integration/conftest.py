@@ -34,15 +34,16 @@ def start_synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSyn
     def start(
         server_name: str,
         modules: Sequence[JsonDict] = (),
-        extra_config: dict[str, Any] | None = None,
+        extra_config: dict[str, Any] | Callable[[SynapseProcess], dict[str, Any]] | None = None,
     ) -> SynapseProcess:
+        """``extra_config`` may be a function of the process (to use its port, say)."""
         proc = SynapseProcess(
             server_name,
             modules=modules,
-            extra_config=extra_config,
             workdir=tmp_path_factory.mktemp(server_name),
             extra_pythonpath=[str(REPO_ROOT)],
         )
+        proc.config.update(extra_config(proc) if callable(extra_config) else extra_config or {})
         started.append(proc)
         STARTED.append(proc)
         return proc.start()
@@ -128,3 +129,80 @@ def control_hs(
 ) -> SynapseProcess:
     """The same Synapse config without the module: what Synapse alone answers."""
     return _start_twin(start_synapse, tmp_path_factory, "control", [])
+
+
+# --- extra listeners (x_forwarded, metrics) and appservices; used by test_computed_urls ---
+
+#: Listener templates by name; each gets its own free port on 127.0.0.1.
+X_FORWARDED_CLIENT_LISTENER: JsonDict = {
+    "type": "http",
+    "tls": False,
+    "x_forwarded": True,
+    "resources": [{"names": ["client"], "compress": False}],
+}
+METRICS_LISTENER: JsonDict = {"type": "metrics"}
+
+StartSynapseWithListeners = Callable[..., tuple[SynapseProcess, dict[str, int]]]
+
+
+@pytest.fixture(scope="session")
+def start_synapse_with_listeners(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[StartSynapseWithListeners]:
+    """Like ``start_synapse``, plus ``listeners`` (name -> listener template) on free ports.
+
+    Returns the process and ``{name: port}``. Templates with ``type: metrics`` also switch
+    on ``enable_metrics``.
+    """
+    from synapse_base_cs_url.throwaway_synapse import free_port
+
+    started: list[SynapseProcess] = []
+
+    def start(
+        server_name: str,
+        modules: Sequence[JsonDict] = (),
+        extra_config: dict[str, Any] | None = None,
+        listeners: dict[str, JsonDict] | None = None,
+    ) -> tuple[SynapseProcess, dict[str, int]]:
+        proc = SynapseProcess(
+            server_name,
+            modules=modules,
+            extra_config=extra_config,
+            workdir=tmp_path_factory.mktemp(server_name),
+            extra_pythonpath=[str(REPO_ROOT)],
+        )
+        ports: dict[str, int] = {}
+        for name, template in (listeners or {}).items():
+            ports[name] = free_port()
+            listener = {**template, "port": ports[name], "bind_addresses": ["127.0.0.1"]}
+            proc.config["listeners"].append(listener)
+            if template.get("type") == "metrics":
+                proc.config["enable_metrics"] = True
+        started.append(proc)
+        STARTED.append(proc)
+        proc.start()
+        return proc, ports
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def appservice_config_file(workdir: Path, server_name: str, user_regex: str) -> Path:
+    """An application service registration (no URL: Synapse never calls it) for ``AS_TOKEN``."""
+    registration = {
+        "id": "bridge",
+        "url": None,
+        "as_token": AS_TOKEN,
+        "hs_token": "hs_token_for_tests",
+        "sender_localpart": "bridgebot",
+        "namespaces": {
+            "users": [{"exclusive": True, "regex": user_regex}],
+            "rooms": [],
+            "aliases": [],
+        },
+        "rate_limited": False,
+    }
+    path = workdir / "appservice.yaml"
+    path.write_text(yaml.safe_dump(registration))
+    return path
