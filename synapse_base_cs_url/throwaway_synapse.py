@@ -85,7 +85,107 @@ def http_request(
         return HttpResult(e.code, e.headers, e.read())
 
 
-class SynapseProcess:
+class LoopbackSynapse:
+    """What every Synapse process here shares: a port on loopback, a work directory with its
+    log files, a command line to run, waiting for ``/versions``, stopping, HTTP helpers.
+
+    ``SynapseProcess`` (a homeserver main process) and the tests' generic worker build on it.
+    """
+
+    server_name: str
+
+    def __init__(
+        self,
+        workdir: Path,
+        log_path: Path,
+        console_path: Path,
+        *,
+        python: str = sys.executable,
+        extra_pythonpath: Sequence[str] = (),
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.log_path = log_path
+        self.console_path = console_path
+        self._python = python
+        self._extra_pythonpath = list(extra_pythonpath)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        """The arguments after ``python``; also writes whatever config they name."""
+        raise NotImplementedError
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        argv = [self._python, *self.command()]
+        env = dict(os.environ)
+        pythonpath = [*self._extra_pythonpath, env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)
+        with self.console_path.open("wb") as console:
+            return subprocess.Popen(
+                argv, stdout=console, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
+            )
+
+    def _start_and_wait(self, timeout: float) -> None:
+        """Start the process and wait until it answers ``/versions``; raise with its log if not."""
+        self._proc = self._spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise SynapseStartupError(self, f"exited with code {self._proc.returncode}")
+            try:
+                if self.get("/_matrix/client/versions", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise SynapseStartupError(self, f"did not answer /versions within {timeout:.0f}s")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def logs(self, max_chars: int = 20000) -> str:
+        """The tail of the process's log and console output, for failure reports."""
+        parts = []
+        for path in (self.console_path, self.log_path):
+            if path.exists():
+                text = path.read_text(errors="replace")
+                parts.append(f"--- {path} ---\n{text[-max_chars:]}")
+        return "\n".join(parts)
+
+    # -- HTTP helpers -------------------------------------------------------------------
+
+    def get(self, path: str, **kwargs: Any) -> HttpResult:
+        return http_request("GET", self.base_url + path, **kwargs)
+
+    def post(self, path: str, body: bytes | JsonDict | None = None, **kwargs: Any) -> HttpResult:
+        return http_request("POST", self.base_url + path, body, **kwargs)
+
+    def password_login(self, user: str, password: str, **extra: Any) -> HttpResult:
+        body: JsonDict = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+            **extra,
+        }
+        return self.post("/_matrix/client/v3/login", body)
+
+
+class SynapseProcess(LoopbackSynapse):
     """One real Synapse homeserver process.
 
     ``modules`` is the ``modules:`` list of homeserver.yaml; ``extra_config`` is merged over
@@ -103,17 +203,17 @@ class SynapseProcess:
         extra_pythonpath: Sequence[str] = (),
     ) -> None:
         self.server_name = server_name
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="throwaway-synapse-"))
+        work = Path(workdir or tempfile.mkdtemp(prefix="throwaway-synapse-"))
+        super().__init__(
+            work,
+            work / "homeserver.log",
+            work / "console.log",
+            python=python,
+            extra_pythonpath=extra_pythonpath,
+        )
         self.registration_shared_secret = hashlib.sha256(os.urandom(16)).hexdigest()
         self.config_path = self.workdir / "homeserver.yaml"
-        self.log_path = self.workdir / "homeserver.log"
-        self.console_path = self.workdir / "console.log"
-        self._python = python
-        self._extra_pythonpath = list(extra_pythonpath)
-        self._proc: subprocess.Popen[bytes] | None = None
         self.config = self._build_config(modules, extra_config or {})
 
     # -- configuration ----------------------------------------------------------------
@@ -193,21 +293,13 @@ class SynapseProcess:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def command(self) -> list[str]:
+        return ["-m", "synapse.app.homeserver", "-c", str(self.write_config())]
+
     def start(self, timeout: float = 60.0) -> SynapseProcess:
         """Start Synapse and wait until it answers ``/versions``; raise with its log if not."""
-        self._proc = self._spawn()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise SynapseStartupError(self, f"exited with code {self._proc.returncode}")
-            try:
-                if self.get("/_matrix/client/versions", timeout=2).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise SynapseStartupError(self, f"did not answer /versions within {timeout:.0f}s")
+        self._start_and_wait(timeout)
+        return self
 
     def start_expecting_failure(self, timeout: float = 60.0) -> int:
         """Start Synapse for a test that expects startup to fail; return its exit code."""
@@ -220,33 +312,6 @@ class SynapseProcess:
                 self, "was expected to fail at startup but kept running"
             ) from None
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        self.write_config()
-        env = dict(os.environ)
-        pythonpath = [*self._extra_pythonpath, env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)
-        with self.console_path.open("wb") as console:
-            return subprocess.Popen(
-                [self._python, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=env,
-            )
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-
     def cleanup(self) -> None:
         self.stop()
         if self._own_workdir:
@@ -257,23 +322,6 @@ class SynapseProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
-
-    def logs(self, max_chars: int = 20000) -> str:
-        """The tail of Synapse's log and console output, for failure reports."""
-        parts = []
-        for path in (self.console_path, self.log_path):
-            if path.exists():
-                text = path.read_text(errors="replace")
-                parts.append(f"--- {self.workdir / path.name} ---\n{text[-max_chars:]}")
-        return "\n".join(parts)
-
-    # -- HTTP helpers -------------------------------------------------------------------
-
-    def get(self, path: str, **kwargs: Any) -> HttpResult:
-        return http_request("GET", self.base_url + path, **kwargs)
-
-    def post(self, path: str, body: bytes | JsonDict | None = None, **kwargs: Any) -> HttpResult:
-        return http_request("POST", self.base_url + path, body, **kwargs)
 
     def register_user(self, localpart: str, password: str, *, admin: bool = False) -> str:
         """Create a user through the shared-secret admin API; return the full user id."""
@@ -298,19 +346,10 @@ class SynapseProcess:
         user_id: str = result.json()["user_id"]
         return user_id
 
-    def password_login(self, user: str, password: str, **extra: Any) -> HttpResult:
-        body: JsonDict = {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user},
-            "password": password,
-            **extra,
-        }
-        return self.post("/_matrix/client/v3/login", body)
-
 
 class SynapseStartupError(RuntimeError):
     """Synapse did not come up; the message carries its log."""
 
-    def __init__(self, synapse: SynapseProcess, problem: str) -> None:
+    def __init__(self, synapse: LoopbackSynapse, problem: str) -> None:
         super().__init__(f"Synapse {synapse.server_name} {problem}\n{synapse.logs()}")
         self.synapse = synapse

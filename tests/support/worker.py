@@ -17,10 +17,7 @@ the shared config plus a worker file with ``worker_app``, ``worker_name``,
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +25,11 @@ from typing import Any
 import yaml
 
 from synapse_base_cs_url.throwaway_synapse import (
-    HttpResult,
     JsonDict,
+    LoopbackSynapse,
     SynapseProcess,
     SynapseStartupError,
     free_port,
-    http_request,
 )
 from tests.support.services import PostgresServer, RedisServer
 
@@ -43,10 +39,6 @@ WORKER_TITLE = "Synapse generic worker"
 
 class DeploymentError(RuntimeError):
     """Some part of the deployment did not start; the message carries the logs."""
-
-
-class WorkerStartupError(RuntimeError):
-    """The worker did not come up; the message carries its log and the main process's."""
 
 
 def add_worker_support(main: SynapseProcess, replication_port: int | None = None) -> int:
@@ -70,7 +62,7 @@ def add_worker_support(main: SynapseProcess, replication_port: int | None = None
     return port
 
 
-class GenericWorker:
+class GenericWorker(LoopbackSynapse):
     """One ``synapse.app.generic_worker`` process sharing ``main``'s homeserver.yaml."""
 
     def __init__(
@@ -82,18 +74,17 @@ class GenericWorker:
         extra_pythonpath: Sequence[str] = (),
         python: str = sys.executable,
     ) -> None:
+        super().__init__(
+            main.workdir,
+            main.workdir / f"{name}.log",
+            main.workdir / f"{name}.console.log",
+            python=python,
+            extra_pythonpath=extra_pythonpath,
+        )
         self.main = main
         self.name = name
         self.server_name = f"{main.server_name} ({name})"
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.workdir = main.workdir
         self.config_path = self.workdir / f"{name}.yaml"
-        self.log_path = self.workdir / f"{name}.log"
-        self.console_path = self.workdir / f"{name}.console.log"
-        self._python = python
-        self._extra_pythonpath = list(extra_pythonpath)
-        self._proc: subprocess.Popen[bytes] | None = None
         self.config: JsonDict = {
             "worker_app": "synapse.app.generic_worker",
             "worker_name": name,
@@ -121,70 +112,17 @@ class GenericWorker:
         path.write_text(yaml.safe_dump(log_config))
         return path
 
-    def start(self, timeout: float = 60.0) -> GenericWorker:
-        """Start the worker (the main process must be up) and wait for its ``/versions``."""
+    def command(self) -> list[str]:
         self.config_path.write_text(yaml.safe_dump(self.config))
-        env = dict(os.environ)
-        pythonpath = [*self._extra_pythonpath, env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)
-        argv = [
-            self._python, "-m", "synapse.app.generic_worker",
+        return [
+            "-m", "synapse.app.generic_worker",
             "-c", str(self.main.config_path), "-c", str(self.config_path),
         ]  # fmt: skip
-        with self.console_path.open("wb") as console:
-            self._proc = subprocess.Popen(
-                argv, stdout=console, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise WorkerStartupError(f"exited with code {self._proc.returncode}\n{self.logs()}")
-            try:
-                if self.get("/_matrix/client/versions", timeout=2).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise WorkerStartupError(f"did not answer /versions within {timeout:.0f}s\n{self.logs()}")
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def logs(self, max_chars: int = 20000) -> str:
-        parts = []
-        for path in (self.console_path, self.log_path):
-            if path.exists():
-                text = path.read_text(errors="replace")
-                parts.append(f"--- {path} ---\n{text[-max_chars:]}")
-        return "\n".join(parts)
-
-    def get(self, path: str, **kwargs: Any) -> HttpResult:
-        return http_request("GET", self.base_url + path, **kwargs)
-
-    def post(self, path: str, body: bytes | JsonDict | None = None, **kwargs: Any) -> HttpResult:
-        return http_request("POST", self.base_url + path, body, **kwargs)
-
-    def password_login(self, user: str, password: str) -> HttpResult:
-        body: JsonDict = {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user},
-            "password": password,
-        }
-        return self.post("/_matrix/client/v3/login", body)
+    def start(self, timeout: float = 60.0) -> GenericWorker:
+        """Start the worker (the main process must be up) and wait for its ``/versions``."""
+        self._start_and_wait(timeout)
+        return self
 
 
 class WorkerDeployment:
@@ -219,10 +157,10 @@ class WorkerDeployment:
         except Exception as e:
             sections = self.log_sections()
             self.cleanup()
-            # Those errors carry their process's log already.
-            if isinstance(e, SynapseStartupError):
+            # A startup error carries its own process's log already.
+            if isinstance(e, SynapseStartupError) and e.synapse is self.main:
                 sections = [s for s in sections if s[0] != MAIN_TITLE]
-            if isinstance(e, WorkerStartupError):
+            if isinstance(e, SynapseStartupError) and e.synapse is self.worker:
                 sections = [s for s in sections if not s[0].startswith(WORKER_TITLE)]
             text = "\n".join(f"===== {title} =====\n{log}" for title, log in sections)
             raise DeploymentError(f"{type(e).__name__}: {e}\n{text}") from e
