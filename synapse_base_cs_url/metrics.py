@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from typing import Any
 
 import attr
 from prometheus_client import Counter
@@ -45,6 +46,10 @@ class ModuleMetrics:
     """The counters as seen by one homeserver."""
 
     server_name: str
+    # (counter index, endpoint, label) -> child: labels() is a locked dict lookup per call.
+    _children: dict[tuple[int, str, str], Any] = attr.ib(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     def prepare(
         self, endpoints: Iterable[str], rule_names: Iterable[str], reasons: Iterable[str]
@@ -59,8 +64,16 @@ class ModuleMetrics:
             for reason in reasons:
                 fail_open.labels(self.server_name, endpoint, reason)
 
+    def _child(self, index: int, endpoint: str, label: str) -> Any:
+        key = (index, endpoint, label)
+        child = self._children.get(key)
+        if child is None:
+            child = _counters()[index].labels(self.server_name, endpoint, label)
+            self._children[key] = child
+        return child
+
     def amended(self, endpoint: str, rule: str) -> None:
-        _counters()[0].labels(self.server_name, endpoint, rule).inc()
+        self._child(0, endpoint, rule).inc()
 
     def failed_open(self, endpoint: str, reason: str) -> None:
-        _counters()[1].labels(self.server_name, endpoint, reason).inc()
+        self._child(1, endpoint, reason).inc()

@@ -50,6 +50,7 @@ class BaseCsUrlModule:
         self._selector = UrlSelector(
             default_url=self._default_url, rules=config.rules, compute=config.compute
         )
+        self._static_selection = Selection(target=self._default_url, rule_name=DEFAULT_RULE)
         self._metrics = ModuleMetrics(api.server_name)
         endpoints = [internals.LOGIN]
         if config.on_register:
@@ -88,6 +89,8 @@ class BaseCsUrlModule:
         endpoint: str = internals.LOGIN,
     ) -> Selection[str]:
         """The base URL for this response, and the name of what chose it."""
+        if self._selector.is_static:  # the common case: skip re-reading the request
+            return self._static_selection
         ctx = context_for(facts.body, facts.client_ip, response)
         return await self._selector.select(
             ctx, on_failure=lambda reason: self._failed_open(endpoint, reason)

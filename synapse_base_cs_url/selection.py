@@ -48,13 +48,14 @@ def context_for(
     so they win: rules and hash pools then see the canonical user whatever was typed.
     """
     ctx = LoginContext.from_login_body(body or {}, client_ip=client_ip)
+    canonical: dict[str, str | None] = {}
     user_id = response.get("user_id")
     if isinstance(user_id, str) and user_id:
-        ctx = attr.evolve(ctx, user_id=user_id, localpart=localpart_of(user_id))
+        canonical.update(user_id=user_id, localpart=localpart_of(user_id))
     device_id = response.get("device_id")
     if isinstance(device_id, str) and device_id:
-        ctx = attr.evolve(ctx, device_id=device_id)
-    return ctx
+        canonical["device_id"] = device_id
+    return attr.evolve(ctx, **canonical) if canonical else ctx
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
@@ -65,6 +66,11 @@ class UrlSelector:
     default_url: str
     rules: RuleSet[str] = attr.ib(factory=RuleSet)
     compute: ComputeHook | None = None
+
+    @property
+    def is_static(self) -> bool:
+        """True when every login gets ``default_url``, so no context need be built."""
+        return self.compute is None and not self.rules
 
     async def select(
         self, ctx: LoginContext, on_failure: FailureCallback = _ignore

@@ -52,6 +52,12 @@ class TestOrder:
     def test_fallback_when_nothing_else(self) -> None:
         assert select(selector({}), user("a")) == Selection(FALLBACK, "default")
 
+    def test_static_only_without_rules_and_compute(self) -> None:
+        # The module skips building a context for static selectors.
+        assert selector({"base_cs_url": A}).is_static
+        assert not selector({"rules": [{"base_cs_url": A}]}).is_static
+        assert not selector({"compute": "tests.support.compute_functions:sync_url"}).is_static
+
     def test_configured_base_cs_url_is_the_fallback(self) -> None:
         sel = selector({"base_cs_url": "https://Configured.example.com/"})
         assert select(sel, user("a")) == Selection("https://configured.example.com", "default")
