@@ -89,7 +89,7 @@ class BaseCsUrlModule:
         endpoint: str = internals.LOGIN,
     ) -> Selection[str]:
         """The base URL for this response, and the name of what chose it."""
-        if self._selector.is_static:  # the common case: skip re-reading the request
+        if self._selector.is_static:  # the common case: no facts to look at
             return self._static_selection
         ctx = context_for(facts.body, facts.client_ip, response)
         return await self._selector.select(
@@ -104,7 +104,8 @@ class BaseCsUrlModule:
             amended = with_base_url(
                 response, selection.target, set_well_known=self._config.well_known
             )
-            self._metrics.amended(endpoint, selection.rule_name)
+            with contextlib.suppress(Exception):  # never lose a ready response to counting
+                self._metrics.amended(endpoint, selection.rule_name)
             logger.debug(
                 "synapse-base-cs-url: %s of %s gets %s (rule %s)",
                 endpoint,
