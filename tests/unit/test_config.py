@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synapse.module_api.errors import ConfigError
 
 from synapse_base_cs_url.config import ModuleConfig
@@ -356,3 +359,61 @@ def test_synapse_gets_a_config_error_naming_the_module(raw: Any, message: str) -
     assert str(info.value) == f"synapse_base_cs_url: {message}"
     # No chained ValueError: Synapse prints the message, not a traceback of our parser.
     assert info.value.__cause__ is None
+
+
+# --- any YAML at all: a ValueError naming the key, never a crash -----------------------------
+
+YAML_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        [A, "10.0.0.0/8", "hash", "round_robin", "m.login.password", ".*", "(", "compute"]
+    ),
+)
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.one_of(
+                st.sampled_from(
+                    ["name", "match", "base_cs_url", "pool", "strategy", "user_id", "client_ip"]
+                ),
+                st.text(max_size=10),
+            ),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+KEYS = ("base_cs_url", "well_known", "rules", "on_register", "unknown")
+# Random strings as compute paths would import random modules; use known ones and non-strings.
+COMPUTE_VALUES = st.one_of(
+    YAML_VALUES.filter(lambda v: not isinstance(v, str)),
+    st.sampled_from([f"{SUPPORT}:sync_url", f"{SUPPORT}:NOT_CALLABLE", "no_such_pkg_x:f", "x"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(KEYS), YAML_VALUES, max_size=3),
+    st.none() | COMPUTE_VALUES,
+)
+def test_any_value_is_accepted_or_rejected_with_the_key_named(
+    raw: dict[str, Any], compute: object
+) -> None:
+    if compute is not None:
+        raw["compute"] = compute
+    try:
+        ModuleConfig.from_config(raw)
+    except ValueError as e:
+        message = str(e)
+        if message.startswith("unknown key "):
+            assert "unknown" in raw
+        else:
+            key = re.match(r"[a-z_]+", message)
+            assert key is not None and key.group() in raw, message
