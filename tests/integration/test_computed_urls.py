@@ -15,6 +15,7 @@ from tests.integration.conftest import (
     AS_TOKEN,
     METRICS_LISTENER,
     PASSWORD,
+    REPO_ROOT,
     X_FORWARDED_CLIENT_LISTENER,
     StartSynapseWithListeners,
     appservice_config_file,
@@ -375,3 +376,40 @@ def test_hook_failure_counted_as_fail_open(
     assert counter(samples, "fail_open", **labels, reason="hook_error") == 2
     assert counter(samples, "responses", **labels, rule="default") == 0
     hs.stop()
+
+
+# --- startup ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"compute": "tests.support.compute_functions:no_such_function"},
+            "synapse_base_cs_url: compute: 'tests.support.compute_functions:no_such_function': "
+            "module 'tests.support.compute_functions' has no attribute 'no_such_function'",
+        ),
+        (
+            {"compute": "tests.support.compute_import_error:choose"},
+            "RuntimeError: this module is broken on purpose",
+        ),
+        (
+            {"rules": [{"name": "default", "base_cs_url": EU}]},
+            "synapse_base_cs_url: rules[0].name: 'default' is reserved",
+        ),
+        ({"on_register": "yes"}, "synapse_base_cs_url: on_register: must be true or false"),
+    ],
+)
+def test_bad_rules_or_compute_stop_synapse_at_startup(
+    tmp_path: Any, config: JsonDict, expected: str
+) -> None:
+    hs = SynapseProcess(
+        "broken.test",
+        modules=[module_entry(**config)],
+        workdir=tmp_path,
+        extra_pythonpath=[str(REPO_ROOT)],
+    )
+    assert hs.start_expecting_failure() != 0
+    output = hs.console_path.read_text()
+    assert "Error in configuration" in output
+    assert expected in output
