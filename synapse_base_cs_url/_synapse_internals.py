@@ -45,14 +45,38 @@ REGISTER = "register"
 _WRAPPED_MARKER = "__synapse_base_cs_url_original__"
 
 
-@attr.s(auto_attribs=True, frozen=True, slots=True)
 class RequestFacts:
-    """What the module may use of the HTTP request behind a successful login."""
+    """What the module may use of the HTTP request behind a successful login.
 
-    # The client IP as Synapse records it (X-Forwarded-For honoured on x_forwarded listeners).
-    client_ip: str | None
-    # The JSON body the client sent, or None if it cannot be re-read.
-    body: JsonDict | None
+    Read from the request on first use only: a static ``base_cs_url`` needs neither, so its
+    logins do not pay for re-parsing the body.
+    """
+
+    def __init__(
+        self, client_ip: str | None = None, body: JsonDict | None = None, *, request: Any = None
+    ) -> None:
+        self._request = request
+        if request is None:
+            self.__dict__.update(client_ip=client_ip, body=body)
+
+    @functools.cached_property
+    def client_ip(self) -> str | None:
+        """The client IP as Synapse records it (X-Forwarded-For on x_forwarded listeners)."""
+        try:
+            host: str = self._request.getClientAddress().host
+        except Exception:
+            return None
+        return host
+
+    @functools.cached_property
+    def body(self) -> JsonDict | None:
+        """The JSON body the client sent, or None if it cannot be re-read."""
+        try:
+            self._request.content.seek(0)
+            parsed = json.loads(self._request.content.read())
+        except Exception:
+            return None
+        return parsed if isinstance(parsed, dict) else None
 
 
 ResponseHook = Callable[[RequestFacts, JsonDict], Awaitable[JsonDict]]
@@ -196,17 +220,5 @@ def _install_wrapper(cls: type, endpoint: str) -> None:
 
 
 def request_facts(request: Any) -> RequestFacts:
-    """Client IP and JSON body of a request Synapse has already parsed."""
-    client_ip: str | None
-    try:
-        client_ip = request.getClientAddress().host
-    except Exception:
-        client_ip = None
-    body: JsonDict | None = None
-    try:
-        request.content.seek(0)
-        parsed = json.loads(request.content.read())
-        body = parsed if isinstance(parsed, dict) else None
-    except Exception:
-        body = None
-    return RequestFacts(client_ip=client_ip, body=body)
+    """Client IP and JSON body of a request Synapse has already parsed, read when needed."""
+    return RequestFacts(request=request)
