@@ -55,21 +55,7 @@ def start_synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSyn
 
 def every_login_type_config(workdir: Path, server_name: str) -> JsonDict:
     """Config enabling every login type the tests exercise; identical for module and twin."""
-    registration = {
-        "id": "bridge",
-        "url": None,
-        "as_token": AS_TOKEN,
-        "hs_token": "hs_token_for_tests",
-        "sender_localpart": "bridgebot",
-        "namespaces": {
-            "users": [{"exclusive": True, "regex": f"@bridge_.*:{server_name}"}],
-            "rooms": [],
-            "aliases": [],
-        },
-        "rate_limited": False,
-    }
-    as_file = workdir / "appservice.yaml"
-    as_file.write_text(yaml.safe_dump(registration))
+    as_file = appservice_config_file(workdir, server_name, f"@bridge_.*:{server_name}")
     return {
         "public_baseurl": "https://public.example.com/",
         "default_identity_server": "https://identity.example.com",
