@@ -6,6 +6,8 @@ import logging
 import sys
 from typing import Any
 
+from twisted.internet import defer
+
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -35,7 +37,9 @@ def build_portal(config: PortalConfig, reactor: Any) -> tuple[PortalSite, Upstre
 def listen(config: PortalConfig, reactor: Any) -> Any:
     site, upstream = build_portal(config, reactor)
     port: Any = reactor.listenTCP(config.listen.port, site, interface=config.listen.host)
-    reactor.addSystemEventTrigger("before", "shutdown", upstream.close)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: defer.ensureDeferred(upstream.close())
+    )
     address: Any = port.getHost()
     logger.info(
         "portal listening on http://%s:%s (mode=%s, homeservers: %s; default %s)",

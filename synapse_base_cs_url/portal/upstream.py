@@ -111,7 +111,11 @@ class Upstream:
                 response: IResponse = await self._agent.request(
                     method, url, Headers(dict(header_list)), producer
                 )
-            except ResponseNeverReceived:
+            except ResponseNeverReceived as e:
+                if _cancelled(e):
+                    # Our own timeout (or the client leaving). Re-trying would outlive it;
+                    # a plain CancelledError lets addTimeout report it as a timeout.
+                    raise defer.CancelledError() from None
                 # Almost always a kept-alive connection the homeserver closed just as we
                 # re-used it. One retry keeps that race from failing a login; at worst a
                 # login that did reach the homeserver is repeated (one extra device).
@@ -119,12 +123,21 @@ class Upstream:
                     raise
                 logger.debug("retrying %s on %s after a stale connection", method, homeserver.name)
                 continue
-            content: bytes = await readBody(response)
+            try:
+                content: bytes = await readBody(response)
+            except ResponseFailed as e:
+                if _cancelled(e):
+                    raise defer.CancelledError() from None
+                raise
             return UpstreamResponse(response.code, response.headers, content)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
         await self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+
+
+def _cancelled(e: BaseException) -> bool:
+    return any(r.check(defer.CancelledError) for r in getattr(e, "reasons", ()))
 
 
 def _describe(e: BaseException) -> str:
