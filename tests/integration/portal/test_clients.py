@@ -25,13 +25,14 @@ from tests.support.portal_process import PortalProcess
 pytestmark = pytest.mark.integration
 
 MODES = ("redirect", "proxy", "auto")
+Case = tuple[str, str, str]
 # (what the user types, homeserver the routes pick, the user id it must end up as)
 USERS = [
-    pytest.param("alice", "hs1", "@alice:hs1.test", id="bare-localpart-default"),
-    pytest.param("@bob:hs1.test", "hs1", "@bob:hs1.test", id="full-id-default"),
-    pytest.param("@h2_carol:hs2.test", "hs2", "@h2_carol:hs2.test", id="full-id-route"),
-    pytest.param("h2_carol", "hs2", "@h2_carol:hs2.test", id="localpart-route"),
-    pytest.param("@dave:hs2.test", "hs2", "@dave:hs2.test", id="full-id-route-2"),
+    pytest.param(("alice", "hs1", "@alice:hs1.test"), id="bare-localpart-default"),
+    pytest.param(("@bob:hs1.test", "hs1", "@bob:hs1.test"), id="full-id-default"),
+    pytest.param(("@h2_carol:hs2.test", "hs2", "@h2_carol:hs2.test"), id="full-id-route"),
+    pytest.param(("h2_carol", "hs2", "@h2_carol:hs2.test"), id="localpart-route"),
+    pytest.param(("@dave:hs2.test", "hs2", "@dave:hs2.test"), id="full-id-route-2"),
 ]
 OTHER = {"hs1": "hs2", "hs2": "hs1"}
 
@@ -51,15 +52,11 @@ def portal_login_url(portal: PortalProcess, version: str = "v3") -> str:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(("user", "hs_name", "user_id"), USERS)
+@pytest.mark.parametrize("case", USERS)
 def test_requests(
-    portals: dict[str, PortalProcess],
-    homeservers: Homeservers,
-    mode: str,
-    user: str,
-    hs_name: str,
-    user_id: str,
+    portals: dict[str, PortalProcess], homeservers: Homeservers, mode: str, case: Case
 ) -> None:
+    user, hs_name, user_id = case
     result = session_from().post(portal_login_url(portals[mode]), json=password_body(user))
     assert result.status_code == 200, result.text
     body = result.json()
@@ -71,15 +68,12 @@ def test_requests(
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(("user", "hs_name", "user_id"), USERS[::2])
+@pytest.mark.parametrize("case", USERS[::2])
 def test_matrix_nio(
-    portals: dict[str, PortalProcess],
-    homeservers: Homeservers,
-    mode: str,
-    user: str,
-    hs_name: str,
-    user_id: str,
+    portals: dict[str, PortalProcess], homeservers: Homeservers, mode: str, case: Case
 ) -> None:
+    user, hs_name, user_id = case
+
     async def login() -> Any:
         client = AsyncClient(portals[mode].url, user, device_id=new_device())
         client.client_session = aiohttp.ClientSession(
@@ -101,18 +95,14 @@ def test_matrix_nio(
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(("user", "hs_name", "user_id"), USERS[1::2])
+@pytest.mark.parametrize("case", USERS[1::2])
 def test_mautrix_follows_well_known(
-    portals: dict[str, PortalProcess],
-    homeservers: Homeservers,
-    mode: str,
-    user: str,
-    hs_name: str,
-    user_id: str,
+    portals: dict[str, PortalProcess], homeservers: Homeservers, mode: str, case: Case
 ) -> None:
     """mautrix switches to the login's ``well_known`` (what ``update_hs_url=True`` is for; in
     mautrix 0.21 that option stores a ``str`` where a ``yarl.URL`` is needed, so the switch is
     done here the same way): its next request (whoami) goes to the chosen homeserver."""
+    user, hs_name, user_id = case
 
     async def login_and_whoami() -> tuple[str, str, str]:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(CLIENT_IP, 0)))

@@ -130,14 +130,9 @@ def test_metrics_count_logins_by_homeserver_mode_and_status(
         headers={"User-Agent": "Dart/3.5 (dart:io)"},
     )
     text = requests.get(f"{portal.url}/metrics", timeout=30).text
-    assert re.search(
-        r'synapse_base_cs_url_portal_logins_total\{homeserver="hs2",mode="redirect",status="307"\} [1-9]',
-        text,
-    )
-    assert re.search(
-        r'synapse_base_cs_url_portal_logins_total\{homeserver="hs1",mode="proxy",status="200"\} [1-9]',
-        text,
-    )
+    logins = "synapse_base_cs_url_portal_logins_total"
+    assert re.search(logins + r'\{homeserver="hs2",mode="redirect",status="307"\} [1-9]', text)
+    assert re.search(logins + r'\{homeserver="hs1",mode="proxy",status="200"\} [1-9]', text)
     assert (
         'synapse_base_cs_url_portal_login_duration_seconds_bucket{le="0.005",mode="redirect"}'
         in text

@@ -68,7 +68,8 @@ def assert_error(result: requests.Response, status: int, errcode: str, *words: s
             "user",
         ),
         (
-            b'{"type": "m.login.password", "identifier": {"type": "m.id.thirdparty", "medium": "email"}}',
+            b'{"type": "m.login.password", '
+            b'"identifier": {"type": "m.id.thirdparty", "medium": "email"}}',
             "M_BAD_JSON",
             "address",
         ),
