@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery
+from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.server import PortalResource, PortalSite, build_site
 from synapse_base_cs_url.portal.upstream import Upstream
@@ -52,20 +52,12 @@ def listen(config: PortalConfig, reactor: Any) -> Any:
     return port
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def run_portal(config: PortalConfig) -> int:
     """Serve until SIGINT/SIGTERM; return the exit status."""
     from twisted.internet import reactor as _reactor
 
     reactor: Any = _reactor
-    configure_logging()
+    configure_logging(reactor)
     try:
         listen(config, reactor)
     except Exception as e:  # e.g. CannotListenError: address in use

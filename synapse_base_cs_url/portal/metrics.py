@@ -35,10 +35,20 @@ class PortalMetrics:
             ("errcode", "status"),
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
-        self.logins.labels(homeserver, mode, str(status)).inc()
-        self.login_latency.labels(mode).observe(seconds)
+        # labels() looks the child up (and validates) on every call; keep them at hand.
+        key = (homeserver, mode, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.logins.labels(homeserver, mode, str(status)),
+                self.login_latency.labels(mode),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def reject(self, errcode: str, status: int) -> None:
         self.rejected.labels(errcode, str(status)).inc()
