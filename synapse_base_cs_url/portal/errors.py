@@ -58,6 +58,14 @@ def timed_out(homeserver: str, seconds: float) -> MatrixError:
     )
 
 
+def connect_timed_out(homeserver: str, seconds: float) -> MatrixError:
+    return MatrixError(
+        504,
+        HOMESERVER_TIMEOUT,
+        f"Homeserver {homeserver!r} did not accept a connection within {seconds:g}s",
+    )
+
+
 def bad_gateway(homeserver: str, detail: str) -> MatrixError:
     return MatrixError(
         502, HOMESERVER_UNREACHABLE, f"Homeserver {homeserver!r} sent an invalid answer: {detail}"

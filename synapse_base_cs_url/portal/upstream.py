@@ -1,8 +1,9 @@
 """HTTP requests from the portal to its homeservers, with connect and total timeouts.
 
 Every failure becomes a :class:`~synapse_base_cs_url.portal.errors.MatrixError` naming the
-homeserver: 502 when it cannot be reached or breaks the connection, 504 when it is too slow.
-Connections are kept alive and re-used, so a proxied login costs one round trip.
+homeserver: 502 when it cannot be reached, breaks the connection or answers nonsense, 504
+when it is too slow. Connections are kept alive and re-used (see ``http1_client``), so a
+proxied login costs one round trip.
 """
 
 from __future__ import annotations
@@ -11,65 +12,31 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import attr
 from twisted.internet import defer, error
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    ResponseFailed,
-    ResponseNeverReceived,
-    readBody,
-)
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer, IResponse
-from zope.interface import implementer  # type: ignore[import-untyped]
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, Timeouts
+from synapse_base_cs_url.portal.http1_client import (
+    ConnectionPool,
+    Origin,
+    UpstreamClosed,
+    UpstreamProtocolError,
+    UpstreamResponse,
+)
 
 logger = logging.getLogger(__name__)
 
-
-@attr.s(auto_attribs=True, frozen=True, slots=True)
-class UpstreamResponse:
-    status: int
-    headers: Headers
-    body: bytes
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """Send a body that is already in memory, in one write."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
-        consumer.write(self._body)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
+__all__ = ["Upstream", "UpstreamResponse"]
 
 
 class Upstream:
-    """One agent (and connection pool) for every homeserver."""
+    """One connection pool for every homeserver."""
 
     def __init__(self, reactor: Any, timeouts: Timeouts) -> None:
         self._reactor = reactor
         self._timeouts = timeouts
-        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
-        self._pool.maxPersistentPerHost = 32
-        # Close idle connections well before a homeserver (or a proxy in between) would.
-        self._pool.cachedConnectionTimeout = 30
-        self._agent = Agent(reactor, connectTimeout=timeouts.connect, pool=self._pool)  # type: ignore[no-untyped-call]
+        self._pool = ConnectionPool(reactor, connect_timeout=timeouts.connect)
+        self._origins: dict[str, Origin] = {}
 
     async def request(
         self,
@@ -80,69 +47,47 @@ class Upstream:
         body: bytes | None = None,
     ) -> UpstreamResponse:
         """``method`` ``proxy_url + path_and_query`` on ``homeserver``; never hangs."""
-        url = homeserver.proxy_url.encode() + path_and_query
-        d = defer.ensureDeferred(self._exchange(homeserver, method, url, headers, body))
-        d.addTimeout(self._timeouts.total, self._reactor)
+        origin = self._origins.get(homeserver.proxy_url)
+        if origin is None:
+            origin = self._origins[homeserver.proxy_url] = Origin.from_url(homeserver.proxy_url)
+        d = defer.ensureDeferred(self._pool.request(origin, method, path_and_query, headers, body))
+        timed_out = False
+
+        def on_timeout() -> None:
+            nonlocal timed_out
+            timed_out = True
+            d.cancel()
+
+        timer = self._reactor.callLater(self._timeouts.total, on_timeout)
         try:
             return await d
-        except defer.TimeoutError:
-            raise errors.timed_out(homeserver.name, self._timeouts.total) from None
-        except error.TimeoutError:
-            raise errors.timed_out(homeserver.name, self._timeouts.connect) from None
-        except (error.ConnectError, error.DNSLookupError) as e:
-            raise errors.unreachable(homeserver.name, _describe(e)) from None
-        except (ResponseFailed, ResponseNeverReceived) as e:
-            raise errors.unreachable(
-                homeserver.name, f"connection closed before a full answer ({_describe(e)})"
-            ) from None
-
-    async def _exchange(
-        self,
-        homeserver: Homeserver,
-        method: bytes,
-        url: bytes,
-        headers: Iterable[tuple[bytes, list[bytes]]],
-        body: bytes | None,
-    ) -> UpstreamResponse:
-        header_list = list(headers)
-        for attempt in (1, 2):
-            producer: Any = BytesProducer(body) if body is not None else None
-            try:
-                response: IResponse = await self._agent.request(
-                    method, url, Headers(dict(header_list)), producer
-                )
-            except ResponseNeverReceived as e:
-                if _cancelled(e):
-                    # Our own timeout (or the client leaving). Re-trying would outlive it;
-                    # a plain CancelledError lets addTimeout report it as a timeout.
-                    raise defer.CancelledError() from None
-                # Almost always a kept-alive connection the homeserver closed just as we
-                # re-used it. One retry keeps that race from failing a login; at worst a
-                # login that did reach the homeserver is repeated (one extra device).
-                if attempt == 2:
-                    raise
-                logger.debug("retrying %s on %s after a stale connection", method, homeserver.name)
-                continue
-            try:
-                content: bytes = await readBody(response)
-            except ResponseFailed as e:
-                if _cancelled(e):
-                    raise defer.CancelledError() from None
-                raise
-            return UpstreamResponse(response.code, response.headers, content)
-        raise AssertionError("unreachable")
+        except Exception as e:
+            if timed_out:
+                raise errors.timed_out(homeserver.name, self._timeouts.total) from None
+            raise _as_matrix_error(homeserver, e, self._timeouts.connect) from None
+        finally:
+            if timer.active():
+                timer.cancel()
 
     async def close(self) -> None:
-        await self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        self._pool.close()
 
 
-def _cancelled(e: BaseException) -> bool:
-    return any(r.check(defer.CancelledError) for r in getattr(e, "reasons", ()))
+def _as_matrix_error(homeserver: Homeserver, e: Exception, connect_timeout: float) -> Exception:
+    if isinstance(e, defer.CancelledError):
+        return e  # the client went away; nobody to answer
+    if isinstance(e, error.TimeoutError):
+        return errors.connect_timed_out(homeserver.name, connect_timeout)
+    if isinstance(e, (error.ConnectError, error.DNSLookupError)):
+        return errors.unreachable(homeserver.name, _describe(e))
+    if isinstance(e, UpstreamClosed):
+        return errors.unreachable(homeserver.name, str(e))
+    if isinstance(e, UpstreamProtocolError):
+        return errors.bad_gateway(homeserver.name, str(e))
+    logger.warning("unexpected error talking to %s: %r", homeserver.name, e)
+    return errors.unreachable(homeserver.name, _describe(e))
 
 
 def _describe(e: BaseException) -> str:
-    reasons = getattr(e, "reasons", None)
-    if reasons:
-        return "; ".join(_describe(r.value) for r in reasons)
     text = str(e).strip()
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
