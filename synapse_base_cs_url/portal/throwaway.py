@@ -21,7 +21,7 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 class PortalProcess:
-    """``config`` is portal.yaml without ``listen`` (a free port on ``host`` is added)."""
+    """``config`` is portal.yaml; ``listen`` gets ``host`` and a free port."""
 
     def __init__(
         self,
@@ -35,7 +35,9 @@ class PortalProcess:
         self.port = free_port(host)
         self.host = host
         self.url = f"http://{host}:{self.port}"
-        self.config = {"listen": {"host": host, "port": self.port}, **config}
+        # Extra listen settings (e.g. x_forwarded) are kept; host and port are ours.
+        listen = {**config.get("listen", {}), "host": host, "port": self.port}
+        self.config = {**config, "listen": listen}
         self.workdir = workdir
         self.config_path = workdir / "portal.yaml"
         self.log_path = workdir / "portal.log"

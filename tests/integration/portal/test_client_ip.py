@@ -9,6 +9,8 @@ the difference is visible at all.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.integration.portal.conftest import (
@@ -17,6 +19,7 @@ from tests.integration.portal.conftest import (
     Homeservers,
     new_device,
     password_body,
+    portal_config,
     session_from,
 )
 from tests.support.portal_process import PortalProcess
@@ -71,3 +74,17 @@ def test_redirect_mode_the_client_talks_to_the_homeserver_itself(
     hs_name = "hs2" if user.startswith("h2_") else "hs1"
     device_id = login(portals["redirect"], user)
     assert recorded_ips(homeservers, hs_name, device_id) == [CLIENT_IP]
+
+
+def test_portal_behind_a_trusted_reverse_proxy_passes_its_client_on(
+    homeservers: Homeservers, start_portal: Any
+) -> None:
+    """``listen.x_forwarded: true`` (the portal behind a TLS-terminating proxy): the portal
+    takes the client from the proxy's X-Forwarded-For and hands it on to hs2."""
+    named = {"hs1": homeservers.hs1, "hs2": homeservers.hs2, "plain": homeservers.plain}
+    portal = start_portal(
+        "behind-proxy",
+        portal_config(named, mode="proxy", listen={"host": "127.0.0.1", "x_forwarded": True}),
+    )
+    device_id = login(portal, "h2_carol", **{"X-Forwarded-For": "198.51.100.7"})
+    assert recorded_ips(homeservers, "hs2", device_id) == ["198.51.100.7"]
