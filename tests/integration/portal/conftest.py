@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
@@ -229,4 +230,28 @@ class HangingServer:
         self._thread.join(2)
         for conn in self._held:
             conn.close()
+        self._sock.close()
+
+
+class UnacceptingServer:
+    """A listening socket whose accept queue is full, so new connections never complete:
+    a homeserver that cannot be connected to in time."""
+
+    def __init__(self, fill: int = 4) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(0)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._fillers: list[socket.socket] = []
+        for _ in range(fill):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # completes in the background
+                filler.connect(("127.0.0.1", self.port))
+            self._fillers.append(filler)
+
+    def close(self) -> None:
+        for filler in self._fillers:
+            filler.close()
         self._sock.close()

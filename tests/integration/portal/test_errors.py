@@ -16,6 +16,7 @@ from tests.integration.conftest import PASSWORD, REPO_ROOT
 from tests.integration.portal.conftest import (
     HangingServer,
     Homeservers,
+    UnacceptingServer,
     password_body,
     portal_config,
     start_all,
@@ -136,6 +137,7 @@ class Troubled:
     portal: PortalProcess
     doomed: SynapseProcess
     hanging: HangingServer
+    unaccepting: UnacceptingServer
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +151,7 @@ def troubled(
     start_all([doomed])
     doomed.register_user("doomed_frank", PASSWORD)
     hanging = HangingServer()
+    unaccepting = UnacceptingServer()
     config = portal_config(
         {"hs1": homeservers.hs1},
         mode="proxy",
@@ -158,15 +161,18 @@ def troubled(
         routes=[
             {"name": "doomed-users", "match": {"localpart": "doomed_.*"}, "homeserver": "doomed"},
             {"name": "hanging-users", "match": {"localpart": "hang_.*"}, "homeserver": "hang"},
+            {"name": "full-users", "match": {"localpart": "full_.*"}, "homeserver": "full"},
         ],
     )
     config["homeservers"]["doomed"] = {"base_url": doomed.base_url}
     config["homeservers"]["hang"] = {"base_url": hanging.url}
+    config["homeservers"]["full"] = {"base_url": unaccepting.url}
     try:
-        yield Troubled(start_portal("troubled", config), doomed, hanging)
+        yield Troubled(start_portal("troubled", config), doomed, hanging, unaccepting)
     finally:
         doomed.stop()
         hanging.close()
+        unaccepting.close()
 
 
 def test_configured_body_limit(troubled: Troubled) -> None:
@@ -193,6 +199,22 @@ def test_hanging_homeserver_is_504_naming_it(troubled: Troubled) -> None:
     elapsed = time.monotonic() - started
     assert_error(result, 504, "M_UNKNOWN", "'hang'", f"{TOTAL_TIMEOUT:g}s")
     assert TOTAL_TIMEOUT <= elapsed < TOTAL_TIMEOUT + 2
+
+
+def test_homeserver_not_accepting_connections_is_504_after_the_connect_timeout(
+    troubled: Troubled,
+) -> None:
+    started = time.monotonic()
+    result = post_login(troubled.portal, json=password_body("full_hank"))
+    elapsed = time.monotonic() - started
+    assert_error(
+        result,
+        504,
+        "M_UNKNOWN",
+        "'full'",
+        f"did not accept a connection within {CONNECT_TIMEOUT:g}s",
+    )
+    assert CONNECT_TIMEOUT <= elapsed < TOTAL_TIMEOUT
 
 
 def test_discovery_leaves_out_homeservers_that_fail(
