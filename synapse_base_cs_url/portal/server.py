@@ -125,7 +125,7 @@ class PortalResource(Resource):
             elif method in (b"GET", b"HEAD"):
                 self._later(request, self._discovery.login_flows(path))
             else:
-                raise errors.method_not_allowed(method.decode(), path.decode())
+                raise errors.method_not_allowed(method.decode("ascii", "replace"), path.decode())
         elif path == VERSIONS_PATH and method in (b"GET", b"HEAD"):
             self._later(request, self._discovery.versions(path))
         elif path == WELL_KNOWN_PATH and method in (b"GET", b"HEAD"):
@@ -207,6 +207,10 @@ class PortalResource(Resource):
             respond_error(request, e)
             self._log_login(decision, Mode.PROXY, e.status, started, e.message)
             return
+        except defer.CancelledError:
+            # 499 as nginx logs it: the client closed the connection before the answer.
+            self._log_login(decision, Mode.PROXY, 499, started, "client closed the connection")
+            raise
         for name, values in relay_headers(response.headers):
             request.responseHeaders.setRawHeaders(name, values)
         body = amend_login_body(response.status, response.body, hs.base_url)
@@ -231,7 +235,7 @@ class PortalResource(Resource):
 
 def _describe_request(request: Request) -> str:
     # The path only: the query string could carry an access token.
-    return f"{request.method.decode()} {request.path.decode('utf-8', 'replace')}"
+    return f"{request.method.decode('ascii', 'replace')} {request.path.decode('utf-8', 'replace')}"
 
 
 def build_site(resource: PortalResource, max_body_size: int) -> PortalSite:

@@ -217,6 +217,23 @@ def test_homeserver_not_accepting_connections_is_504_after_the_connect_timeout(
     assert CONNECT_TIMEOUT <= elapsed < TOTAL_TIMEOUT
 
 
+def test_client_leaving_mid_proxy_is_logged_and_harmless(troubled: Troubled) -> None:
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(
+            f"{troubled.portal.url}/_matrix/client/v3/login",
+            json=password_body("hang_ivy"),
+            timeout=0.3,
+        )
+    deadline = time.monotonic() + 5
+    while "status=499" not in troubled.portal.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (
+        "login route=hanging-users homeserver=hang mode=proxy status=499" in troubled.portal.logs()
+    )
+    assert requests.get(f"{troubled.portal.url}/health", timeout=5).status_code == 200
+    assert "Traceback" not in troubled.portal.logs()
+
+
 def test_discovery_leaves_out_homeservers_that_fail(
     troubled: Troubled, homeservers: Homeservers
 ) -> None:
