@@ -1,0 +1,323 @@
+"""The portal's configuration (``portal.yaml``), parsed once at startup.
+
+:meth:`PortalConfig.from_config` raises ``ValueError`` whose message starts with the path of
+the offending key (``homeservers.hs2.proxy_url: ...``), so ``synapse-base-cs-url portal``
+can print it and exit without a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import attr
+import yaml
+
+from synapse_base_cs_url.routing import RuleSet, parse_rules
+from synapse_base_cs_url.routing._config import strings, type_name
+from synapse_base_cs_url.urls import validate_base_url
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY_SIZE = 64 * 1024
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_TOTAL_TIMEOUT = 30.0
+DEFAULT_DISCOVERY_TTL = 10.0
+#: ``dart:io``'s HttpClient sends ``Dart/<version> (dart:io)`` and does not follow a 307 on POST.
+DEFAULT_PROXY_USER_AGENTS = ("Dart/",)
+
+TOP_LEVEL_KEYS = (
+    "listen",
+    "public_baseurl",
+    "mode",
+    "homeservers",
+    "routes",
+    "default_homeserver",
+    "sso_homeserver",
+    "server_name",
+    "proxy_user_agents",
+    "max_body_size",
+    "timeouts",
+    "discovery_cache_ttl",
+    "metrics",
+)
+LISTEN_KEYS = ("host", "port", "x_forwarded")
+HOMESERVER_KEYS = ("base_url", "proxy_url")
+TIMEOUT_KEYS = ("connect", "total")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# A server name as Synapse accepts it: hostname or IP literal, optional port.
+_SERVER_NAME_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
+
+
+class Mode(str, enum.Enum):
+    """How a routed login reaches its homeserver; the value is the config spelling."""
+
+    REDIRECT = "redirect"
+    PROXY = "proxy"
+    AUTO = "auto"
+
+
+MODE_NAMES = tuple(m.value for m in Mode)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Homeserver:
+    """One homeserver behind the portal."""
+
+    name: str
+    base_url: str
+    """What clients are sent to (redirect target, and the ``base_cs_url`` the portal adds)."""
+    proxy_url: str
+    """Where the portal itself connects (proxy mode, discovery); ``base_url`` unless set."""
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Listen:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    x_forwarded: bool = False
+    """Trust ``X-Forwarded-For`` / ``-Proto`` from the reverse proxy in front of the portal."""
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Timeouts:
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    total: float = DEFAULT_TOTAL_TIMEOUT
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class PortalConfig:
+    """Everything in ``portal.yaml``, validated."""
+
+    listen: Listen
+    public_baseurl: str
+    mode: Mode
+    homeservers: Mapping[str, Homeserver]
+    routes: RuleSet[str]
+    """Targets are homeserver names (keys of ``homeservers``)."""
+    default_homeserver: str
+    sso_homeserver: str
+    server_name: str | None
+    proxy_user_agents: tuple[re.Pattern[str], ...]
+    max_body_size: int
+    timeouts: Timeouts
+    discovery_cache_ttl: float
+    metrics: bool
+
+    @staticmethod
+    def from_config(raw: object) -> PortalConfig:
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"config: must be a mapping of keys to values, not {type_name(raw)}")
+        _check_keys(raw, TOP_LEVEL_KEYS, "config")
+        homeservers = _parse_homeservers(raw.get("homeservers"))
+
+        def parse_homeserver_name(value: object) -> str:
+            return _homeserver_name(value, homeservers)
+
+        routes = parse_rules(
+            raw.get("routes"),
+            key="routes",
+            parse_target=parse_homeserver_name,
+            target_key="homeserver",
+        )
+        default = _required(raw, "default_homeserver")
+        default_hs = _prefixed("default_homeserver", parse_homeserver_name, default)
+        sso_hs = default_hs
+        if raw.get("sso_homeserver") is not None:
+            sso_hs = _prefixed("sso_homeserver", parse_homeserver_name, raw["sso_homeserver"])
+        return PortalConfig(
+            listen=_parse_listen(raw.get("listen")),
+            public_baseurl=_prefixed(
+                "public_baseurl", validate_base_url, _required(raw, "public_baseurl")
+            ),
+            mode=_parse_mode(raw.get("mode", Mode.REDIRECT.value)),
+            homeservers=homeservers,
+            routes=routes,
+            default_homeserver=default_hs,
+            sso_homeserver=sso_hs,
+            server_name=_parse_server_name(raw.get("server_name")),
+            proxy_user_agents=_parse_user_agents(
+                raw.get("proxy_user_agents", list(DEFAULT_PROXY_USER_AGENTS))
+            ),
+            max_body_size=_positive_int(raw, "max_body_size", DEFAULT_MAX_BODY_SIZE),
+            timeouts=_parse_timeouts(raw.get("timeouts")),
+            discovery_cache_ttl=_non_negative_number(
+                raw.get("discovery_cache_ttl", DEFAULT_DISCOVERY_TTL), "discovery_cache_ttl"
+            ),
+            metrics=_bool(raw.get("metrics", True), "metrics"),
+        )
+
+    @staticmethod
+    def load(path: str | Path) -> PortalConfig:
+        """Read and validate a YAML file; problems reading it are ``ValueError`` too."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
+        return PortalConfig.from_config(raw)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _check_keys(raw: Mapping[object, object], allowed: tuple[str, ...], path: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ValueError(
+                f"{path}: unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def _required(raw: Mapping[object, object], key: str) -> object:
+    if raw.get(key) is None:
+        raise ValueError(f"{key}: required")
+    return raw[key]
+
+
+def _prefixed(path: str, parse: Callable[[object], str], value: object) -> str:
+    try:
+        result = parse(value)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return result
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{path}: must be true or false, not {value!r}")
+    return value
+
+
+def _positive_int(raw: Mapping[object, object], key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{key}: must be a positive whole number of bytes, not {value!r}")
+    return value
+
+
+def _number(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
+    return float(value)
+
+
+def _non_negative_number(value: object, path: str) -> float:
+    number = _number(value, path)
+    if number < 0:
+        raise ValueError(f"{path}: must not be negative, not {value!r}")
+    return number
+
+
+def _positive_number(value: object, path: str) -> float:
+    number = _number(value, path)
+    if number <= 0:
+        raise ValueError(f"{path}: must be more than 0 seconds, not {value!r}")
+    return number
+
+
+def _parse_listen(raw: object) -> Listen:
+    if raw is None:
+        return Listen()
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"listen: must be a mapping with host and port, not {type_name(raw)}")
+    _check_keys(raw, LISTEN_KEYS, "listen")
+    host = raw.get("host", DEFAULT_HOST)
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"listen.host: must be an IP address or host name, not {host!r}")
+    port = raw.get("port", DEFAULT_PORT)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"listen.port: must be a port number (0-65535), not {port!r}")
+    return Listen(
+        host=host, port=port, x_forwarded=_bool(raw.get("x_forwarded", False), "listen.x_forwarded")
+    )
+
+
+def _parse_mode(raw: object) -> Mode:
+    for mode in Mode:
+        if raw == mode.value:
+            return mode
+    raise ValueError(f"mode: unknown mode {raw!r}; allowed: {', '.join(MODE_NAMES)}")
+
+
+def _parse_homeservers(raw: object) -> dict[str, Homeserver]:
+    if raw is None:
+        raise ValueError("homeservers: required (a mapping of name to {base_url, proxy_url})")
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"homeservers: must be a mapping of name to settings, not {type_name(raw)}"
+        )
+    if not raw:
+        raise ValueError("homeservers: must name at least one homeserver")
+    result: dict[str, Homeserver] = {}
+    for name, settings in raw.items():
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"homeservers: invalid name {name!r}; use letters, digits, '_', '.' and '-'"
+            )
+        path = f"homeservers.{name}"
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"{path}: must be a mapping with base_url, not {type_name(settings)}")
+        _check_keys(settings, HOMESERVER_KEYS, path)
+        if settings.get("base_url") is None:
+            raise ValueError(f"{path}.base_url: required")
+        base_url = _prefixed(f"{path}.base_url", validate_base_url, settings["base_url"])
+        proxy_url = base_url
+        if settings.get("proxy_url") is not None:
+            proxy_url = _prefixed(f"{path}.proxy_url", validate_base_url, settings["proxy_url"])
+        result[name] = Homeserver(name=name, base_url=base_url, proxy_url=proxy_url)
+    return result
+
+
+def _homeserver_name(value: object, homeservers: Mapping[str, Homeserver]) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be the name of a homeserver, not {type_name(value)}")
+    if value not in homeservers:
+        raise ValueError(
+            f"unknown homeserver {value!r}; configured homeservers: {', '.join(homeservers)}"
+        )
+    return value
+
+
+def _parse_server_name(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _SERVER_NAME_RE.fullmatch(raw):
+        raise ValueError(f"server_name: must be a server name such as example.com, not {raw!r}")
+    return raw
+
+
+def _parse_user_agents(raw: object) -> tuple[re.Pattern[str], ...]:
+    if isinstance(raw, (list, tuple)) and not raw:
+        return ()  # an empty list is allowed: auto mode then always redirects
+    patterns: list[re.Pattern[str]] = []
+    single = isinstance(raw, str)
+    for i, item in enumerate(strings(raw, "proxy_user_agents", "a regular expression")):
+        where = "proxy_user_agents" if single else f"proxy_user_agents[{i}]"
+        try:
+            patterns.append(re.compile(item))
+        except re.error as e:
+            raise ValueError(f"{where}: invalid regex {item!r}: {e}") from None
+    return tuple(patterns)
+
+
+def _parse_timeouts(raw: object) -> Timeouts:
+    if raw is None:
+        return Timeouts()
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"timeouts: must be a mapping with connect and total, not {type_name(raw)}"
+        )
+    _check_keys(raw, TIMEOUT_KEYS, "timeouts")
+    connect = _positive_number(raw.get("connect", DEFAULT_CONNECT_TIMEOUT), "timeouts.connect")
+    total = _positive_number(raw.get("total", DEFAULT_TOTAL_TIMEOUT), "timeouts.total")
+    if connect > total:
+        raise ValueError(
+            f"timeouts.connect: {connect:g}s is longer than timeouts.total ({total:g}s)"
+        )
+    return Timeouts(connect=connect, total=total)

@@ -1,0 +1,54 @@
+"""Choosing the homeserver and the mode (redirect or proxy) for one login."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attr
+
+from synapse_base_cs_url.portal.config import Homeserver, Mode, PortalConfig
+from synapse_base_cs_url.portal.login_body import TOKEN_TYPE, login_context
+
+DEFAULT_ROUTE = "default"
+SSO_ROUTE = "sso"
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Decision:
+    homeserver: Homeserver
+    route: str
+    """The matching route's name, ``default``, or ``sso`` for ``m.login.token``."""
+
+
+class LoginRouter:
+    """The routes of ``portal.yaml`` applied to login bodies."""
+
+    def __init__(self, config: PortalConfig) -> None:
+        self._config = config
+        self._homeservers = config.homeservers
+
+    def decide(self, body: Mapping[str, Any], login_type: str, client_ip: str) -> Decision:
+        """Where this login goes.
+
+        ``m.login.token`` carries no user (the token is opaque), so it cannot be routed by
+        user: it goes to ``sso_homeserver``, the homeserver the portal sends SSO redirects to
+        and therefore the one that issued the token.
+        """
+        if login_type == TOKEN_TYPE:
+            return Decision(self._homeservers[self._config.sso_homeserver], SSO_ROUTE)
+        ctx = login_context(body, client_ip=client_ip, server_name=self._config.server_name)
+        selection = self._config.routes.select(ctx)
+        if selection is None:
+            return Decision(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
+        return Decision(self._homeservers[selection.target], selection.rule_name)
+
+
+def choose_mode(mode: Mode, user_agent: str | None, patterns: Sequence[re.Pattern[str]]) -> Mode:
+    """``redirect`` or ``proxy``: ``auto`` proxies User-Agents matching ``patterns``."""
+    if mode is not Mode.AUTO:
+        return mode
+    if user_agent and any(p.search(user_agent) for p in patterns):
+        return Mode.PROXY
+    return Mode.REDIRECT

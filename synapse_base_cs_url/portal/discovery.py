@@ -1,0 +1,181 @@
+"""What clients ask before logging in: ``/versions``, ``GET /login``, ``.well-known``.
+
+``/versions`` and the login flows come from the homeservers themselves, cached for
+``discovery_cache_ttl`` seconds. A client asks them before the portal knows who the user is,
+so the answer must hold for whichever homeserver the login is routed to:
+
+- ``versions``: the spec versions that *every* answering homeserver lists (order of the
+  default homeserver's list); ``unstable_features``: a feature is listed only if every
+  answering homeserver lists it, and is ``true`` only if all say ``true``.
+- login flows: flows whose ``type`` every answering homeserver offers (the flow object is
+  the default homeserver's, else the first answering one's), except the SSO flows
+  (``m.login.sso``, ``m.login.token``, ``m.login.cas``): SSO logins go to ``sso_homeserver``,
+  so those flows are exactly what ``sso_homeserver`` offers.
+
+A homeserver that does not answer is left out until the cache expires; if none answers the
+client gets the 502/504 of the upstream errors. Failures are not cached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet import defer
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import Homeserver
+from synapse_base_cs_url.portal.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+SSO_FLOW_TYPES = frozenset({"m.login.sso", "m.login.token", "m.login.cas"})
+
+Answers = list[tuple[str, dict[str, Any]]]
+"""(homeserver name, JSON object) for every homeserver that answered, in config order."""
+
+
+class TtlCache:
+    """Values by key for ``ttl`` seconds; concurrent misses for one key share one fetch."""
+
+    def __init__(self, clock: Any, ttl: float) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._values: dict[bytes, tuple[float, bytes]] = {}
+        self._waiting: dict[bytes, list[defer.Deferred[bytes]]] = {}
+
+    async def get(self, key: bytes, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
+        hit = self._values.get(key)
+        if hit is not None and hit[0] > self._clock.seconds():
+            return hit[1]
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            d: defer.Deferred[bytes] = defer.Deferred()
+            waiting.append(d)
+            return await d
+        self._waiting[key] = waiting = []
+        try:
+            value = await fetch()
+        except BaseException as e:
+            del self._waiting[key]
+            for d in waiting:
+                d.errback(e)
+            raise
+        del self._waiting[key]
+        if self._ttl > 0:
+            self._values[key] = (self._clock.seconds() + self._ttl, value)
+        for d in waiting:
+            d.callback(value)
+        return value
+
+
+def well_known_client(public_baseurl: str) -> bytes:
+    return json.dumps({"m.homeserver": {"base_url": public_baseurl}}).encode()
+
+
+def combine_versions(answers: Answers) -> dict[str, Any]:
+    lists = [a.get("versions") for _, a in answers]
+    version_lists = [v for v in lists if isinstance(v, list)]
+    common: list[Any] = []
+    if version_lists:
+        others = [set(map(str, v)) for v in version_lists[1:]]
+        common = [v for v in version_lists[0] if all(str(v) in o for o in others)]
+    features = [a.get("unstable_features") for _, a in answers]
+    feature_maps = [f for f in features if isinstance(f, dict)]
+    combined: dict[str, bool] = {}
+    if feature_maps and len(feature_maps) == len(answers):
+        for name in feature_maps[0]:
+            if all(name in f for f in feature_maps):
+                combined[name] = all(f[name] is True for f in feature_maps)
+    return {"versions": common, "unstable_features": combined}
+
+
+def _flows(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    flows = answer.get("flows")
+    if not isinstance(flows, list):
+        return []
+    return [f for f in flows if isinstance(f, dict) and isinstance(f.get("type"), str)]
+
+
+def combine_login_flows(answers: Answers, *, sso_homeserver: str) -> dict[str, Any]:
+    by_server = {name: _flows(answer) for name, answer in answers}
+    type_sets = [{f["type"] for f in flows} for flows in by_server.values()]
+    common_types = set.intersection(*type_sets) if type_sets else set()
+    first = next(iter(by_server.values()), [])
+    combined = [f for f in first if f["type"] in common_types and f["type"] not in SSO_FLOW_TYPES]
+    combined += [f for f in by_server.get(sso_homeserver, []) if f["type"] in SSO_FLOW_TYPES]
+    return {"flows": combined}
+
+
+class Discovery:
+    """Answers ``/versions`` and ``GET /login`` from the homeservers' own, cached."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        homeservers: Sequence[Homeserver],
+        *,
+        sso_homeserver: str,
+        clock: Any,
+        ttl: float,
+    ) -> None:
+        self._upstream = upstream
+        self._homeservers = homeservers
+        self._sso_homeserver = sso_homeserver
+        self._cache = TtlCache(clock, ttl)
+
+    async def versions(self, path: bytes) -> bytes:
+        async def fetch() -> bytes:
+            return json.dumps(combine_versions(await self._ask_all(path))).encode()
+
+        return await self._cache.get(path, fetch)
+
+    async def login_flows(self, path: bytes) -> bytes:
+        async def fetch() -> bytes:
+            answers = await self._ask_all(path)
+            return json.dumps(
+                combine_login_flows(answers, sso_homeserver=self._sso_homeserver)
+            ).encode()
+
+        return await self._cache.get(path, fetch)
+
+    async def _ask_all(self, path: bytes) -> Answers:
+        results = await defer.DeferredList(
+            [defer.ensureDeferred(self._ask(hs, path)) for hs in self._homeservers],
+            consumeErrors=True,
+        )
+        answers: Answers = []
+        failures: list[errors.MatrixError] = []
+        for hs, (ok, value) in zip(self._homeservers, results, strict=True):
+            result: Any = value  # the answer, or a Failure
+            if ok:
+                answers.append((hs.name, result))
+            else:
+                err = result.value
+                if not isinstance(err, errors.MatrixError):
+                    err = errors.bad_gateway(hs.name, repr(err))
+                logger.warning("discovery: GET %s: %s", path.decode(), err.message)
+                failures.append(err)
+        if not answers:
+            status = 504 if all(f.status == 504 for f in failures) else 502
+            raise errors.MatrixError(
+                status,
+                errors.UNKNOWN,
+                f"No homeserver answered GET {path.decode()}: "
+                + "; ".join(f.message for f in failures),
+            )
+        return answers
+
+    async def _ask(self, homeserver: Homeserver, path: bytes) -> dict[str, Any]:
+        response = await self._upstream.request(homeserver, b"GET", path)
+        if response.status != 200:
+            raise errors.bad_gateway(homeserver.name, f"HTTP {response.status} for {path.decode()}")
+        try:
+            answer = json.loads(response.body)
+        except ValueError:
+            raise errors.bad_gateway(homeserver.name, "not JSON") from None
+        if not isinstance(answer, dict):
+            raise errors.bad_gateway(homeserver.name, "not a JSON object")
+        return answer

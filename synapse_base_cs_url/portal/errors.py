@@ -1,0 +1,86 @@
+"""Matrix-style JSON errors (``{"errcode": ..., "error": ...}``) the portal answers with."""
+
+from __future__ import annotations
+
+import json
+
+import attr
+
+# Error codes from the Matrix spec (and Synapse's own spelling of them).
+NOT_JSON = "M_NOT_JSON"
+BAD_JSON = "M_BAD_JSON"
+TOO_LARGE = "M_TOO_LARGE"
+UNRECOGNIZED = "M_UNRECOGNIZED"
+NOT_FOUND = "M_NOT_FOUND"
+UNKNOWN = "M_UNKNOWN"
+# The spec has no code for gateway failures: M_UNKNOWN, with the HTTP status (502 / 504) and
+# a message naming the homeserver.
+HOMESERVER_UNREACHABLE = UNKNOWN
+HOMESERVER_TIMEOUT = UNKNOWN
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class MatrixError(Exception):
+    """An error response; raise it anywhere in request handling."""
+
+    status: int
+    errcode: str
+    message: str
+
+    def body(self) -> bytes:
+        return json.dumps({"errcode": self.errcode, "error": self.message}).encode()
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.errcode}: {self.message}"
+
+
+def not_json(detail: str = "Content not JSON.") -> MatrixError:
+    return MatrixError(400, NOT_JSON, detail)
+
+
+def bad_json(detail: str) -> MatrixError:
+    return MatrixError(400, BAD_JSON, detail)
+
+
+def too_large(limit: int) -> MatrixError:
+    return MatrixError(413, TOO_LARGE, f"Request body is larger than this portal's {limit} bytes")
+
+
+def unreachable(homeserver: str, detail: str) -> MatrixError:
+    return MatrixError(
+        502, HOMESERVER_UNREACHABLE, f"Homeserver {homeserver!r} is unreachable: {detail}"
+    )
+
+
+def timed_out(homeserver: str, seconds: float) -> MatrixError:
+    return MatrixError(
+        504, HOMESERVER_TIMEOUT, f"Homeserver {homeserver!r} did not answer within {seconds:g}s"
+    )
+
+
+def connect_timed_out(homeserver: str, seconds: float) -> MatrixError:
+    return MatrixError(
+        504,
+        HOMESERVER_TIMEOUT,
+        f"Homeserver {homeserver!r} did not accept a connection within {seconds:g}s",
+    )
+
+
+def bad_gateway(homeserver: str, detail: str) -> MatrixError:
+    return MatrixError(
+        502, HOMESERVER_UNREACHABLE, f"Homeserver {homeserver!r} sent an invalid answer: {detail}"
+    )
+
+
+def not_here(path: str) -> MatrixError:
+    return MatrixError(
+        404,
+        UNRECOGNIZED,
+        f"{path} is not served by this login portal: it only routes logins. After logging "
+        "in, use the homeserver given in the login response (well_known.m.homeserver.base_url "
+        "or base_cs_url).",
+    )
+
+
+def method_not_allowed(method: str, path: str) -> MatrixError:
+    return MatrixError(405, UNRECOGNIZED, f"{method} is not supported on {path}")

@@ -1,0 +1,106 @@
+"""Proxy mode: forward a login to the chosen homeserver and relay its answer.
+
+Request headers: hop-by-hop headers (RFC 9110 7.6.1, plus any named in ``Connection``) and
+everything the client sent as ``X-Forwarded-*`` / ``Forwarded`` are dropped; the portal then
+sets ``X-Forwarded-For`` and ``X-Forwarded-Proto`` from the connection it actually received,
+so a homeserver with an ``x_forwarded`` listener records the client's address, not the
+portal's, and a client cannot pick the address it is recorded under.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.web.http_headers import Headers
+
+from synapse_base_cs_url.login_response import with_base_url
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set again by the agent for the new connection and body.
+_REQUEST_RECOMPUTED = frozenset({b"host", b"content-length", b"expect"})
+# Login answers are small: ask for them uncompressed so the portal can read and amend them.
+_REQUEST_DROPPED = _REQUEST_RECOMPUTED | {b"accept-encoding", b"forwarded"}
+# The portal writes its own length, date, server and CORS headers.
+_RESPONSE_DROPPED = frozenset({b"content-length", b"date", b"server"})
+
+
+def _connection_tokens(headers: Headers) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for value in headers.getRawHeaders(b"connection") or ():
+        tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def forward_headers(
+    headers: Headers, *, client_ip: str, scheme: str
+) -> list[tuple[bytes, list[bytes]]]:
+    """The headers to send upstream for a client request carrying ``headers``."""
+    drop = HOP_BY_HOP | _REQUEST_DROPPED | _connection_tokens(headers)
+    out = [
+        (name, list(values))
+        for name, values in headers.getAllRawHeaders()
+        if (lower := name.lower()) not in drop and not lower.startswith(b"x-forwarded-")
+    ]
+    out.append((b"X-Forwarded-For", [client_ip.encode("ascii", "replace")]))
+    out.append((b"X-Forwarded-Proto", [scheme.encode("ascii", "replace")]))
+    return out
+
+
+def relay_headers(headers: Headers) -> Iterator[tuple[bytes, list[bytes]]]:
+    """The homeserver's response headers worth passing on to the client."""
+    drop = HOP_BY_HOP | _RESPONSE_DROPPED | _connection_tokens(headers)
+    for name, values in headers.getAllRawHeaders():
+        lower = name.lower()
+        if lower in drop or lower.startswith(b"access-control-"):
+            continue
+        yield name, list(values)
+
+
+def amend_login_body(status: int, body: bytes, base_url: str) -> bytes:
+    """Add ``base_cs_url`` / ``well_known`` to a successful login that lacks them.
+
+    What the homeserver already says wins (a homeserver running the module may compute a
+    per-user URL): if it sent one of the two, the other gets the same value; if neither, both
+    get ``base_url``. Anything that is not a successful JSON login passes through byte for
+    byte, and so does a login that already has both.
+    """
+    if status != 200:
+        return body
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(parsed, dict) or "user_id" not in parsed:
+        return body
+    existing_base = _url_or_none(parsed.get("base_cs_url"))
+    existing_well_known = _url_or_none(_well_known_base_url(parsed))
+    if existing_base and existing_well_known:
+        return body
+    url = existing_base or existing_well_known or base_url
+    amended = with_base_url(parsed, url, set_well_known=existing_well_known is None)
+    return json.dumps(amended).encode()
+
+
+def _url_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _well_known_base_url(body: dict[str, Any]) -> object:
+    well_known = body.get("well_known")
+    homeserver = well_known.get("m.homeserver") if isinstance(well_known, dict) else None
+    return homeserver.get("base_url") if isinstance(homeserver, dict) else None

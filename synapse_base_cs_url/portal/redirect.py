@@ -1,0 +1,25 @@
+"""Redirect mode: send the client to the chosen homeserver with a ``307``.
+
+A 307 (unlike 301/302/303) obliges the client to repeat the same method with the same body,
+so the homeserver receives the client's own ``POST /login`` from the client's own address.
+"""
+
+from __future__ import annotations
+
+from synapse_base_cs_url.portal.config import Homeserver
+from synapse_base_cs_url.portal.http import Request, respond
+
+TEMPORARY_REDIRECT = 307
+
+
+def redirect_location(homeserver: Homeserver, path_and_query: bytes) -> bytes:
+    """``<base_url><same path and query>``; ``base_url`` may carry a path prefix."""
+    return homeserver.base_url.encode() + path_and_query
+
+
+def send_redirect(request: Request, homeserver: Homeserver) -> None:
+    """Answer with a 307 to the homeserver. CORS headers are already set on ``request``:
+    browsers only follow a cross-origin redirect whose response allows the origin."""
+    request.setHeader(b"Location", redirect_location(homeserver, request.uri))
+    request.setHeader(b"Cache-Control", b"no-store")
+    respond(request, TEMPORARY_REDIRECT, b"", content_type=None)

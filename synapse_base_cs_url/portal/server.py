@@ -1,0 +1,245 @@
+"""The portal's Twisted web site: one leaf resource dispatching on method and path."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import Mode, PortalConfig
+from synapse_base_cs_url.portal.decide import Decision, LoginRouter, choose_mode
+from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
+from synapse_base_cs_url.portal.http import (
+    Request,
+    client_address,
+    respond,
+    respond_error,
+    set_cors_headers,
+)
+from synapse_base_cs_url.portal.login_body import check_login_body, parse_json_object
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.proxy import amend_login_body, forward_headers, relay_headers
+from synapse_base_cs_url.portal.redirect import TEMPORARY_REDIRECT, send_redirect
+from synapse_base_cs_url.portal.upstream import Upstream
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
+VERSIONS_PATH = b"/_matrix/client/versions"
+SSO_REDIRECT_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/login/sso/redirect(?:/[^/]+)?")
+WELL_KNOWN_PATH = b"/.well-known/matrix/client"
+HEALTH_PATH = b"/health"
+METRICS_PATH = b"/metrics"
+
+
+class PortalRequest(server.Request):
+    """A request that stops buffering its body past ``max_body_size`` bytes."""
+
+    max_body_size = 64 * 1024
+    too_large = False
+    _received = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        base: Any = super()
+        base.__init__(*args, **kwargs)
+        # Login bodies are JSON: skip Twisted's check for HTML form bodies on every POST (it
+        # parses Content-Type with the email package, a noticeable share of a redirect's cost).
+        self._parsePOSTFormSubmission = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_body_size:
+            self.too_large = True
+            length = 0
+        base: Any = super()
+        base.gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._received += len(data)
+        if self._received > self.max_body_size:
+            self.too_large = True
+        if not self.too_large:
+            base: Any = super()
+            base.handleContentChunk(data)
+
+
+def request_class(max_body_size: int) -> type[PortalRequest]:
+    return type("PortalRequest", (PortalRequest,), {"max_body_size": max_body_size})
+
+
+class PortalSite(server.Site):
+    """A Site without Twisted's access log: the portal logs each routed login itself."""
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+class PortalResource(Resource):
+    isLeaf = True
+
+    def __init__(
+        self,
+        config: PortalConfig,
+        upstream: Upstream,
+        discovery: Discovery,
+        metrics: PortalMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        Resource.__init__(self)  # type: ignore[no-untyped-call]
+        self._config = config
+        self._upstream = upstream
+        self._discovery = discovery
+        self._metrics = metrics
+        self._router = LoginRouter(config)
+        self._clock = clock
+        self._well_known = well_known_client(config.public_baseurl)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def render(self, request: Request) -> int:
+        set_cors_headers(request)
+        try:
+            self._dispatch(request)
+        except errors.MatrixError as e:
+            respond_error(request, e)
+        except Exception:
+            logger.exception("unexpected error handling %s", _describe_request(request))
+            respond_error(request, errors.MatrixError(500, errors.UNKNOWN, "Internal error"))
+        return server.NOT_DONE_YET
+
+    def _dispatch(self, request: Request) -> None:
+        method, path = request.method, request.path
+        if method == b"OPTIONS":
+            # As Synapse answers every CORS preflight: 204 with the CORS headers.
+            respond(request, 204, b"", content_type=None)
+        elif LOGIN_PATH.fullmatch(path):
+            if method == b"POST":
+                self._login(request)
+            elif method in (b"GET", b"HEAD"):
+                self._later(request, self._discovery.login_flows(path))
+            else:
+                raise errors.method_not_allowed(method.decode("ascii", "replace"), path.decode())
+        elif path == VERSIONS_PATH and method in (b"GET", b"HEAD"):
+            self._later(request, self._discovery.versions(path))
+        elif path == WELL_KNOWN_PATH and method in (b"GET", b"HEAD"):
+            respond(request, 200, self._well_known)
+        elif path == HEALTH_PATH and method in (b"GET", b"HEAD"):
+            respond(request, 200, b"OK", content_type=b"text/plain; charset=utf-8")
+        elif path == METRICS_PATH and method == b"GET" and self._config.metrics:
+            respond(request, 200, self._metrics.render(), self._metrics.content_type.encode())
+        elif SSO_REDIRECT_PATH.fullmatch(path) and method in (b"GET", b"HEAD"):
+            send_redirect(request, self._config.homeservers[self._config.sso_homeserver])
+        else:
+            raise errors.not_here(path.decode("utf-8", "replace"))
+
+    def _later(self, request: Request, answer: Any) -> None:
+        d = defer.ensureDeferred(answer)
+        d.addCallbacks(lambda body: respond(request, 200, body), self._on_error, (), {}, (request,))
+
+    def _on_error(self, failure: Failure, request: Request) -> None:
+        error = failure.value
+        if isinstance(error, errors.MatrixError):
+            respond_error(request, error)
+        elif isinstance(error, defer.CancelledError):
+            pass  # the client went away
+        else:
+            logger.error(
+                "unexpected error handling %s: %s",
+                _describe_request(request),
+                failure.getTraceback(),
+            )
+            respond_error(request, errors.MatrixError(500, errors.UNKNOWN, "Internal error"))
+
+    # -- login ----------------------------------------------------------------------------
+
+    def _login(self, request: Request) -> None:
+        started = self._clock()
+        try:
+            if getattr(request, "too_large", False):
+                raise errors.too_large(self._config.max_body_size)
+            assert request.content is not None
+            body = parse_json_object(request.content.read())
+            login_type = check_login_body(body)
+        except errors.MatrixError as e:
+            self._metrics.reject(e.errcode, e.status)
+            logger.info("login rejected: %s %s", e.status, e.errcode)
+            raise
+        client_ip, scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
+        decision = self._router.decide(body, login_type, client_ip)
+        mode = self._config.mode
+        if mode is Mode.AUTO:
+            user_agent = request.getHeader(b"user-agent")
+            mode = choose_mode(
+                mode,
+                user_agent.decode("utf-8", "replace") if user_agent else None,
+                self._config.proxy_user_agents,
+            )
+        if mode is Mode.REDIRECT:
+            send_redirect(request, decision.homeserver)
+            self._log_login(decision, mode, TEMPORARY_REDIRECT, started)
+            return
+        d = defer.ensureDeferred(self._proxy(request, decision, client_ip, scheme, started))
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        d.addErrback(self._on_error, request)
+
+    async def _proxy(
+        self, request: Request, decision: Decision, client_ip: str, scheme: str, started: float
+    ) -> None:
+        hs = decision.homeserver
+        assert request.content is not None
+        request.content.seek(0)
+        try:
+            response = await self._upstream.request(
+                hs,
+                b"POST",
+                request.uri,
+                forward_headers(request.requestHeaders, client_ip=client_ip, scheme=scheme),
+                request.content.read(),
+            )
+        except errors.MatrixError as e:
+            respond_error(request, e)
+            self._log_login(decision, Mode.PROXY, e.status, started, e.message)
+            return
+        except defer.CancelledError:
+            # 499 as nginx logs it: the client closed the connection before the answer.
+            self._log_login(decision, Mode.PROXY, 499, started, "client closed the connection")
+            raise
+        for name, values in relay_headers(response.headers):
+            request.responseHeaders.setRawHeaders(name, values)
+        body = amend_login_body(response.status, response.body, hs.base_url)
+        respond(request, response.status, body, content_type=None)
+        self._log_login(decision, Mode.PROXY, response.status, started)
+
+    def _log_login(
+        self, decision: Decision, mode: Mode, status: int, started: float, problem: str = ""
+    ) -> None:
+        seconds = self._clock() - started
+        self._metrics.login(decision.homeserver.name, mode.value, status, seconds)
+        logger.info(
+            "login route=%s homeserver=%s mode=%s status=%d duration=%.1fms%s",
+            decision.route,
+            decision.homeserver.name,
+            mode.value,
+            status,
+            seconds * 1000,
+            f" problem={problem!r}" if problem else "",
+        )
+
+
+def _describe_request(request: Request) -> str:
+    # The path only: the query string could carry an access token.
+    return f"{request.method.decode('ascii', 'replace')} {request.path.decode('utf-8', 'replace')}"
+
+
+def build_site(resource: PortalResource, max_body_size: int) -> PortalSite:
+    site = PortalSite(resource)  # type: ignore[no-untyped-call]
+    site.requestFactory = request_class(max_body_size)
+    site.displayTracebacks = False
+    return site

@@ -1,0 +1,95 @@
+"""A throwaway portal process (``python -m synapse_base_cs_url portal --config ...``) on a
+free loopback port, for the demo, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synapse_base_cs_url.throwaway_synapse import free_port
+
+#: The directory holding the ``synapse_base_cs_url`` package, put on the child's PYTHONPATH.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+class PortalProcess:
+    """``config`` is portal.yaml; ``listen`` gets ``host`` and a free port."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        python: str = sys.executable,
+        cpu: int | None = None,
+    ) -> None:
+        self.port = free_port(host)
+        self.host = host
+        self.url = f"http://{host}:{self.port}"
+        # Extra listen settings (e.g. x_forwarded) are kept; host and port are ours.
+        listen = {**config.get("listen", {}), "host": host, "port": self.port}
+        self.config = {**config, "listen": listen}
+        self.workdir = workdir
+        self.config_path = workdir / "portal.yaml"
+        self.log_path = workdir / "portal.log"
+        self._python = python
+        self._cpu = cpu
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> PortalProcess:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p
+        )
+        argv = [
+            self._python,
+            "-m",
+            "synapse_base_cs_url",
+            "portal",
+            "--config",
+            str(self.config_path),
+        ]
+        if self._cpu is not None:
+            argv = ["taskset", "-c", str(self._cpu), *argv]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"portal exited with {self._proc.returncode}:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"portal did not answer /health within {timeout}s:\n{self.logs()}")
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
