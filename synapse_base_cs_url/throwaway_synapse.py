@@ -40,6 +40,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL if it has not exited after ``grace`` s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class HttpResult:
     """A finished HTTP exchange: status, headers and raw body (JSON-decoded on demand)."""
 
@@ -147,13 +158,7 @@ class LoopbackSynapse:
         return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        terminate(self._proc)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

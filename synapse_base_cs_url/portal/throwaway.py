@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from synapse_base_cs_url.throwaway_synapse import free_port
+from synapse_base_cs_url.throwaway_synapse import free_port, terminate
 
 #: The directory holding the ``synapse_base_cs_url`` package, put on the child's PYTHONPATH.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
@@ -83,13 +83,7 @@ class PortalProcess:
         return self._proc.pid
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        terminate(self._proc, grace=10)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

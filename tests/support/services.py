@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from synapse_base_cs_url.throwaway_synapse import free_port
+from synapse_base_cs_url.throwaway_synapse import free_port, terminate
 
 INSTALL_HINT = (
     "Install them with `bash .ci/install-services` (as root: apt-get update && "
@@ -249,13 +249,7 @@ class RedisServer:
         return {"enabled": True, "host": self.host, "port": self.port}
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        terminate(self._proc, grace=10)
 
     def cleanup(self) -> None:
         self.stop()
