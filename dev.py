@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The project's two entry points on a fresh machine with only Python 3.10+.
 
-    python3 dev.py demo    # a throwaway Synapse with the module: register, log in, show the field
+    python3 dev.py demo    # the module on a throwaway Synapse, then two behind the portal
     python3 dev.py test    # lint, types, and the tests against the oldest and newest Synapse
 
 Each creates what it needs under .venv-demo/ or .venv-tox/ (re-used on later runs).
@@ -55,7 +55,11 @@ def run(argv: list[str]) -> int:
     command, rest = argv[0], [a for a in argv[1:] if a != "--"]
     if command == "demo":
         python = ensure_venv(ROOT / ".venv-demo", ["-e", f"{ROOT}[synapse]"])
-        return subprocess.call([str(python), "-m", "synapse_base_cs_url", "demo", *rest])
+        demo = [str(python), "-m", "synapse_base_cs_url", "demo"]
+        if rest:
+            return subprocess.call([*demo, *rest])
+        # The module on one homeserver, then two homeservers behind the portal.
+        return subprocess.call(demo) or subprocess.call([*demo, "--portal"])
     python = ensure_venv(ROOT / ".venv-tox", ["tox>=4"])
     tox = [str(python), "-m", "tox", "-c", str(ROOT / "tox.ini")]
     return subprocess.call([*tox, "run", "--", *rest] if rest else [*tox, "run"])
