@@ -27,7 +27,7 @@ def build_portal(config: PortalConfig, reactor: Any) -> tuple[PortalSite, Upstre
     discovery = Discovery(
         upstream,
         ordered,
-        sso_homeserver=config.sso_homeserver,
+        sso=config.sso,
         clock=reactor,
         ttl=config.discovery_cache_ttl,
     )

@@ -25,6 +25,9 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TOTAL_TIMEOUT = 30.0
 DEFAULT_DISCOVERY_TTL = 10.0
+#: Synapse's login tokens live 2 minutes unless configured otherwise.
+DEFAULT_SSO_TOKEN_TTL = 120.0
+DEFAULT_SSO_MAX_TOKENS = 100_000
 #: ``dart:io``'s HttpClient sends ``Dart/<version> (dart:io)`` and does not follow a 307 on POST.
 DEFAULT_PROXY_USER_AGENTS = ("Dart/",)
 
@@ -36,6 +39,7 @@ TOP_LEVEL_KEYS = (
     "routes",
     "default_homeserver",
     "sso_homeserver",
+    "sso",
     "server_name",
     "proxy_user_agents",
     "max_body_size",
@@ -46,6 +50,9 @@ TOP_LEVEL_KEYS = (
 LISTEN_KEYS = ("host", "port", "x_forwarded")
 HOMESERVER_KEYS = ("base_url", "proxy_url")
 TIMEOUT_KEYS = ("connect", "total")
+SSO_KEYS = ("default", "identity_providers", "client_whitelist", "token_ttl", "max_tokens")
+#: Identity provider ids as Synapse's ``/login/sso/redirect/<idp_id>`` accepts them.
+IDP_ID_RE = re.compile(r"[A-Za-z0-9_.~-]+")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # A server name as Synapse accepts it: hostname or IP literal, optional port.
 _SERVER_NAME_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
@@ -88,6 +95,34 @@ class Timeouts:
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class SsoSettings:
+    """Which homeserver serves which identity provider, and the SSO login token store."""
+
+    default: str
+    """Homeserver for SSO redirects without (or with an unlisted) identity provider, for
+    legacy CAS redirects, and for ``m.login.token`` logins whose token the portal did not see
+    being issued."""
+    identity_providers: Mapping[str, str] = attr.Factory(dict)
+    """Identity provider id -> homeserver name."""
+    client_whitelist: tuple[str, ...] = ()
+    """URL prefixes of clients the portal sends a login token to without asking the user."""
+    token_ttl: float = DEFAULT_SSO_TOKEN_TTL
+    max_tokens: int = DEFAULT_SSO_MAX_TOKENS
+
+    def homeserver_for(self, idp_id: str | None) -> str:
+        if idp_id is None:
+            return self.default
+        return self.identity_providers.get(idp_id, self.default)
+
+    @property
+    def homeservers(self) -> tuple[str, ...]:
+        """Every homeserver SSO logins can go to: the default first, then in config order."""
+        names = [self.default]
+        names += [hs for hs in self.identity_providers.values() if hs not in names]
+        return tuple(dict.fromkeys(names))
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
 class PortalConfig:
     """Everything in ``portal.yaml``, validated."""
 
@@ -98,13 +133,18 @@ class PortalConfig:
     routes: RuleSet[str]
     """Targets are homeserver names (keys of ``homeservers``)."""
     default_homeserver: str
-    sso_homeserver: str
+    sso: SsoSettings
     server_name: str | None
     proxy_user_agents: tuple[re.Pattern[str], ...]
     max_body_size: int
     timeouts: Timeouts
     discovery_cache_ttl: float
     metrics: bool
+
+    @property
+    def sso_homeserver(self) -> str:
+        """The default SSO homeserver (``sso.default``; ``sso_homeserver`` is its old name)."""
+        return self.sso.default
 
     @staticmethod
     def from_config(raw: object) -> PortalConfig:
@@ -127,6 +167,9 @@ class PortalConfig:
         sso_hs = default_hs
         if raw.get("sso_homeserver") is not None:
             sso_hs = _prefixed("sso_homeserver", parse_homeserver_name, raw["sso_homeserver"])
+        sso = _parse_sso(
+            raw.get("sso"), sso_hs, parse_homeserver_name, legacy=raw.get("sso_homeserver")
+        )
         return PortalConfig(
             listen=_parse_listen(raw.get("listen")),
             public_baseurl=_prefixed(
@@ -136,7 +179,7 @@ class PortalConfig:
             homeservers=homeservers,
             routes=routes,
             default_homeserver=default_hs,
-            sso_homeserver=sso_hs,
+            sso=sso,
             server_name=_parse_server_name(raw.get("server_name")),
             proxy_user_agents=_parse_user_agents(
                 raw.get("proxy_user_agents", list(DEFAULT_PROXY_USER_AGENTS))
@@ -321,3 +364,62 @@ def _parse_timeouts(raw: object) -> Timeouts:
             f"timeouts.connect: {connect:g}s is longer than timeouts.total ({total:g}s)"
         )
     return Timeouts(connect=connect, total=total)
+
+
+def _parse_sso(
+    raw: object, default: str, parse_homeserver_name: Callable[[object], str], *, legacy: object
+) -> SsoSettings:
+    if raw is None:
+        return SsoSettings(default=default)
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"sso: must be a mapping with default, identity_providers, ..., not {type_name(raw)}"
+        )
+    _check_keys(raw, SSO_KEYS, "sso")
+    if raw.get("default") is not None:
+        if legacy is not None:
+            raise ValueError(
+                "sso.default: give either sso.default or sso_homeserver (its old name), not both"
+            )
+        default = _prefixed("sso.default", parse_homeserver_name, raw["default"])
+    idps_raw = raw.get("identity_providers")
+    idps: dict[str, str] = {}
+    if idps_raw is not None:
+        if not isinstance(idps_raw, Mapping):
+            raise ValueError(
+                "sso.identity_providers: must be a mapping of identity provider id to "
+                f"homeserver name, not {type_name(idps_raw)}"
+            )
+        for idp_id, hs in idps_raw.items():
+            if not isinstance(idp_id, str) or not IDP_ID_RE.fullmatch(idp_id):
+                raise ValueError(
+                    f"sso.identity_providers: invalid identity provider id {idp_id!r}; "
+                    "Synapse's ids use letters, digits, '_', '.', '~' and '-'"
+                )
+            idps[idp_id] = _prefixed(f"sso.identity_providers.{idp_id}", parse_homeserver_name, hs)
+    whitelist_raw = raw.get("client_whitelist")
+    whitelist: tuple[str, ...] = ()
+    if whitelist_raw is not None:
+        if not isinstance(whitelist_raw, (list, tuple)):
+            raise ValueError(
+                "sso.client_whitelist: must be a list of URL prefixes, not "
+                + type_name(whitelist_raw)
+            )
+        for i, prefix in enumerate(whitelist_raw):
+            if not isinstance(prefix, str) or not prefix:
+                raise ValueError(
+                    f"sso.client_whitelist[{i}]: must be a URL prefix such as "
+                    f"https://app.element.io/, not {prefix!r}"
+                )
+        whitelist = tuple(whitelist_raw)
+    token_ttl = _positive_number(raw.get("token_ttl", DEFAULT_SSO_TOKEN_TTL), "sso.token_ttl")
+    max_tokens = raw.get("max_tokens", DEFAULT_SSO_MAX_TOKENS)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
+        raise ValueError(f"sso.max_tokens: must be a positive whole number, not {max_tokens!r}")
+    return SsoSettings(
+        default=default,
+        identity_providers=idps,
+        client_whitelist=whitelist,
+        token_ttl=token_ttl,
+        max_tokens=max_tokens,
+    )

@@ -13,13 +13,15 @@ from synapse_base_cs_url.portal.login_body import TOKEN_TYPE, login_context
 
 DEFAULT_ROUTE = "default"
 SSO_ROUTE = "sso"
+SSO_DEFAULT_ROUTE = "sso-default"
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
 class Decision:
     homeserver: Homeserver
     route: str
-    """The matching route's name, ``default``, or ``sso`` for ``m.login.token``."""
+    """The matching route's name, ``default``; for ``m.login.token``, ``sso`` (the portal saw
+    which homeserver issued the token) or ``sso-default`` (it did not)."""
 
 
 class LoginRouter:
@@ -29,15 +31,23 @@ class LoginRouter:
         self._config = config
         self._homeservers = config.homeservers
 
-    def decide(self, body: Mapping[str, Any], login_type: str, client_ip: str) -> Decision:
+    def decide(
+        self,
+        body: Mapping[str, Any],
+        login_type: str,
+        client_ip: str,
+        token_issuer: str | None = None,
+    ) -> Decision:
         """Where this login goes.
 
         ``m.login.token`` carries no user (the token is opaque), so it cannot be routed by
-        user: it goes to ``sso_homeserver``, the homeserver the portal sends SSO redirects to
-        and therefore the one that issued the token.
+        user: it goes to ``token_issuer``, the homeserver the portal saw issuing the token
+        (``sso_tokens``), else to the default SSO homeserver.
         """
         if login_type == TOKEN_TYPE:
-            return Decision(self._homeservers[self._config.sso_homeserver], SSO_ROUTE)
+            if token_issuer is not None and token_issuer in self._homeservers:
+                return Decision(self._homeservers[token_issuer], SSO_ROUTE)
+            return Decision(self._homeservers[self._config.sso.default], SSO_DEFAULT_ROUTE)
         ctx = login_context(body, client_ip=client_ip, server_name=self._config.server_name)
         selection = self._config.routes.select(ctx)
         if selection is None:

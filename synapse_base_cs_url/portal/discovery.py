@@ -8,9 +8,13 @@ so the answer must hold for whichever homeserver the login is routed to:
   default homeserver's list); ``unstable_features``: a feature is listed only if every
   answering homeserver lists it, and is ``true`` only if all say ``true``.
 - login flows: flows whose ``type`` every answering homeserver offers (the flow object is
-  the default homeserver's, else the first answering one's), except the SSO flows
-  (``m.login.sso``, ``m.login.token``, ``m.login.cas``): SSO logins go to ``sso_homeserver``,
-  so those flows are exactly what ``sso_homeserver`` offers.
+  the default homeserver's, else the first answering one's), except the SSO flows, which
+  come from the SSO homeservers (``sso.default`` and those of ``sso.identity_providers``):
+  ``m.login.sso`` is offered if any of them offers it, and lists each identity provider
+  from the homeserver the portal sends that provider to (an id listed under
+  ``sso.identity_providers`` from that homeserver, any other id from ``sso.default``);
+  ``m.login.token`` if any of them offers it; the legacy ``m.login.cas`` only as
+  ``sso.default`` offers it (``/login/cas/redirect`` goes there).
 
 A homeserver that does not answer is left out until the cache expires; if none answers the
 client gets the 502/504 of the upstream errors. Failures are not cached.
@@ -26,7 +30,7 @@ from typing import Any
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Homeserver
+from synapse_base_cs_url.portal.config import Homeserver, SsoSettings
 from synapse_base_cs_url.portal.upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -99,14 +103,46 @@ def _flows(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [f for f in flows if isinstance(f, dict) and isinstance(f.get("type"), str)]
 
 
-def combine_login_flows(answers: Answers, *, sso_homeserver: str) -> dict[str, Any]:
+def combine_login_flows(answers: Answers, *, sso: SsoSettings) -> dict[str, Any]:
     by_server = {name: _flows(answer) for name, answer in answers}
     type_sets = [{f["type"] for f in flows} for flows in by_server.values()]
     common_types = set.intersection(*type_sets) if type_sets else set()
     first = next(iter(by_server.values()), [])
     combined = [f for f in first if f["type"] in common_types and f["type"] not in SSO_FLOW_TYPES]
-    combined += [f for f in by_server.get(sso_homeserver, []) if f["type"] in SSO_FLOW_TYPES]
+    combined += _sso_flows(by_server, sso)
     return {"flows": combined}
+
+
+def _sso_flows(by_server: Mapping[str, list[dict[str, Any]]], sso: SsoSettings) -> list[Any]:
+    def flow(hs: str, flow_type: str) -> dict[str, Any] | None:
+        return next((f for f in by_server.get(hs, []) if f["type"] == flow_type), None)
+
+    result: list[dict[str, Any]] = []
+    sso_flows = [(hs, f) for hs in sso.homeservers if (f := flow(hs, "m.login.sso")) is not None]
+    if sso_flows:
+        merged = dict(sso_flows[0][1])  # the default's flow object if it offers SSO
+        if any("identity_providers" in f for _, f in sso_flows):
+            providers: list[Any] = []
+            seen: set[str] = set()
+            for hs, f in sso_flows:
+                for idp in f.get("identity_providers") or []:
+                    idp_id = idp.get("id") if isinstance(idp, dict) else None
+                    if (
+                        isinstance(idp_id, str)
+                        and sso.homeserver_for(idp_id) == hs
+                        and idp_id not in seen
+                    ):
+                        seen.add(idp_id)
+                        providers.append(idp)
+            merged["identity_providers"] = providers
+        result.append(merged)
+    tokens = [f for hs in sso.homeservers if (f := flow(hs, "m.login.token")) is not None]
+    if tokens:
+        result.append(tokens[0])
+    cas = flow(sso.default, "m.login.cas")
+    if cas is not None:
+        result.append(cas)
+    return result
 
 
 class Discovery:
@@ -117,13 +153,13 @@ class Discovery:
         upstream: Upstream,
         homeservers: Sequence[Homeserver],
         *,
-        sso_homeserver: str,
+        sso: SsoSettings,
         clock: Any,
         ttl: float,
     ) -> None:
         self._upstream = upstream
         self._homeservers = homeservers
-        self._sso_homeserver = sso_homeserver
+        self._sso = sso
         self._cache = TtlCache(clock, ttl)
 
     async def versions(self, path: bytes) -> bytes:
@@ -135,9 +171,7 @@ class Discovery:
     async def login_flows(self, path: bytes) -> bytes:
         async def fetch() -> bytes:
             answers = await self._ask_all(path)
-            return json.dumps(
-                combine_login_flows(answers, sso_homeserver=self._sso_homeserver)
-            ).encode()
+            return json.dumps(combine_login_flows(answers, sso=self._sso)).encode()
 
         return await self._cache.get(path, fetch)
 

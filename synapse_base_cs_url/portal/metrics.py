@@ -35,6 +35,13 @@ class PortalMetrics:
             ("errcode", "status"),
             registry=self.registry,
         )
+        self.sso_callbacks = Counter(
+            "synapse_base_cs_url_portal_sso_callbacks",
+            "SSO callbacks from homeservers: recorded (token -> homeserver remembered), "
+            "replayed (token already recorded) or refused (bad or expired signature)",
+            ("result",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -52,6 +59,9 @@ class PortalMetrics:
 
     def reject(self, errcode: str, status: int) -> None:
         self.rejected.labels(errcode, str(status)).inc()
+
+    def sso_callback(self, result: str) -> None:
+        self.sso_callbacks.labels(result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

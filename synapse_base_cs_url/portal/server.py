@@ -24,17 +24,43 @@ from synapse_base_cs_url.portal.http import (
     respond_error,
     set_cors_headers,
 )
-from synapse_base_cs_url.portal.login_body import check_login_body, parse_json_object
+from synapse_base_cs_url.portal.login_body import (
+    TOKEN_TYPE,
+    check_login_body,
+    parse_json_object,
+)
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.proxy import amend_login_body, forward_headers, relay_headers
 from synapse_base_cs_url.portal.redirect import TEMPORARY_REDIRECT, send_redirect
+from synapse_base_cs_url.portal.sso import (
+    CALLBACK_PATH,
+    CallbackSigner,
+    add_login_token,
+    callback_url,
+    check_redirect_url,
+    confirmation_page,
+    homeserver_redirect_location,
+    parse_callback,
+    redirect_url_param,
+    whitelisted,
+)
+from synapse_base_cs_url.portal.sso_tokens import (
+    InMemorySsoTokenStore,
+    SsoTokenStore,
+    token_hash_for_logs,
+)
 from synapse_base_cs_url.portal.upstream import Upstream
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
 LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
 VERSIONS_PATH = b"/_matrix/client/versions"
-SSO_REDIRECT_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/login/sso/redirect(?:/[^/]+)?")
+# Synapse's SsoRedirectServlet paths; the identity provider id as Synapse allows it.
+SSO_REDIRECT_PATH = re.compile(
+    rb"/_matrix/client/(?:(?:api/v1|r0|v3)/login/(?:sso|cas)/redirect"
+    rb"|(?:r0|v3)/login/sso/redirect/(?P<idp>[A-Za-z0-9_.~-]+))"
+)
+FOUND = 302
 WELL_KNOWN_PATH = b"/.well-known/matrix/client"
 HEALTH_PATH = b"/health"
 METRICS_PATH = b"/metrics"
@@ -91,6 +117,10 @@ class PortalResource(Resource):
         discovery: Discovery,
         metrics: PortalMetrics,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        sso_tokens: SsoTokenStore | None = None,
+        signer: CallbackSigner | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         Resource.__init__(self)  # type: ignore[no-untyped-call]
         self._config = config
@@ -100,6 +130,11 @@ class PortalResource(Resource):
         self._router = LoginRouter(config)
         self._clock = clock
         self._well_known = well_known_client(config.public_baseurl)
+        self._sso_tokens: SsoTokenStore = sso_tokens or InMemorySsoTokenStore(
+            config.sso.token_ttl, config.sso.max_tokens
+        )
+        self._signer = signer or CallbackSigner()
+        self._wall_clock = wall_clock
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -134,14 +169,21 @@ class PortalResource(Resource):
             respond(request, 200, b"OK", content_type=b"text/plain; charset=utf-8")
         elif path == METRICS_PATH and method == b"GET" and self._config.metrics:
             respond(request, 200, self._metrics.render(), self._metrics.content_type.encode())
-        elif SSO_REDIRECT_PATH.fullmatch(path) and method in (b"GET", b"HEAD"):
-            send_redirect(request, self._config.homeservers[self._config.sso_homeserver])
+        elif (sso := SSO_REDIRECT_PATH.fullmatch(path)) and method in (b"GET", b"HEAD"):
+            idp = sso.group("idp")
+            self._sso_redirect(request, idp.decode("ascii") if idp else None)
+        elif path == CALLBACK_PATH and method in (b"GET", b"HEAD"):
+            self._later_finish(request, self._sso_callback(request))
         else:
             raise errors.not_here(path.decode("utf-8", "replace"))
 
     def _later(self, request: Request, answer: Any) -> None:
         d = defer.ensureDeferred(answer)
         d.addCallbacks(lambda body: respond(request, 200, body), self._on_error, (), {}, (request,))
+
+    def _later_finish(self, request: Request, answer: Any) -> None:
+        """Run ``answer`` (which writes the response itself); errors as in ``_later``."""
+        defer.ensureDeferred(answer).addErrback(self._on_error, request)
 
     def _on_error(self, failure: Failure, request: Request) -> None:
         error = failure.value
@@ -172,7 +214,35 @@ class PortalResource(Resource):
             logger.info("login rejected: %s %s", e.status, e.errcode)
             raise
         client_ip, scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
+        if login_type == TOKEN_TYPE:
+            self._later_finish(
+                request, self._token_login(request, body, client_ip, scheme, started)
+            )
+            return
         decision = self._router.decide(body, login_type, client_ip)
+        self._route(request, decision, client_ip, scheme, started)
+
+    async def _token_login(
+        self, request: Request, body: dict[str, Any], client_ip: str, scheme: str, started: float
+    ) -> None:
+        # The token is single use at the homeserver: forget it here as soon as it is used.
+        token: str = body["token"]
+        issuer = await self._sso_tokens.take(token)
+        decision = self._router.decide(body, TOKEN_TYPE, client_ip, token_issuer=issuer)
+        self._route(
+            request, decision, client_ip, scheme, started, token_tag=token_hash_for_logs(token)
+        )
+
+    def _route(
+        self,
+        request: Request,
+        decision: Decision,
+        client_ip: str,
+        scheme: str,
+        started: float,
+        *,
+        token_tag: str = "",
+    ) -> None:
         mode = self._config.mode
         if mode is Mode.AUTO:
             user_agent = request.getHeader(b"user-agent")
@@ -183,14 +253,23 @@ class PortalResource(Resource):
             )
         if mode is Mode.REDIRECT:
             send_redirect(request, decision.homeserver)
-            self._log_login(decision, mode, TEMPORARY_REDIRECT, started)
+            self._log_login(decision, mode, TEMPORARY_REDIRECT, started, token_tag=token_tag)
             return
-        d = defer.ensureDeferred(self._proxy(request, decision, client_ip, scheme, started))
+        d = defer.ensureDeferred(
+            self._proxy(request, decision, client_ip, scheme, started, token_tag=token_tag)
+        )
         request.notifyFinish().addErrback(lambda _: d.cancel())
         d.addErrback(self._on_error, request)
 
     async def _proxy(
-        self, request: Request, decision: Decision, client_ip: str, scheme: str, started: float
+        self,
+        request: Request,
+        decision: Decision,
+        client_ip: str,
+        scheme: str,
+        started: float,
+        *,
+        token_tag: str = "",
     ) -> None:
         hs = decision.homeserver
         assert request.content is not None
@@ -205,30 +284,97 @@ class PortalResource(Resource):
             )
         except errors.MatrixError as e:
             respond_error(request, e)
-            self._log_login(decision, Mode.PROXY, e.status, started, e.message)
+            self._log_login(decision, Mode.PROXY, e.status, started, e.message, token_tag=token_tag)
             return
         except defer.CancelledError:
             # 499 as nginx logs it: the client closed the connection before the answer.
-            self._log_login(decision, Mode.PROXY, 499, started, "client closed the connection")
+            self._log_login(
+                decision,
+                Mode.PROXY,
+                499,
+                started,
+                "client closed the connection",
+                token_tag=token_tag,
+            )
             raise
         for name, values in relay_headers(response.headers):
             request.responseHeaders.setRawHeaders(name, values)
         body = amend_login_body(response.status, response.body, hs.base_url)
         respond(request, response.status, body, content_type=None)
-        self._log_login(decision, Mode.PROXY, response.status, started)
+        self._log_login(decision, Mode.PROXY, response.status, started, token_tag=token_tag)
+
+    # -- single sign-on (see sso.py) --------------------------------------------------------
+
+    def _sso_redirect(self, request: Request, idp: str | None) -> None:
+        """Send the browser to the homeserver serving ``idp``, with the portal's callback as
+        the ``redirectUrl``."""
+        query = request.uri.partition(b"?")[2]
+        to = redirect_url_param(query)
+        check_redirect_url(to)
+        hs = self._config.homeservers[self._config.sso.homeserver_for(idp)]
+        callback = callback_url(
+            self._config.public_baseurl, self._signer, hs.name, to, self._wall_clock()
+        )
+        location = homeserver_redirect_location(hs.base_url, request.path, query, callback)
+        request.setHeader(b"Location", location)
+        request.setHeader(b"Cache-Control", b"no-store")
+        respond(request, FOUND, b"", content_type=None)
+        logger.info("sso redirect idp=%s homeserver=%s", idp or "-", hs.name)
+
+    async def _sso_callback(self, request: Request) -> None:
+        """The homeserver sends the browser here with a login token: record who issued it,
+        then send the browser on to the client (or ask first, see ``sso.py``)."""
+        try:
+            callback = parse_callback(
+                request.uri.partition(b"?")[2],
+                self._signer,
+                tuple(self._config.homeservers),
+                self._wall_clock(),
+            )
+        except errors.MatrixError as e:
+            self._metrics.sso_callback("refused")
+            logger.info("sso callback refused: %s %s", e.status, e.errcode)
+            raise
+        recorded = await self._sso_tokens.remember(callback.login_token, callback.hs)
+        target = add_login_token(callback.to, callback.login_token)
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"Referrer-Policy", b"no-referrer")
+        confirm = not whitelisted(callback.to, self._config.sso.client_whitelist)
+        self._metrics.sso_callback("recorded" if recorded else "replayed")
+        logger.info(
+            "sso callback homeserver=%s token=%s%s%s",
+            callback.hs,
+            token_hash_for_logs(callback.login_token),
+            " confirm=page" if confirm else "",
+            "" if recorded else " already_recorded",
+        )
+        if confirm:
+            body = confirmation_page(target, callback.to)
+            respond(request, 200, body, content_type=b"text/html; charset=utf-8")
+        else:
+            request.setHeader(b"Location", target.encode())
+            respond(request, FOUND, b"", content_type=None)
 
     def _log_login(
-        self, decision: Decision, mode: Mode, status: int, started: float, problem: str = ""
+        self,
+        decision: Decision,
+        mode: Mode,
+        status: int,
+        started: float,
+        problem: str = "",
+        *,
+        token_tag: str = "",
     ) -> None:
         seconds = self._clock() - started
         self._metrics.login(decision.homeserver.name, mode.value, status, seconds)
         logger.info(
-            "login route=%s homeserver=%s mode=%s status=%d duration=%.1fms%s",
+            "login route=%s homeserver=%s mode=%s status=%d duration=%.1fms%s%s",
             decision.route,
             decision.homeserver.name,
             mode.value,
             status,
             seconds * 1000,
+            f" token={token_tag}" if token_tag else "",
             f" problem={problem!r}" if problem else "",
         )
 

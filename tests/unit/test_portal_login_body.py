@@ -186,8 +186,15 @@ def test_bare_localpart_is_qualified_with_server_name_only_if_configured() -> No
     assert decide(user("alice"), server_name="hs2.example.com") == ("hs2", "hs2-ids")
 
 
-def test_login_token_goes_to_the_sso_homeserver() -> None:
-    assert decide({"type": "m.login.token", "token": "t"}) == ("sso", "sso")
+def test_login_token_goes_to_its_issuer_else_the_default_sso_homeserver() -> None:
+    assert decide({"type": "m.login.token", "token": "t"}) == ("sso", "sso-default")
+    router = LoginRouter(PortalConfig.from_config(CONFIG))
+    body = {"type": "m.login.token", "token": "t"}
+    issued = router.decide(body, "m.login.token", "192.0.2.1", token_issuer="hs2")
+    assert (issued.homeserver.name, issued.route) == ("hs2", "sso")
+    # A name that is no longer configured (the config changed): the default.
+    gone = router.decide(body, "m.login.token", "192.0.2.1", token_issuer="hs9")
+    assert (gone.homeserver.name, gone.route) == ("sso", "sso-default")
 
 
 def test_hash_pool_is_sticky_across_spellings_when_server_name_is_set() -> None:

@@ -9,6 +9,7 @@ import pytest
 from twisted.internet import defer, task
 from twisted.web.http_headers import Headers
 
+from synapse_base_cs_url.portal.config import SsoSettings
 from synapse_base_cs_url.portal.discovery import (
     TtlCache,
     combine_login_flows,
@@ -169,14 +170,14 @@ def test_combine_login_flows_intersects_but_takes_sso_from_the_sso_homeserver() 
             },
         ),
     ]
-    assert combine_login_flows(answers, sso_homeserver="idp") == {
+    assert combine_login_flows(answers, sso=SsoSettings(default="idp")) == {
         "flows": [
             {"type": "m.login.password"},
             {"type": "m.login.sso", "identity_providers": [{"id": "oidc"}]},
             {"type": "m.login.token"},
         ]
     }
-    assert combine_login_flows(answers, sso_homeserver="hs2") == {
+    assert combine_login_flows(answers, sso=SsoSettings(default="hs2")) == {
         "flows": [{"type": "m.login.password"}]
     }
 

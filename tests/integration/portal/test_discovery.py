@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -97,13 +98,23 @@ def test_the_307_itself_carries_cors_headers(
         assert result.headers[name] == synapse.headers[name], name
 
 
-def test_sso_redirect_and_login_token_go_to_the_sso_homeserver(
+def test_sso_redirect_and_unknown_login_token_go_to_the_default_sso_homeserver(
     portals: dict[str, PortalProcess], homeservers: Homeservers
 ) -> None:
-    path = "/_matrix/client/v3/login/sso/redirect?redirectUrl=https%3A%2F%2Fapp.example"
-    result = requests.get(portals["proxy"].url + path, allow_redirects=False, timeout=30)
-    assert result.status_code == 307
-    assert result.headers["Location"] == homeservers.hs1.base_url + path
+    path = "/_matrix/client/v3/login/sso/redirect"
+    result = requests.get(
+        portals["proxy"].url + path + "?redirectUrl=https%3A%2F%2Fapp.example%2F",
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert result.status_code == 302
+    location = urlsplit(result.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == (
+        homeservers.hs1.base_url + path
+    )
+    callback = parse_qs(location.query)["redirectUrl"][0]
+    assert callback.startswith("https://portal.example.com/_synapse_base_cs_url/sso/return?")
+    assert parse_qs(urlsplit(callback).query)["to"] == ["https://app.example/"]
     token_login = {"type": "m.login.token", "token": "syt_not_a_real_login_token"}
     redirected = requests.post(
         f"{portals['redirect'].url}/_matrix/client/v3/login",
@@ -153,6 +164,10 @@ def test_log_has_one_line_per_login_and_no_secrets(portals: dict[str, PortalProc
     assert re.search(
         r"login route=hs2-users homeserver=hs2 mode=proxy status=200 duration=[0-9.]+ms", log
     )
-    assert "login route=sso homeserver=hs1 mode=proxy status=403" in log
+    assert re.search(
+        r"login route=sso-default homeserver=hs1 mode=proxy status=403 duration=[0-9.]+ms "
+        r"token=[0-9a-f]{12}\n",
+        log,
+    )
     for secret in (PASSWORD, token, "syt_secret_login_token"):
         assert secret not in log

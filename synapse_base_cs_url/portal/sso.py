@@ -1,0 +1,171 @@
+"""Single sign-on through the portal, with several homeservers behind it.
+
+1. ``GET /_matrix/client/{r0,v3}/login/sso/redirect[/<idp>]?redirectUrl=X`` at the portal:
+   the identity provider picks the homeserver (``sso.identity_providers``, else
+   ``sso.default``), and the browser is sent (302) to that homeserver's same path with
+   ``redirectUrl`` replaced by the portal's callback::
+
+       <public_baseurl>/_synapse_base_cs_url/sso/return?hs=<name>&to=<X>&exp=<unix time>&sig=<HMAC>
+
+2. The homeserver does the SSO dance and sends the browser to the callback with
+   ``&loginToken=T`` appended. The portal checks the signature (an HMAC-SHA256 of ``hs``,
+   ``exp`` and ``to`` under a random per-process key: nobody else can make the portal
+   believe that ``hs`` issued a token, nor send a token to a ``to`` that was not the
+   client's own ``redirectUrl``) and the expiry, records ``T -> hs`` (see ``sso_tokens``)
+   and sends the browser on to ``X`` with ``loginToken=T`` appended (X's own query kept).
+   If ``X`` does not start with one of ``sso.client_whitelist``, the portal asks the user
+   first (an HTML page with a link), as Synapse does for clients outside its own
+   ``sso.client_whitelist``: the homeservers skip their confirmation for the portal's
+   callback, so the portal must not hand a token to any site that merely started a login.
+3. ``POST /login`` with ``m.login.token``: routed to the recorded homeserver.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import secrets
+import urllib.parse
+from collections.abc import Sequence
+
+import attr
+
+from synapse_base_cs_url.portal import errors
+
+CALLBACK_PATH = b"/_synapse_base_cs_url/sso/return"
+#: How long a callback URL is accepted after the SSO redirect that made it. Identity
+#: providers' own login pages can take a while (password managers, 2FA); Synapse's OIDC
+#: session cookie lasts an hour too.
+CALLBACK_LIFETIME = 3600
+#: Schemes a ``redirectUrl`` must not have: the confirmation page puts it in a link.
+UNSAFE_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob"})
+FORBIDDEN = "M_FORBIDDEN"
+MISSING_PARAM = "M_MISSING_PARAM"
+INVALID_PARAM = "M_INVALID_PARAM"
+
+
+class CallbackSigner:
+    """Signs and checks ``(hs, exp, to)``; the key is random per process unless given."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else secrets.token_bytes(32)
+
+    def sign(self, hs: str, exp: int, to: str) -> str:
+        message = b"\0".join((hs.encode(), str(exp).encode(), to.encode("utf-8", "surrogatepass")))
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def valid(self, hs: str, exp: int, to: str, sig: str) -> bool:
+        return hmac.compare_digest(self.sign(hs, exp, to).encode(), sig.encode())
+
+
+def check_redirect_url(to: str) -> None:
+    """Refuse ``redirectUrl`` values that could never be a client (or that are dangerous in
+    a link): 400 ``M_INVALID_PARAM``."""
+    scheme = urllib.parse.urlsplit(to).scheme.lower()
+    if not scheme or scheme in UNSAFE_SCHEMES:
+        raise errors.MatrixError(
+            400, INVALID_PARAM, "redirectUrl must be an absolute URL of the client"
+        )
+
+
+def callback_url(public_baseurl: str, signer: CallbackSigner, hs: str, to: str, now: float) -> str:
+    exp = int(now) + CALLBACK_LIFETIME
+    query = urllib.parse.urlencode(
+        {"hs": hs, "to": to, "exp": str(exp), "sig": signer.sign(hs, exp, to)}
+    )
+    return f"{public_baseurl}{CALLBACK_PATH.decode()}?{query}"
+
+
+def homeserver_redirect_location(base_url: str, path: bytes, query: bytes, callback: str) -> bytes:
+    """``<base_url><path>?<query with redirectUrl replaced by callback>``; other parameters
+    (e.g. MSC3824's ``action``) are passed on."""
+    pairs = urllib.parse.parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True)
+    pairs = [(k, v) for k, v in pairs if k != "redirectUrl"] + [("redirectUrl", callback)]
+    return base_url.encode() + path + b"?" + urllib.parse.urlencode(pairs).encode()
+
+
+def redirect_url_param(query: bytes) -> str:
+    """The request's ``redirectUrl``: 400 ``M_MISSING_PARAM`` as Synapse answers without it."""
+    values = urllib.parse.parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True).get(
+        "redirectUrl", []
+    )
+    if len(values) != 1 or not values[0]:
+        raise errors.MatrixError(400, MISSING_PARAM, "Missing string query parameter redirectUrl")
+    return values[0]
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Callback:
+    """A checked callback: ``hs`` issued ``login_token`` for the client at ``to``."""
+
+    hs: str
+    to: str
+    login_token: str
+
+
+def parse_callback(
+    query: bytes, signer: CallbackSigner, homeservers: Sequence[str], now: float
+) -> Callback:
+    """Check a callback's query; Matrix JSON errors (400 missing / 403 refused) otherwise."""
+    params = urllib.parse.parse_qs(query.decode("utf-8", "replace"), keep_blank_values=True)
+    values: dict[str, str] = {}
+    for name in ("hs", "to", "exp", "sig", "loginToken"):
+        got = params.get(name, [])
+        if len(got) != 1 or not got[0]:
+            raise errors.MatrixError(
+                400, MISSING_PARAM, f"Missing or repeated query parameter {name}"
+            )
+        values[name] = got[0]
+    try:
+        exp = int(values["exp"])
+    except ValueError:
+        raise errors.MatrixError(403, FORBIDDEN, "Invalid SSO callback signature") from None
+    if not signer.valid(values["hs"], exp, values["to"], values["sig"]):
+        raise errors.MatrixError(
+            403,
+            FORBIDDEN,
+            "Invalid SSO callback signature (not made by this portal process, or altered): "
+            "start the login again from your client",
+        )
+    if exp < now:
+        raise errors.MatrixError(
+            403, FORBIDDEN, "This single sign-on has expired: start the login again"
+        )
+    if values["hs"] not in homeservers:  # signed by us, but the config changed since
+        raise errors.MatrixError(403, FORBIDDEN, "Unknown homeserver in SSO callback")
+    return Callback(values["hs"], values["to"], values["loginToken"])
+
+
+def add_login_token(to: str, token: str) -> str:
+    """``to`` with ``loginToken`` appended to its query, exactly as Synapse does it
+    (``AuthHandler.add_query_param_to_url``)."""
+    parts = list(urllib.parse.urlparse(to))
+    query = urllib.parse.parse_qsl(parts[4], keep_blank_values=True)
+    query.append(("loginToken", token))
+    parts[4] = urllib.parse.urlencode(query)
+    return urllib.parse.urlunparse(parts)
+
+
+def whitelisted(to: str, whitelist: Sequence[str]) -> bool:
+    return any(to.startswith(prefix) for prefix in whitelist)
+
+
+def confirmation_page(target: str, to: str) -> bytes:
+    """Ask before sending a login token to a client outside ``sso.client_whitelist``."""
+    parts = urllib.parse.urlsplit(to)
+    shown = (
+        parts.netloc if parts.scheme == "https" else f"{parts.scheme}://{parts.netloc}{parts.path}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        "<title>Continue to your client</title></head><body>"
+        f"<p>Continuing will grant <strong>{html.escape(shown)}</strong> access to your "
+        "account. Only continue if you recognise it and started this login there.</p>"
+        f'<p><a href="{html.escape(target, quote=True)}">Continue</a></p>'
+        "</body></html>\n"
+    ).encode()
