@@ -172,7 +172,7 @@ class PortalResource(Resource):
         elif (sso := SSO_REDIRECT_PATH.fullmatch(path)) and method in (b"GET", b"HEAD"):
             idp = sso.group("idp")
             self._sso_redirect(request, idp.decode("ascii") if idp else None)
-        elif path == CALLBACK_PATH and method in (b"GET", b"HEAD"):
+        elif path == CALLBACK_PATH and method == b"GET":  # not HEAD: it records the token
             self._later_finish(request, self._sso_callback(request))
         else:
             raise errors.not_here(path.decode("utf-8", "replace"))
