@@ -64,11 +64,15 @@ class CallbackSigner:
 def check_redirect_url(to: str) -> None:
     """Refuse ``redirectUrl`` values that could never be a client (or that are dangerous in
     a link): 400 ``M_INVALID_PARAM``."""
-    scheme = urllib.parse.urlsplit(to).scheme.lower()
+    invalid = errors.MatrixError(
+        400, INVALID_PARAM, "redirectUrl must be an absolute URL of the client"
+    )
+    try:
+        scheme = urllib.parse.urlsplit(to).scheme.lower()
+    except ValueError:  # e.g. "http://[" (an unterminated IPv6 host)
+        raise invalid from None
     if not scheme or scheme in UNSAFE_SCHEMES:
-        raise errors.MatrixError(
-            400, INVALID_PARAM, "redirectUrl must be an absolute URL of the client"
-        )
+        raise invalid
 
 
 def callback_url(public_baseurl: str, signer: CallbackSigner, hs: str, to: str, now: float) -> str:

@@ -313,7 +313,14 @@ def test_redirect_url_parameter() -> None:
             redirect_url_param(bad)
         assert (e.value.status, e.value.errcode) == (400, "M_MISSING_PARAM")
     check_redirect_url("io.element.app:/callback")
-    for bad_url in ("javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,x", "/rel"):
+    for bad_url in (
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,x",
+        "/rel",
+        "http://[::1",  # urlsplit raises ValueError
+        "https://a]b/",
+    ):
         with pytest.raises(errors.MatrixError) as e:
             check_redirect_url(bad_url)
         assert e.value.errcode == "M_INVALID_PARAM"

@@ -285,6 +285,10 @@ def test_sso_redirect_refuses_a_missing_or_dangerous_redirect_url(sso: SsoSetup)
         portal.url + "/_matrix/client/v3/login/sso/redirect?redirectUrl=javascript%3Aalert(1)"
     )
     assert (script.status_code, script.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    unparseable = get(
+        portal.url + "/_matrix/client/v3/login/sso/redirect?redirectUrl=http%3A%2F%2F%5B%3A%3A1"
+    )
+    assert (unparseable.status_code, unparseable.json()["errcode"]) == (400, "M_INVALID_PARAM")
 
 
 def test_login_flows_list_the_identity_provider_from_the_homeserver_serving_it(
