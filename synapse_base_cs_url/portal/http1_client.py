@@ -11,6 +11,7 @@ answer in one pass, which keeps proxy mode's added latency low.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from twisted.web.http_headers import Headers
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024
+_STATUS_CODE = re.compile(rb"[1-5][0-9][0-9]")
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -184,7 +186,11 @@ class ClientProtocol(Protocol):
     def _parse_head(self, head: bytes) -> None:
         status_line, _, rest = head.partition(b"\r\n")
         parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        if (
+            len(parts) < 2
+            or not parts[0].startswith(b"HTTP/1.")
+            or not _STATUS_CODE.fullmatch(parts[1])
+        ):
             raise UpstreamProtocolError(f"bad status line {status_line[:80]!r}")
         status = int(parts[1])
         headers = Headers()
@@ -192,7 +198,10 @@ class ClientProtocol(Protocol):
             name, sep, value = line.partition(b":")
             if not sep or not name.strip():
                 raise UpstreamProtocolError(f"bad header line {line[:80]!r}")
-            headers.addRawHeader(name.strip(), value.strip())
+            try:
+                headers.addRawHeader(name.strip(), value.strip())
+            except ValueError:  # Twisted's InvalidHeaderName: not an RFC 9110 token
+                raise UpstreamProtocolError(f"bad header name {name[:80]!r}") from None
         if 100 <= status < 200:
             return  # interim answer (e.g. 100 Continue): the real one follows
         self._status, self._headers = status, headers
