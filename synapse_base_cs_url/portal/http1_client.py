@@ -32,6 +32,8 @@ from twisted.web.http_headers import Headers
 MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024
 _STATUS_CODE = re.compile(rb"[1-5][0-9][0-9]")
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -113,6 +115,7 @@ class ClientProtocol(Protocol):
         self._framing = ""
         self._length = 0
         self._chunks: list[bytes] = []
+        self._chunked_size = 0
 
     # -- called by the pool ---------------------------------------------------------------
 
@@ -177,6 +180,10 @@ class ClientProtocol(Protocol):
             self._parse_head(head)
         if self._framing == "length":
             if len(self._buffer) >= self._length:
+                if len(self._buffer) > self._length:
+                    # More than the answer: whatever it is, it must not be read as the
+                    # start of the next answer on this connection.
+                    self.reusable = False
                 self._finish(bytes(self._buffer[: self._length]))
         elif self._framing == "chunked":
             self._parse_chunks()
@@ -214,11 +221,12 @@ class ClientProtocol(Protocol):
         elif b"chunked" in encoding:
             self._framing = "chunked"
         elif length:
-            try:
-                self._length = int(length[0])
-            except ValueError:
-                raise UpstreamProtocolError(f"bad Content-Length {length[0][:40]!r}") from None
-            if self._length < 0 or self._length > MAX_BODY:
+            values = {v.strip() for v in b",".join(length).split(b",")}
+            text = values.pop()
+            if values or not _DIGITS.fullmatch(text):
+                raise UpstreamProtocolError(f"bad Content-Length {length[0][:40]!r}")
+            self._length = int(text)
+            if self._length > MAX_BODY:
                 raise UpstreamProtocolError(f"Content-Length {self._length} out of range")
             self._framing = "length"
         else:
@@ -229,6 +237,8 @@ class ClientProtocol(Protocol):
         while True:
             line_end = self._buffer.find(b"\r\n")
             if line_end < 0:
+                if len(self._buffer) > MAX_HEAD:
+                    raise UpstreamProtocolError("chunk size or trailer line too long")
                 return
             if self._length < 0:  # reading trailers after the last chunk
                 line = bytes(self._buffer[:line_end])
@@ -238,21 +248,23 @@ class ClientProtocol(Protocol):
                     return
                 continue
             size_text = bytes(self._buffer[:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise UpstreamProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+            if not _HEX_DIGITS.fullmatch(size_text):
+                raise UpstreamProtocolError(f"bad chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 del self._buffer[: line_end + 2]
                 self._length = -1
                 continue
-            if len(self._buffer) < line_end + 2 + size + 2:
-                return
-            start = line_end + 2
-            self._chunks.append(bytes(self._buffer[start : start + size]))
-            del self._buffer[: start + size + 2]
-            if sum(map(len, self._chunks)) > MAX_BODY:
+            if self._chunked_size + size > MAX_BODY:  # before buffering the chunk
                 raise UpstreamProtocolError("response body too large")
+            start = line_end + 2
+            if len(self._buffer) < start + size + 2:
+                return
+            if self._buffer[start + size : start + size + 2] != b"\r\n":
+                raise UpstreamProtocolError("chunk data not followed by CRLF")
+            self._chunks.append(bytes(self._buffer[start : start + size]))
+            self._chunked_size += size
+            del self._buffer[: start + size + 2]
 
     def _finish(self, body: bytes) -> None:
         d, self._pending = self._pending, None

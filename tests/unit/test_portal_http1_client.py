@@ -8,6 +8,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from synapse_base_cs_url.portal.http1_client import (
+    MAX_BODY,
+    MAX_HEAD,
     ClientProtocol,
     Origin,
     UpstreamClosed,
@@ -87,6 +89,21 @@ def test_chunked_with_trailers_and_interim_100() -> None:
     assert protocol.reusable
 
 
+def test_duplicate_equal_content_lengths_are_one() -> None:
+    protocol, _ = connected()
+    d = protocol.request(b"x")
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok")
+    assert outcome(d).body == b"ok"  # type: ignore[union-attr]
+
+
+def test_more_than_content_length_makes_the_connection_unusable() -> None:
+    protocol, _ = connected()
+    d = protocol.request(b"x")
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK")
+    assert outcome(d).body == b"ok"  # type: ignore[union-attr]
+    assert not protocol.reusable
+
+
 def test_body_until_close_and_connection_close() -> None:
     protocol, _ = connected()
     d = protocol.request(b"x")
@@ -121,6 +138,18 @@ def test_head_and_204_have_no_body() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        # Chunk sizes int(x, 16) would take, and chunk data without its CRLF:
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
+        # A chunk over the body limit is refused before its data arrives:
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1),
+        # A chunk-size line that never ends:
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * (MAX_HEAD + 1),
     ],
 )
 def test_invalid_answers(answer: bytes) -> None:
