@@ -194,7 +194,9 @@ def _install_wrapper(cls: type, endpoint: str) -> None:
         result = await original(self, request)
         try:
             registration = _hooks.get(self.hs, {}).get(endpoint)
-        except TypeError:  # an hs that cannot be weakly referenced has no hook
+        except Exception:
+            # No ``self.hs`` (a subclass, a servlet built some other way) or an hs that
+            # cannot be weakly referenced: no hook, and the login goes out as Synapse made it.
             registration = None
         if registration is None:
             return result
