@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
@@ -83,9 +84,10 @@ class PortalRequest(server.Request):
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.max_body_size:
             self.too_large = True
-            length = 0
-        base: Any = super()
-        base.gotLength(length)
+        # Always in memory (at most max_body_size is kept): Twisted would spool a body
+        # without Content-Length, or of 100 kB or more, to a temporary file, i.e. write
+        # the password to disk.
+        self.content = io.BytesIO()
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
