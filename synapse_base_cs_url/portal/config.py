@@ -8,6 +8,7 @@ can print it and exit without a traceback.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -245,9 +246,16 @@ def _positive_int(raw: Mapping[object, object], key: str, default: int) -> int:
 
 
 def _number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
-    return float(value)
+    """A finite number: ``.inf`` as a timeout would never fire (a hang), ``.nan`` compares
+    false with everything."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
 
 
 def _non_negative_number(value: object, path: str) -> float:

@@ -187,6 +187,19 @@ CASES = [
         "timeouts.connect: must be a number of seconds, not '1s'",
     ),
     (_set("timeouts", {"total": 0}), "timeouts.total: must be more than 0 seconds, not 0"),
+    # A timeout that never fires would let a hanging homeserver hang the client too.
+    (
+        _set("timeouts", {"total": float("inf")}),
+        "timeouts.total: must be a number of seconds, not inf",
+    ),
+    (
+        _set("timeouts", {"connect": float("nan")}),
+        "timeouts.connect: must be a number of seconds, not nan",
+    ),
+    (
+        _set("timeouts", {"total": 10**400}),
+        "timeouts.total: must be a number of seconds, not 1000",
+    ),
     (
         _set("timeouts", {"connect": True}),
         "timeouts.connect: must be a number of seconds, not True",
@@ -199,6 +212,10 @@ CASES = [
     (
         _set("discovery_cache_ttl", "10s"),
         "discovery_cache_ttl: must be a number of seconds, not '10s'",
+    ),
+    (
+        _set("discovery_cache_ttl", float("nan")),
+        "discovery_cache_ttl: must be a number of seconds, not nan",
     ),
     (_set("metrics", "on"), "metrics: must be true or false, not 'on'"),
 ]
