@@ -24,6 +24,12 @@ from synapse_base_cs_url.portal.login_body import (
         (b"{", "M_NOT_JSON"),
         (b"\xff", "M_NOT_JSON"),
         (b"[" * 100_000, "M_NOT_JSON"),
+        # Not UTF-8 (json.loads on bytes would decode these), as Synapse refuses them:
+        ('{"type": "m.login.password"}'.encode("utf-16"), "M_NOT_JSON"),
+        ('{"type": "m.login.password"}'.encode("utf-32-le"), "M_NOT_JSON"),
+        (b'\xef\xbb\xbf{"type": "m.login.password"}', "M_NOT_JSON"),
+        (b'{"type": "m.login.password", "n": NaN}', "M_NOT_JSON"),
+        (b'{"type": "m.login.password", "n": -Infinity}', "M_NOT_JSON"),
         (b"null", "M_BAD_JSON"),
         (b'"a string"', "M_BAD_JSON"),
         (b"[]", "M_BAD_JSON"),
