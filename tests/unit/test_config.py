@@ -119,7 +119,7 @@ BAD_CONFIGS: list[tuple[Any, str]] = [
     ({"base_cs_url": "https://"}, "base_cs_url: 'https://' has no host"),
     (
         {"base_cs_url": "https://u:p@cs.example.com"},
-        "base_cs_url: 'https://u:p@cs.example.com' must not contain credentials",
+        "base_cs_url: 'https://***@cs.example.com' must not contain credentials",
     ),
     (
         {"base_cs_url": "https://cs.example.com/?a=1"},

@@ -38,7 +38,7 @@ def test_valid_urls_are_normalised(given: str, normalised: str) -> None:
         ("/_matrix", "'/_matrix' is a relative URL; give an absolute http(s) URL"),
         ("ftp://x.example", "'ftp://x.example' has scheme 'ftp'; only http and https are allowed"),
         ("https://", "'https://' has no host"),
-        ("https://u:p@x.example", "'https://u:p@x.example' must not contain credentials"),
+        ("https://u:p@x.example", "'https://***@x.example' must not contain credentials"),
         (
             "https://x.example/?a=1",
             "'https://x.example/?a=1' has a query string; a base URL cannot have one",
@@ -61,3 +61,24 @@ def test_invalid_urls_say_what_is_wrong(given: object, message: str) -> None:
     with pytest.raises(ValueError) as e:
         validate_base_url(given)
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://alice:hunter2@x.example",
+        "https://alice:hunter2@x.example:99999",
+        "ftp://alice:hunter2@x.example/path",
+        "https://alice:hunter2@x.example/?a=1",
+        "https://alice:hunter2@x.example#top",
+        "https://alice:hun@ter2@x.example",
+        " https://alice:hunter2@x.example",
+    ],
+)
+def test_messages_never_show_a_password(given: str) -> None:
+    # They reach Synapse's startup output, and its log when a compute function returns one.
+    with pytest.raises(ValueError) as e:
+        validate_base_url(given)
+    assert "hunter2" not in str(e.value)
+    assert "ter2" not in str(e.value)
+    assert "x.example" in str(e.value)
