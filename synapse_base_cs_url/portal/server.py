@@ -176,8 +176,18 @@ class PortalResource(Resource):
             self._sso_redirect(request, idp.decode("ascii") if idp else None)
         elif path == CALLBACK_PATH and method == b"GET":  # not HEAD: it records the token
             self._later_finish(request, self._sso_callback(request))
+        elif self._serves(path):
+            raise errors.method_not_allowed(method.decode("ascii", "replace"), path.decode())
         else:
             raise errors.not_here(path.decode("utf-8", "replace"))
+
+    def _serves(self, path: bytes) -> bool:
+        """Whether ``path`` is one of the portal's own (for any method)."""
+        return (
+            path in (VERSIONS_PATH, WELL_KNOWN_PATH, HEALTH_PATH, CALLBACK_PATH)
+            or (path == METRICS_PATH and self._config.metrics)
+            or SSO_REDIRECT_PATH.fullmatch(path) is not None
+        )
 
     def _later(self, request: Request, answer: Any) -> None:
         d = defer.ensureDeferred(answer)

@@ -117,7 +117,12 @@ def test_body_just_under_the_limit_is_routed(portals: dict[str, PortalProcess]) 
         ("GET", "/_matrix/client/v3/account/whoami", 404, "M_UNRECOGNIZED"),
         ("GET", "/", 404, "M_UNRECOGNIZED"),
         ("PUT", "/_matrix/client/v3/login", 405, "M_UNRECOGNIZED"),
-        ("DELETE", "/_matrix/client/versions", 404, "M_UNRECOGNIZED"),
+        ("DELETE", "/_matrix/client/versions", 405, "M_UNRECOGNIZED"),
+        ("POST", "/.well-known/matrix/client", 405, "M_UNRECOGNIZED"),
+        ("POST", "/_matrix/client/v3/login/sso/redirect", 405, "M_UNRECOGNIZED"),
+        ("POST", "/_synapse_base_cs_url/sso/return", 405, "M_UNRECOGNIZED"),
+        ("PUT", "/health", 405, "M_UNRECOGNIZED"),
+        ("GET", "/_matrix/client/v3/versions", 404, "M_UNRECOGNIZED"),
     ],
 )
 def test_paths_the_portal_does_not_serve(
