@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig, SsoSettings
@@ -48,8 +49,8 @@ def run(coro: Any) -> Any:
     results: list[Any] = []
     d.addBoth(results.append)
     assert results, "the in-memory store must not wait"
-    if isinstance(results[0], Exception):
-        raise results[0]
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
     return results[0]
 
 
