@@ -21,6 +21,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -98,10 +99,14 @@ def _version_str(version: tuple[int, ...]) -> str:
 
 
 def _parse_version(text: str) -> tuple[int, ...]:
+    """``(major, minor, patch)`` of a Synapse version; a pre-release suffix is ignored.
+
+    ``1.163.0rc1`` is ``(1, 163, 0)``: only the leading digits of each part count.
+    """
     parts = []
     for piece in text.split(".")[:3]:
-        digits = "".join(c for c in piece if c.isdigit()) or "0"
-        parts.append(int(digits))
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group()) if digits else 0)
     return tuple(parts)
 
 

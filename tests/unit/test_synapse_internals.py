@@ -1,7 +1,8 @@
-"""The class-level ``on_POST`` wrapper on a stand-in servlet: what reaches the client.
+"""``_synapse_internals`` logic that needs no Synapse process.
 
-Real Synapse runs the same wrapper in the integration tests; here each branch of it is driven
-directly, including the ones a real Synapse cannot easily be made to take.
+The class-level ``on_POST`` wrapper on a stand-in servlet: real Synapse runs the same wrapper
+in the integration tests; here each branch of it is driven directly, including the ones a
+real Synapse cannot easily be made to take. And the version parsing of the startup check.
 """
 
 from __future__ import annotations
@@ -135,3 +136,21 @@ def test_installed_once() -> None:
     wrapped = servlet_class.on_POST  # type: ignore[attr-defined]
     internals._install_wrapper(servlet_class, internals.LOGIN)
     assert servlet_class.on_POST is wrapped  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("version", "parsed"),
+    [
+        ("1.163.2", (1, 163, 2)),
+        ("1.100.0", (1, 100, 0)),
+        ("1.163.2rc1", (1, 163, 2)),
+        ("1.164.0rc3", (1, 164, 0)),
+        ("1.99.10.post1", (1, 99, 10)),
+        ("1.100", (1, 100)),
+    ],
+)
+def test_synapse_version_parsing_ignores_pre_release_suffixes(
+    version: str, parsed: tuple[int, ...]
+) -> None:
+    # "1.163.2rc1" used to read as 1.163.21: newer than tested, and warned about.
+    assert internals._parse_version(version) == parsed
