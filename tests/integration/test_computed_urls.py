@@ -137,8 +137,21 @@ def test_two_users_land_on_different_urls(routing: RoutingHomeserver) -> None:
     assert routing.login(f"@{eu_user}:{SERVER}")["base_cs_url"] == EU
 
 
+def users_for_every_pool_member() -> list[str]:
+    """Fresh ``pool_`` localparts, one landing on each member of POOL by the routing core.
+
+    Picked rather than drawn at random, so that "the pool spreads users" cannot fail by the
+    luck of the draw (8 random users all on one member: about 1 run in 2000).
+    """
+    by_member: dict[str, str] = {}
+    while len(by_member) < len(POOL):
+        localpart = unique("pool_")
+        by_member.setdefault(rendezvous_pick(POOL, f"@{localpart}:{SERVER}"), localpart)
+    return list(by_member.values())
+
+
 def test_hash_pool_is_sticky_per_user_and_spreads_users(routing: RoutingHomeserver) -> None:
-    users = [routing.user(unique("pool_")) for _ in range(8)]
+    users = [routing.user(localpart) for localpart in users_for_every_pool_member()]
     landed = {}
     for user in users:
         first = routing.login(user)["base_cs_url"]
@@ -149,7 +162,7 @@ def test_hash_pool_is_sticky_per_user_and_spreads_users(routing: RoutingHomeserv
         assert routing.login(user.upper())["base_cs_url"] == first
         assert routing.login(f"@{user}:{SERVER}")["base_cs_url"] == first
         landed[user] = first
-    assert len(set(landed.values())) >= 2, landed
+    assert sorted(landed.values()) == sorted(POOL), landed
 
 
 def test_round_robin_pool_spreads_logins(routing: RoutingHomeserver) -> None:
