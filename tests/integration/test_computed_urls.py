@@ -318,7 +318,8 @@ def test_compute_errors_and_garbage_fall_through(
     log = routing.hs.log_path.read_text()
     lines = [line for line in log.splitlines() if f"@{user}:{SERVER}" in line]
     assert any("synapse-base-cs-url: compute function" in line for line in lines), lines
-    assert logged in log
+    # On this user's own lines: the log is shared with every other test on this homeserver.
+    assert any(logged in line for line in lines), lines
     # Never a secret in the log.
     assert PASSWORD not in log
     assert response["access_token"] not in log
