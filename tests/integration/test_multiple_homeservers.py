@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess
+from synapse_base_cs_url.throwaway_synapse import SynapseProcess, terminate
 from tests.integration.conftest import PASSWORD, REPO_ROOT, module_entry
 
 pytestmark = pytest.mark.integration
@@ -55,8 +55,7 @@ def three_in_one_process(
             hs.register_user("alice", PASSWORD)
         yield homeservers
     finally:
-        proc.terminate()
-        proc.wait(15)
+        terminate(proc)
         log.close()
 
 
