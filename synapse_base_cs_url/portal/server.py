@@ -62,6 +62,7 @@ SSO_REDIRECT_PATH = re.compile(
     rb"|(?:r0|v3)/login/sso/redirect/(?P<idp>[A-Za-z0-9_.~-]+))"
 )
 FOUND = 302
+CLIENT_LEFT = "client closed the connection"
 WELL_KNOWN_PATH = b"/.well-known/matrix/client"
 HEALTH_PATH = b"/health"
 METRICS_PATH = b"/metrics"
@@ -263,6 +264,11 @@ class PortalResource(Resource):
                 user_agent.decode("utf-8", "replace") if user_agent else None,
                 self._config.proxy_user_agents,
             )
+        if getattr(request, "_disconnected", False):
+            # The client left while the decision was awaited (a token store that waits):
+            # Twisted has closed the body and would never fire notifyFinish().
+            self._log_login(decision, mode, 499, started, CLIENT_LEFT, token_tag=token_tag)
+            return
         if mode is Mode.REDIRECT:
             send_redirect(request, decision.homeserver)
             self._log_login(decision, mode, TEMPORARY_REDIRECT, started, token_tag=token_tag)
@@ -300,14 +306,7 @@ class PortalResource(Resource):
             return
         except defer.CancelledError:
             # 499 as nginx logs it: the client closed the connection before the answer.
-            self._log_login(
-                decision,
-                Mode.PROXY,
-                499,
-                started,
-                "client closed the connection",
-                token_tag=token_tag,
-            )
+            self._log_login(decision, Mode.PROXY, 499, started, CLIENT_LEFT, token_tag=token_tag)
             raise
         for name, values in relay_headers(response.headers):
             request.responseHeaders.setRawHeaders(name, values)

@@ -1,16 +1,22 @@
 """The portal's web site over a real Twisted HTTP channel (in-memory transport): how request
-bodies are received."""
+bodies are received, and clients that leave early."""
 
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
+import pytest
+from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
-from synapse_base_cs_url.portal.server import PortalSite, request_class
+from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.server import PortalResource, PortalSite, build_site, request_class
 
 LIMIT = 200_000
 
@@ -71,3 +77,64 @@ def test_bodies_over_the_limit_are_flagged_and_not_kept() -> None:
         assert len(received) <= LIMIT
     content, received, too_large = send(with_length(b"x" * LIMIT))  # exactly the limit
     assert (len(received), too_large) == (LIMIT, False)
+
+
+# --- a client that leaves while the portal is still deciding --------------------------------
+
+
+class SlowTokenStore:
+    """An SsoTokenStore that answers ``take`` only when the test says (as a shared store
+    over the network would)."""
+
+    def __init__(self) -> None:
+        self.pending: list[defer.Deferred[str | None]] = []
+
+    async def remember(self, token: str, homeserver: str) -> bool:
+        return True
+
+    async def take(self, token: str) -> str | None:
+        d: defer.Deferred[str | None] = defer.Deferred()
+        self.pending.append(d)
+        return await d
+
+
+class RecordingUpstream:
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+
+    async def request(self, homeserver: Any, method: bytes, path: bytes, *a: Any) -> Any:
+        self.requests.append(path)
+        raise AssertionError("nobody is waiting for this answer")
+
+
+@pytest.mark.parametrize("mode", ["proxy", "redirect"])
+def test_client_gone_before_the_token_store_answers(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = PortalConfig.from_config(
+        {
+            "public_baseurl": "https://portal.example",
+            "mode": mode,
+            "homeservers": {"hs1": {"base_url": "https://hs1.example"}},
+            "default_homeserver": "hs1",
+        }
+    )
+    store, upstream = SlowTokenStore(), RecordingUpstream()
+    resource = PortalResource(
+        config,
+        upstream,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # no discovery here
+        PortalMetrics(),
+        sso_tokens=store,
+    )
+    site = build_site(resource, config.max_body_size)
+    channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    channel.makeConnection(StringTransport())
+    caplog.set_level(logging.INFO, logger="synapse_base_cs_url.portal")
+    channel.dataReceived(with_length(b'{"type": "m.login.token", "token": "syl_T"}'))
+    assert len(store.pending) == 1
+    channel.connectionLost(Failure(error.ConnectionDone()))
+    store.pending[0].callback("hs1")
+    assert upstream.requests == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert f"homeserver=hs1 mode={mode} status=499" in caplog.text
