@@ -159,7 +159,8 @@ def portals(homeservers: Homeservers, start_portal: Any) -> dict[str, PortalProc
 
 
 class SourceAddressAdapter(requests.adapters.HTTPAdapter):
-    """Make ``requests`` connect from a chosen loopback address."""
+    """Make ``requests`` connect from a chosen loopback address, with a timeout unless the
+    call gives one (a portal that hangs must fail the test, not hang it)."""
 
     def __init__(self, source_ip: str) -> None:
         self._source = (source_ip, 0)
@@ -168,6 +169,13 @@ class SourceAddressAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["source_address"] = self._source
         super().init_poolmanager(*args, **kwargs)
+
+    default_timeout = 30.0
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().send(request, *args, **kwargs)
 
 
 def session_from(source_ip: str = CLIENT_IP) -> requests.Session:
