@@ -1,6 +1,6 @@
 """The login hook's own cost per call, in microseconds.
 
-    python -m benchmarks.hook_cost [--calls 20000]
+    python -m benchmarks.hook_cost [--calls 5000] [--blocks 15]
 
 A real ``BaseCsUrlModule`` is built from a parsed config and its hook is installed, by the
 module's own code, around a stand-in servlet whose ``on_POST`` returns a canned Synapse
@@ -123,7 +123,7 @@ def measure(name: str, config: dict[str, Any], calls: int, blocks: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=5000)
-    parser.add_argument("--blocks", type=int, default=11)
+    parser.add_argument("--blocks", type=int, default=15)
     args = parser.parse_args()
     results = {name: measure(name, cfg, args.calls, args.blocks) for name, cfg in CONFIGS.items()}
     print(json.dumps(results, indent=2))
