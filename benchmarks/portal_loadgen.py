@@ -1,13 +1,16 @@
 """A small closed-loop HTTP/1.1 load generator (asyncio, keep-alive), shared by the portal
 benchmarks. Each of ``connections`` connections sends one request, reads the whole answer,
-and sends the next; throughput and per-request latency are recorded."""
+and sends the next; throughput and per-request latency are recorded. Also the statistics
+and the per-process CPU time both benchmarks report."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -86,3 +89,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
+import shutil
 import sys
 import tempfile
 import time
@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from portal_loadgen import median, percentile  # noqa: E402
+from portal_loadgen import cpu_seconds, median, percentile  # noqa: E402
 
 from synapse_base_cs_url.portal.throwaway import PortalProcess  # noqa: E402
 from synapse_base_cs_url.throwaway_synapse import SynapseProcess  # noqa: E402
@@ -43,12 +43,6 @@ def login(conn: http.client.HTTPConnection, body: bytes) -> float:
     return elapsed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--logins", type=int, default=400, help="logins per path")
@@ -58,6 +52,7 @@ def main() -> int:
     hs.config["modules"] = [
         {"module": "synapse_base_cs_url.BaseCsUrlModule", "config": {"base_cs_url": hs.base_url}}
     ]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-portal-proxy-"))
     portal = PortalProcess(
         {
             "public_baseurl": "https://matrix.example.com",
@@ -65,7 +60,7 @@ def main() -> int:
             "homeservers": {"hs": {"base_url": hs.base_url}},
             "default_homeserver": "hs",
         },
-        Path(tempfile.mkdtemp(prefix="bench-portal-proxy-")),
+        workdir,
     )
     try:
         hs.start()
@@ -107,6 +102,7 @@ def main() -> int:
     finally:
         portal.stop()
         hs.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

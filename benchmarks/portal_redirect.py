@@ -1,6 +1,6 @@
 """Redirect throughput of the portal vs a minimal Twisted server that always answers 307.
 
-    python benchmarks/portal_redirect.py [--rounds 5] [--seconds 3] [--connections 16]
+    python benchmarks/portal_redirect.py [--rounds 15] [--seconds 1.5] [--connections 16]
 
 Both servers run on CPU 0 (``taskset``), the load generator on CPU 1, in the same run and
 with the same load: interleaved rounds (portal, minimal, portal, minimal, ...), each round a
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,10 +27,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from portal_loadgen import build_request, median, run_load  # noqa: E402
+from portal_loadgen import build_request, cpu_seconds, median, run_load  # noqa: E402
 
 from synapse_base_cs_url.portal.throwaway import PortalProcess  # noqa: E402
-from synapse_base_cs_url.throwaway_synapse import free_port  # noqa: E402
+from synapse_base_cs_url.throwaway_synapse import free_port, terminate  # noqa: E402
 
 SERVER_CPU = "0"
 LOADGEN_CPU = 1
@@ -101,12 +102,6 @@ def wait_for(port: int, timeout: float = 20) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -190,9 +185,9 @@ def main() -> int:
             )
     finally:
         portal.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         for proc in minimals.values():
-            proc.terminate()
-            proc.wait(10)
+            terminate(proc, grace=10)
     return 0
 
 
