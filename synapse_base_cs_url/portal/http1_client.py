@@ -52,7 +52,12 @@ class UpstreamClosed(Exception):
 
 
 class UpstreamProtocolError(Exception):
-    """The answer was not valid HTTP/1.1 (or too large)."""
+    """The answer was not valid HTTP/1.1 (or too large).
+
+    The message never quotes what the homeserver sent: it is logged and goes into the
+    client's 502, and bytes out of place may be part of an answer body (an access token,
+    possibly another client's if the framing went wrong).
+    """
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -198,17 +203,17 @@ class ClientProtocol(Protocol):
             or not parts[0].startswith(b"HTTP/1.")
             or not _STATUS_CODE.fullmatch(parts[1])
         ):
-            raise UpstreamProtocolError(f"bad status line {status_line[:80]!r}")
+            raise UpstreamProtocolError("bad status line")
         status = int(parts[1])
         headers = Headers()
         for line in rest.split(b"\r\n") if rest else ():
             name, sep, value = line.partition(b":")
             if not sep or not name.strip():
-                raise UpstreamProtocolError(f"bad header line {line[:80]!r}")
+                raise UpstreamProtocolError("bad header line")
             try:
                 headers.addRawHeader(name.strip(), value.strip())
             except ValueError:  # Twisted's InvalidHeaderName: not an RFC 9110 token
-                raise UpstreamProtocolError(f"bad header name {name[:80]!r}") from None
+                raise UpstreamProtocolError("bad header name") from None
         if 100 <= status < 200:
             return  # interim answer (e.g. 100 Continue): the real one follows
         self._status, self._headers = status, headers
@@ -224,7 +229,7 @@ class ClientProtocol(Protocol):
             values = {v.strip() for v in b",".join(length).split(b",")}
             text = values.pop()
             if values or not _DIGITS.fullmatch(text):
-                raise UpstreamProtocolError(f"bad Content-Length {length[0][:40]!r}")
+                raise UpstreamProtocolError("bad Content-Length")
             self._length = int(text)
             if self._length > MAX_BODY:
                 raise UpstreamProtocolError(f"Content-Length {self._length} out of range")
@@ -249,7 +254,7 @@ class ClientProtocol(Protocol):
                 continue
             size_text = bytes(self._buffer[:line_end]).split(b";", 1)[0].strip()
             if not _HEX_DIGITS.fullmatch(size_text):
-                raise UpstreamProtocolError(f"bad chunk size {size_text[:20]!r}")
+                raise UpstreamProtocolError("bad chunk size")
             size = int(size_text, 16)
             if size == 0:
                 del self._buffer[: line_end + 2]

@@ -162,6 +162,27 @@ def test_invalid_answers(answer: bytes) -> None:
     assert transport.disconnecting or transport.disconnected or not protocol.reusable
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"access_token": "syt_secret"}\r\n\r\n',  # a body where a status line should be
+        b"HTTP/1.1 200 OK\r\nsyt_secret\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nsyt secret: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: syt_secret\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nsyt_secret\r\n",
+    ],
+)
+def test_invalid_answers_are_not_quoted(answer: bytes) -> None:
+    """The error reaches the log and the client's 502: it must not carry answer bytes."""
+    protocol, _ = connected()
+    d = protocol.request(b"x")
+    protocol.dataReceived(answer)
+    result = outcome(d)
+    assert isinstance(result, Failure)
+    assert result.check(UpstreamProtocolError)
+    assert "secret" not in str(result.value)
+
+
 def test_closed_before_or_during_the_answer() -> None:
     protocol, _ = connected()
     d = protocol.request(b"x")
