@@ -53,12 +53,8 @@ class RequestFacts:
     logins do not pay for re-parsing the body.
     """
 
-    def __init__(
-        self, client_ip: str | None = None, body: JsonDict | None = None, *, request: Any = None
-    ) -> None:
+    def __init__(self, request: Any) -> None:
         self._request = request
-        if request is None:
-            self.__dict__.update(client_ip=client_ip, body=body)
 
     @functools.cached_property
     def client_ip(self) -> str | None:
@@ -209,7 +205,7 @@ def _install_wrapper(cls: type, endpoint: str) -> None:
             code, body = result
             if code != 200 or not isinstance(body, dict) or "access_token" not in body:
                 return result
-            amended = await registration.hook(request_facts(request), body)
+            amended = await registration.hook(RequestFacts(request), body)
         except Exception:
             # Fail open: the login already succeeded; never turn it into an error.
             logger.exception(
@@ -224,8 +220,3 @@ def _install_wrapper(cls: type, endpoint: str) -> None:
 
     setattr(on_POST, _WRAPPED_MARKER, original)
     cls.on_POST = on_POST  # type: ignore[attr-defined]
-
-
-def request_facts(request: Any) -> RequestFacts:
-    """Client IP and JSON body of a request Synapse has already parsed, read when needed."""
-    return RequestFacts(request=request)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,8 +39,18 @@ def sample(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
 
+class FakeRequest:
+    """What the hook reads of Synapse's request: the JSON body and the client address."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.content = io.BytesIO(json.dumps(body).encode())
+
+    def getClientAddress(self) -> SimpleNamespace:
+        return SimpleNamespace(host="192.0.2.1")
+
+
 def login(module: BaseCsUrlModule, endpoint: str, user_id: str, **body: Any) -> dict[str, Any]:
-    facts = internals.RequestFacts(client_ip="192.0.2.1", body=body)
+    facts = internals.RequestFacts(FakeRequest(body))
     response = {"user_id": user_id, "access_token": "secret-token", "device_id": "D"}
     hook = module._hook_for(endpoint)
     return asyncio.run(hook(facts, response))

@@ -2,13 +2,16 @@
 
 The class-level ``on_POST`` wrapper on a stand-in servlet: real Synapse runs the same wrapper
 in the integration tests; here each branch of it is driven directly, including the ones a
-real Synapse cannot easily be made to take. And the version parsing of the startup check.
+real Synapse cannot easily be made to take. Also: reading the request back, and the version
+parsing of the startup check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -154,3 +157,35 @@ def test_synapse_version_parsing_ignores_pre_release_suffixes(
 ) -> None:
     # "1.163.2rc1" used to read as 1.163.21: newer than tested, and warned about.
     assert internals._parse_version(version) == parsed
+
+
+class Request:
+    def __init__(self, content: bytes, address: Any) -> None:
+        self.content = io.BytesIO(content)
+        self._address = address
+
+    def getClientAddress(self) -> Any:
+        if isinstance(self._address, Exception):
+            raise self._address
+        return self._address
+
+
+def test_request_facts_re_read_the_body_synapse_already_read() -> None:
+    request = Request(b'{"type": "m.login.password"}', SimpleNamespace(host="192.0.2.7"))
+    request.content.read()  # as Synapse's parse_json_object_from_request does
+    facts = internals.RequestFacts(request)
+    assert facts.body == {"type": "m.login.password"}
+    assert facts.client_ip == "192.0.2.7"
+
+
+@pytest.mark.parametrize(
+    ("content", "address"),
+    [
+        (b"{not json", RuntimeError("no address")),
+        (b"[1, 2]", SimpleNamespace()),  # e.g. a UNIX socket address: no host
+    ],
+)
+def test_unreadable_request_facts_are_unknown_not_errors(content: bytes, address: Any) -> None:
+    facts = internals.RequestFacts(Request(content, address))
+    assert facts.body is None
+    assert facts.client_ip is None
