@@ -26,13 +26,10 @@ def check_bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def check_known_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+def check_known_keys(raw: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     for key in raw:
         if key not in allowed:
-            prefix = f"{where}: " if where else ""
-            raise ValueError(
-                f"{prefix}unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
-            )
+            raise ValueError(f"unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}")
 
 
 def parse_url_rules(raw: object) -> RuleSet[str]:

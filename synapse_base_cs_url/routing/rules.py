@@ -53,14 +53,6 @@ class Rule(Generic[T]):
         assert self.target is not None  # guaranteed by __attrs_post_init__
         return self.target
 
-    @property
-    def targets(self) -> tuple[T, ...]:
-        """Every target this rule can route to."""
-        if self.pool is not None:
-            return self.pool.members
-        assert self.target is not None
-        return (self.target,)
-
 
 def _unique_names(instance: object, attribute: object, rules: tuple[Rule[object], ...]) -> None:
     seen: set[str] = set()
@@ -82,11 +74,6 @@ class RuleSet(Generic[T]):
             if rule.matches(ctx):
                 return Selection(target=rule.choose(ctx), rule_name=rule.name)
         return None
-
-    @property
-    def targets(self) -> tuple[T, ...]:
-        """Every distinct target any rule can route to, in config order (e.g. to probe them)."""
-        return tuple(dict.fromkeys(t for rule in self.rules for t in rule.targets))
 
     def __iter__(self) -> Iterator[Rule[T]]:
         return iter(self.rules)

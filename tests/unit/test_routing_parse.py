@@ -63,7 +63,7 @@ class TestValid:
         assert rules.rules[0].target == "https://eu.example"
         assert rules.rules[1].pool == Pool((A, "https://b"), Strategy.HASH)
         assert rules.rules[2].pool == Pool((A,), Strategy.ROUND_ROBIN)
-        assert rules.targets == ("https://eu.example", A, "https://b", "https://fallback.example")
+        assert rules.rules[3].target == "https://fallback.example"
 
         ctx = LoginContext(user_id="@x:eu.example", login_type="m.login.password")
         assert rules.select(ctx) == Selection("https://eu.example", "eu")

@@ -38,10 +38,6 @@ class TestRule:
         with pytest.raises(ValueError, match=r"^rule 'x': give exactly one of target or pool$"):
             Rule(name="x", target=EU, pool=Pool((US,)))
 
-    def test_targets(self) -> None:
-        assert rule("a", target=EU).targets == (EU,)
-        assert rule("b", pool=Pool((EU, US))).targets == (EU, US)
-
     def test_no_match_always_matches(self) -> None:
         assert rule("a", target=EU).matches(LoginContext())
 
@@ -101,11 +97,6 @@ class TestRuleSet:
     def test_unique_names(self) -> None:
         with pytest.raises(ValueError, match=r"^duplicate rule name 'a'$"):
             RuleSet((rule("a", target=EU), rule("b", target=US), rule("a", target=US)))
-
-    def test_targets_distinct_in_order(self) -> None:
-        assert self.rules.targets == (EU, US, FALLBACK)
-        rules = RuleSet((rule("p", pool=Pool((US, EU))), rule("t", target=FALLBACK)))
-        assert rules.targets == (US, EU, FALLBACK)
 
     def test_len_and_iter(self) -> None:
         assert len(self.rules) == 5
