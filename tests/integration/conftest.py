@@ -192,3 +192,12 @@ def appservice_config_file(workdir: Path, server_name: str, user_regex: str) -> 
     path = workdir / "appservice.yaml"
     path.write_text(yaml.safe_dump(registration))
     return path
+
+
+def startup_failure_output(workdir: Path, modules: Sequence[JsonDict]) -> str:
+    """Start a Synapse that must refuse to start; return what it printed."""
+    hs = SynapseProcess(
+        "broken.test", modules=modules, workdir=workdir, extra_pythonpath=[str(REPO_ROOT)]
+    )
+    assert hs.start_expecting_failure() != 0
+    return hs.console_path.read_text()

@@ -15,11 +15,11 @@ from tests.integration.conftest import (
     AS_TOKEN,
     METRICS_LISTENER,
     PASSWORD,
-    REPO_ROOT,
     X_FORWARDED_CLIENT_LISTENER,
     StartSynapseWithListeners,
     appservice_config_file,
     module_entry,
+    startup_failure_output,
 )
 from tests.support.compute_functions import COMPUTED_URL
 
@@ -417,13 +417,6 @@ def test_hook_failure_counted_as_fail_open(
 def test_bad_rules_or_compute_stop_synapse_at_startup(
     tmp_path: Any, config: JsonDict, expected: str
 ) -> None:
-    hs = SynapseProcess(
-        "broken.test",
-        modules=[module_entry(**config)],
-        workdir=tmp_path,
-        extra_pythonpath=[str(REPO_ROOT)],
-    )
-    assert hs.start_expecting_failure() != 0
-    output = hs.console_path.read_text()
+    output = startup_failure_output(tmp_path, [module_entry(**config)])
     assert "Error in configuration" in output
     assert expected in output

@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 import synapse
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess
-from tests.integration.conftest import MODULE, REPO_ROOT, module_entry
+from tests.integration.conftest import MODULE, module_entry, startup_failure_output
 
 pytestmark = pytest.mark.integration
-
-
-def start_expecting_failure(tmp_path, modules) -> str:  # type: ignore[no-untyped-def]
-    hs = SynapseProcess(
-        "broken.test", modules=modules, workdir=tmp_path, extra_pythonpath=[str(REPO_ROOT)]
-    )
-    assert hs.start_expecting_failure() != 0
-    return hs.console_path.read_text()
 
 
 @pytest.mark.parametrize(
@@ -29,14 +20,14 @@ def start_expecting_failure(tmp_path, modules) -> str:  # type: ignore[no-untype
     ],
 )
 def test_bad_config_fails_startup_naming_the_key(tmp_path, config, expected) -> None:  # type: ignore[no-untyped-def]
-    output = start_expecting_failure(tmp_path, [module_entry(**config)])
+    output = startup_failure_output(tmp_path, [module_entry(**config)])
     assert "Error in configuration" in output
     assert MODULE in output
     assert expected in output
 
 
 def test_incompatible_synapse_fails_startup_naming_versions(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    output = start_expecting_failure(
+    output = startup_failure_output(
         tmp_path,
         [
             {"module": "tests.support.incompatible_synapse.ReshapeLoginServlet", "config": {}},
