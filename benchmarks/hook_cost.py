@@ -21,8 +21,8 @@ from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
 from typing import Any
 
-from synapse_base_cs_url import _synapse_internals as internals
-from synapse_base_cs_url.module import BaseCsUrlModule
+from synapse_base_cs_url.synapse_module import _synapse_internals as internals
+from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
 
 BODY = json.dumps(
     {

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "benchmark password"

@@ -25,8 +25,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from portal_loadgen import cpu_seconds, median, percentile  # noqa: E402
 
-from synapse_base_cs_url.portal.throwaway import PortalProcess  # noqa: E402
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess  # noqa: E402
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess  # noqa: E402
 
 LOGIN_PATH = "/_matrix/client/v3/login"
 PASSWORD = "benchmark password"

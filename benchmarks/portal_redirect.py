@@ -29,8 +29,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from portal_loadgen import build_request, cpu_seconds, median, run_load  # noqa: E402
 
-from synapse_base_cs_url.portal.throwaway import PortalProcess  # noqa: E402
-from synapse_base_cs_url.throwaway_synapse import free_port, terminate  # noqa: E402
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
+from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate  # noqa: E402
 
 SERVER_CPU = "0"
 LOADGEN_CPU = 1

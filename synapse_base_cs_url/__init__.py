@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from synapse_base_cs_url.module import BaseCsUrlModule
+    from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
 
 __all__ = ["BaseCsUrlModule", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "BaseCsUrlModule":
-        from synapse_base_cs_url.module import BaseCsUrlModule
+        from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
 
         return BaseCsUrlModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

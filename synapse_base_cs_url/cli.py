@@ -57,10 +57,10 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        from synapse_base_cs_url.demo import run_demo
+        from synapse_base_cs_url._dev.demo import run_demo
 
         if args.portal:
-            from synapse_base_cs_url.demo_portal import run_portal_demo
+            from synapse_base_cs_url._dev.demo_portal import run_portal_demo
 
             sys.exit(run_portal_demo(keep=args.keep))
         sys.exit(run_demo(keep=args.keep))

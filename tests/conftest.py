@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 
 #: Every Synapse started by a fixture in this session, newest last.
 STARTED: list[SynapseProcess] = []

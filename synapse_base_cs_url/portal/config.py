@@ -8,7 +8,6 @@ can print it and exit without a traceback.
 from __future__ import annotations
 
 import enum
-import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,9 +15,19 @@ from pathlib import Path
 import attr
 import yaml
 
-from synapse_base_cs_url.routing import RuleSet, parse_rules
-from synapse_base_cs_url.routing._config import strings, type_name
-from synapse_base_cs_url.urls import validate_base_url
+from synapse_base_cs_url.core import RuleSet, parse_rules
+from synapse_base_cs_url.core.config_values import (
+    boolean,
+    check_keys,
+    non_negative_seconds,
+    positive_int,
+    positive_seconds,
+    prefixed,
+    required,
+    strings,
+    type_name,
+)
+from synapse_base_cs_url.core.urls import validate_base_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -26,6 +35,13 @@ DEFAULT_MAX_BODY_SIZE = 64 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TOTAL_TIMEOUT = 30.0
 DEFAULT_DISCOVERY_TTL = 10.0
+#: Idle kept-alive connections per homeserver, and how long each is kept: shorter than the
+#: keep-alive timeout of the homeserver (or of a reverse proxy in front of it), so that the
+#: portal closes an idle connection before the other side does.
+DEFAULT_MAX_IDLE_CONNECTIONS = 32
+DEFAULT_IDLE_TIMEOUT = 30.0
+#: Login answers and discovery documents are small; anything larger is not a homeserver's.
+DEFAULT_MAX_RESPONSE_SIZE = 4 * 1024 * 1024
 #: Synapse's login tokens live 2 minutes unless configured otherwise.
 DEFAULT_SSO_TOKEN_TTL = 120.0
 DEFAULT_SSO_MAX_TOKENS = 100_000
@@ -39,18 +55,19 @@ TOP_LEVEL_KEYS = (
     "homeservers",
     "routes",
     "default_homeserver",
-    "sso_homeserver",
     "sso",
     "server_name",
     "proxy_user_agents",
     "max_body_size",
     "timeouts",
+    "upstream",
     "discovery_cache_ttl",
     "metrics",
 )
 LISTEN_KEYS = ("host", "port", "x_forwarded")
 HOMESERVER_KEYS = ("base_url", "proxy_url")
 TIMEOUT_KEYS = ("connect", "total")
+UPSTREAM_KEYS = ("max_idle_connections", "idle_timeout", "max_response_size")
 SSO_KEYS = ("default", "identity_providers", "client_whitelist", "token_ttl", "max_tokens")
 #: Identity provider ids as Synapse's ``/login/sso/redirect/<idp_id>`` accepts them.
 IDP_ID_RE = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -93,6 +110,18 @@ class Listen:
 class Timeouts:
     connect: float = DEFAULT_CONNECT_TIMEOUT
     total: float = DEFAULT_TOTAL_TIMEOUT
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class UpstreamSettings:
+    """The portal's connections to its homeservers."""
+
+    max_idle_connections: int = DEFAULT_MAX_IDLE_CONNECTIONS
+    """Idle kept-alive connections kept per homeserver."""
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    """Seconds an idle connection is kept before the portal closes it."""
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE
+    """Bytes of a homeserver's answer body the portal reads at most (then 502)."""
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
@@ -139,19 +168,15 @@ class PortalConfig:
     proxy_user_agents: tuple[re.Pattern[str], ...]
     max_body_size: int
     timeouts: Timeouts
+    upstream: UpstreamSettings
     discovery_cache_ttl: float
     metrics: bool
-
-    @property
-    def sso_homeserver(self) -> str:
-        """The default SSO homeserver (``sso.default``; ``sso_homeserver`` is its old name)."""
-        return self.sso.default
 
     @staticmethod
     def from_config(raw: object) -> PortalConfig:
         if not isinstance(raw, Mapping):
             raise ValueError(f"config: must be a mapping of keys to values, not {type_name(raw)}")
-        _check_keys(raw, TOP_LEVEL_KEYS, "config")
+        check_keys(raw, TOP_LEVEL_KEYS, "config")
         homeservers = _parse_homeservers(raw.get("homeservers"))
 
         def parse_homeserver_name(value: object) -> str:
@@ -163,18 +188,13 @@ class PortalConfig:
             parse_target=parse_homeserver_name,
             target_key="homeserver",
         )
-        default = _required(raw, "default_homeserver")
-        default_hs = _prefixed("default_homeserver", parse_homeserver_name, default)
-        sso_hs = default_hs
-        if raw.get("sso_homeserver") is not None:
-            sso_hs = _prefixed("sso_homeserver", parse_homeserver_name, raw["sso_homeserver"])
-        sso = _parse_sso(
-            raw.get("sso"), sso_hs, parse_homeserver_name, legacy=raw.get("sso_homeserver")
-        )
+        default = required(raw, "default_homeserver")
+        default_hs = prefixed("default_homeserver", parse_homeserver_name, default)
+        sso = _parse_sso(raw.get("sso"), default_hs, parse_homeserver_name)
         return PortalConfig(
             listen=_parse_listen(raw.get("listen")),
-            public_baseurl=_prefixed(
-                "public_baseurl", validate_base_url, _required(raw, "public_baseurl")
+            public_baseurl=prefixed(
+                "public_baseurl", validate_base_url, required(raw, "public_baseurl")
             ),
             mode=_parse_mode(raw.get("mode", Mode.REDIRECT.value)),
             homeservers=homeservers,
@@ -185,12 +205,17 @@ class PortalConfig:
             proxy_user_agents=_parse_user_agents(
                 raw.get("proxy_user_agents", list(DEFAULT_PROXY_USER_AGENTS))
             ),
-            max_body_size=_positive_int(raw, "max_body_size", DEFAULT_MAX_BODY_SIZE),
+            max_body_size=positive_int(
+                raw.get("max_body_size", DEFAULT_MAX_BODY_SIZE),
+                "max_body_size",
+                "whole number of bytes",
+            ),
             timeouts=_parse_timeouts(raw.get("timeouts")),
-            discovery_cache_ttl=_non_negative_number(
+            upstream=_parse_upstream(raw.get("upstream")),
+            discovery_cache_ttl=non_negative_seconds(
                 raw.get("discovery_cache_ttl", DEFAULT_DISCOVERY_TTL), "discovery_cache_ttl"
             ),
-            metrics=_bool(raw.get("metrics", True), "metrics"),
+            metrics=boolean(raw.get("metrics", True), "metrics"),
         )
 
     @staticmethod
@@ -207,69 +232,7 @@ class PortalConfig:
         return PortalConfig.from_config(raw)
 
 
-# --- helpers -------------------------------------------------------------------------------
-
-
-def _check_keys(raw: Mapping[object, object], allowed: tuple[str, ...], path: str) -> None:
-    for key in raw:
-        if key not in allowed:
-            raise ValueError(
-                f"{path}: unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
-            )
-
-
-def _required(raw: Mapping[object, object], key: str) -> object:
-    if raw.get(key) is None:
-        raise ValueError(f"{key}: required")
-    return raw[key]
-
-
-def _prefixed(path: str, parse: Callable[[object], str], value: object) -> str:
-    try:
-        result = parse(value)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return result
-
-
-def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{path}: must be true or false, not {value!r}")
-    return value
-
-
-def _positive_int(raw: Mapping[object, object], key: str, default: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{key}: must be a positive whole number of bytes, not {value!r}")
-    return value
-
-
-def _number(value: object, path: str) -> float:
-    """A finite number: ``.inf`` as a timeout would never fire (a hang), ``.nan`` compares
-    false with everything."""
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:  # an int too large for a float
-            number = math.inf
-        if math.isfinite(number):
-            return number
-    raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
-
-
-def _non_negative_number(value: object, path: str) -> float:
-    number = _number(value, path)
-    if number < 0:
-        raise ValueError(f"{path}: must not be negative, not {value!r}")
-    return number
-
-
-def _positive_number(value: object, path: str) -> float:
-    number = _number(value, path)
-    if number <= 0:
-        raise ValueError(f"{path}: must be more than 0 seconds, not {value!r}")
-    return number
+# --- parts ---------------------------------------------------------------------------------
 
 
 def _parse_listen(raw: object) -> Listen:
@@ -277,7 +240,7 @@ def _parse_listen(raw: object) -> Listen:
         return Listen()
     if not isinstance(raw, Mapping):
         raise ValueError(f"listen: must be a mapping with host and port, not {type_name(raw)}")
-    _check_keys(raw, LISTEN_KEYS, "listen")
+    check_keys(raw, LISTEN_KEYS, "listen")
     host = raw.get("host", DEFAULT_HOST)
     if not isinstance(host, str) or not host:
         raise ValueError(f"listen.host: must be an IP address or host name, not {host!r}")
@@ -285,7 +248,9 @@ def _parse_listen(raw: object) -> Listen:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"listen.port: must be a port number (0-65535), not {port!r}")
     return Listen(
-        host=host, port=port, x_forwarded=_bool(raw.get("x_forwarded", False), "listen.x_forwarded")
+        host=host,
+        port=port,
+        x_forwarded=boolean(raw.get("x_forwarded", False), "listen.x_forwarded"),
     )
 
 
@@ -314,13 +279,13 @@ def _parse_homeservers(raw: object) -> dict[str, Homeserver]:
         path = f"homeservers.{name}"
         if not isinstance(settings, Mapping):
             raise ValueError(f"{path}: must be a mapping with base_url, not {type_name(settings)}")
-        _check_keys(settings, HOMESERVER_KEYS, path)
+        check_keys(settings, HOMESERVER_KEYS, path)
         if settings.get("base_url") is None:
             raise ValueError(f"{path}.base_url: required")
-        base_url = _prefixed(f"{path}.base_url", validate_base_url, settings["base_url"])
+        base_url = prefixed(f"{path}.base_url", validate_base_url, settings["base_url"])
         proxy_url = base_url
         if settings.get("proxy_url") is not None:
-            proxy_url = _prefixed(f"{path}.proxy_url", validate_base_url, settings["proxy_url"])
+            proxy_url = prefixed(f"{path}.proxy_url", validate_base_url, settings["proxy_url"])
         result[name] = Homeserver(name=name, base_url=base_url, proxy_url=proxy_url)
     return result
 
@@ -364,9 +329,9 @@ def _parse_timeouts(raw: object) -> Timeouts:
         raise ValueError(
             f"timeouts: must be a mapping with connect and total, not {type_name(raw)}"
         )
-    _check_keys(raw, TIMEOUT_KEYS, "timeouts")
-    connect = _positive_number(raw.get("connect", DEFAULT_CONNECT_TIMEOUT), "timeouts.connect")
-    total = _positive_number(raw.get("total", DEFAULT_TOTAL_TIMEOUT), "timeouts.total")
+    check_keys(raw, TIMEOUT_KEYS, "timeouts")
+    connect = positive_seconds(raw.get("connect", DEFAULT_CONNECT_TIMEOUT), "timeouts.connect")
+    total = positive_seconds(raw.get("total", DEFAULT_TOTAL_TIMEOUT), "timeouts.total")
     if connect > total:
         raise ValueError(
             f"timeouts.connect: {connect:g}s is longer than timeouts.total ({total:g}s)"
@@ -374,8 +339,32 @@ def _parse_timeouts(raw: object) -> Timeouts:
     return Timeouts(connect=connect, total=total)
 
 
+def _parse_upstream(raw: object) -> UpstreamSettings:
+    if raw is None:
+        return UpstreamSettings()
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"upstream: must be a mapping with {', '.join(UPSTREAM_KEYS)}, not {type_name(raw)}"
+        )
+    check_keys(raw, UPSTREAM_KEYS, "upstream")
+    return UpstreamSettings(
+        max_idle_connections=positive_int(
+            raw.get("max_idle_connections", DEFAULT_MAX_IDLE_CONNECTIONS),
+            "upstream.max_idle_connections",
+        ),
+        idle_timeout=positive_seconds(
+            raw.get("idle_timeout", DEFAULT_IDLE_TIMEOUT), "upstream.idle_timeout"
+        ),
+        max_response_size=positive_int(
+            raw.get("max_response_size", DEFAULT_MAX_RESPONSE_SIZE),
+            "upstream.max_response_size",
+            "whole number of bytes",
+        ),
+    )
+
+
 def _parse_sso(
-    raw: object, default: str, parse_homeserver_name: Callable[[object], str], *, legacy: object
+    raw: object, default: str, parse_homeserver_name: Callable[[object], str]
 ) -> SsoSettings:
     if raw is None:
         return SsoSettings(default=default)
@@ -383,13 +372,9 @@ def _parse_sso(
         raise ValueError(
             f"sso: must be a mapping with default, identity_providers, ..., not {type_name(raw)}"
         )
-    _check_keys(raw, SSO_KEYS, "sso")
+    check_keys(raw, SSO_KEYS, "sso")
     if raw.get("default") is not None:
-        if legacy is not None:
-            raise ValueError(
-                "sso.default: give either sso.default or sso_homeserver (its old name), not both"
-            )
-        default = _prefixed("sso.default", parse_homeserver_name, raw["default"])
+        default = prefixed("sso.default", parse_homeserver_name, raw["default"])
     idps_raw = raw.get("identity_providers")
     idps: dict[str, str] = {}
     if idps_raw is not None:
@@ -404,7 +389,7 @@ def _parse_sso(
                     f"sso.identity_providers: invalid identity provider id {idp_id!r}; "
                     "Synapse's ids use letters, digits, '_', '.', '~' and '-'"
                 )
-            idps[idp_id] = _prefixed(f"sso.identity_providers.{idp_id}", parse_homeserver_name, hs)
+            idps[idp_id] = prefixed(f"sso.identity_providers.{idp_id}", parse_homeserver_name, hs)
     whitelist_raw = raw.get("client_whitelist")
     whitelist: tuple[str, ...] = ()
     if whitelist_raw is not None:
@@ -420,10 +405,8 @@ def _parse_sso(
                     f"https://app.element.io/, not {prefix!r}"
                 )
         whitelist = tuple(whitelist_raw)
-    token_ttl = _positive_number(raw.get("token_ttl", DEFAULT_SSO_TOKEN_TTL), "sso.token_ttl")
-    max_tokens = raw.get("max_tokens", DEFAULT_SSO_MAX_TOKENS)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
-        raise ValueError(f"sso.max_tokens: must be a positive whole number, not {max_tokens!r}")
+    token_ttl = positive_seconds(raw.get("token_ttl", DEFAULT_SSO_TOKEN_TTL), "sso.token_ttl")
+    max_tokens = positive_int(raw.get("max_tokens", DEFAULT_SSO_MAX_TOKENS), "sso.max_tokens")
     return SsoSettings(
         default=default,
         identity_providers=idps,

@@ -31,6 +31,7 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, SsoSettings
+from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ Answers = list[tuple[str, dict[str, Any]]]
 class TtlCache:
     """Values by key for ``ttl`` seconds; concurrent misses for one key share one fetch."""
 
-    def __init__(self, clock: Any, ttl: float) -> None:
+    def __init__(self, clock: Clock, ttl: float) -> None:
         self._clock = clock
         self._ttl = ttl
         self._values: dict[bytes, tuple[float, bytes]] = {}
@@ -154,7 +155,7 @@ class Discovery:
         homeservers: Sequence[Homeserver],
         *,
         sso: SsoSettings,
-        clock: Any,
+        clock: Clock,
         ttl: float,
     ) -> None:
         self._upstream = upstream

@@ -82,5 +82,10 @@ def not_here(path: str) -> MatrixError:
     )
 
 
+def internal_error() -> MatrixError:
+    """A bug in the portal: logged with its traceback; the client learns nothing more."""
+    return MatrixError(500, UNKNOWN, "Internal error")
+
+
 def method_not_allowed(method: str, path: str) -> MatrixError:
     return MatrixError(405, UNRECOGNIZED, f"{method} is not supported on {path}")

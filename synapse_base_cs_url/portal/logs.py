@@ -11,7 +11,9 @@ import io
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
+
+from synapse_base_cs_url.portal.reactor import PortalReactor
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -34,13 +36,13 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes records into a buffered stream; flushes it at the end of the reactor iteration
     (at once while the reactor is not running, e.g. during startup and shutdown)."""
 
-    def __init__(self, stream: TextIO, reactor: Any) -> None:
+    def __init__(self, stream: TextIO, reactor: PortalReactor) -> None:
         super().__init__(stream)
         self._reactor = reactor
         self._scheduled = False
 
     def flush(self) -> None:
-        if not getattr(self._reactor, "running", False):
+        if not self._reactor.running:
             super().flush()
         elif not self._scheduled:
             self._scheduled = True
@@ -51,7 +53,7 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().flush()
 
 
-def configure_logging(reactor: Any, level: int = logging.INFO) -> None:
+def configure_logging(reactor: PortalReactor, level: int = logging.INFO) -> None:
     """Log to stderr (buffered, see the module docstring) in the portal's format."""
     try:
         fd = sys.stderr.fileno()

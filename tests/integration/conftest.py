@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from synapse_base_cs_url.throwaway_synapse import JsonDict, SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import JsonDict, SynapseProcess
 from tests.conftest import STARTED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +140,7 @@ def start_synapse_with_listeners(
     Returns the process and ``{name: port}``. Templates with ``type: metrics`` also switch
     on ``enable_metrics``.
     """
-    from synapse_base_cs_url.throwaway_synapse import free_port
+    from synapse_base_cs_url._dev.throwaway_synapse import free_port
 
     started: list[SynapseProcess] = []
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from synapse_base_cs_url.routing import rendezvous_pick
-from synapse_base_cs_url.throwaway_synapse import HttpResult, JsonDict, SynapseProcess, http_request
+from synapse_base_cs_url.core import rendezvous_pick
+from synapse_base_cs_url._dev.throwaway_synapse import HttpResult, JsonDict, SynapseProcess, http_request
 from tests.integration.conftest import (
     AS_TOKEN,
     METRICS_LISTENER,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from synapse_base_cs_url.throwaway_synapse import HttpResult, SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import HttpResult, SynapseProcess
 from tests.integration.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from authlib.jose import jwt
 
-from synapse_base_cs_url.throwaway_synapse import HttpResult, JsonDict, SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import HttpResult, JsonDict, SynapseProcess
 from tests.integration.conftest import (
     AS_TOKEN,
     CUSTOM_LOGIN_SECRET,

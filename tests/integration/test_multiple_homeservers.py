@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess, terminate
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, terminate
 from tests.integration.conftest import PASSWORD, REPO_ROOT, module_entry
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from synapse_base_cs_url.throwaway_synapse import JsonDict
+from synapse_base_cs_url._dev.throwaway_synapse import JsonDict
 from tests.integration.conftest import PASSWORD, StartSynapse, module_entry
 
 pytestmark = pytest.mark.integration

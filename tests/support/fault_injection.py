@@ -10,7 +10,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
-from synapse_base_cs_url.module import BaseCsUrlModule
+from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
 
 
 class BreakUrlComputation:

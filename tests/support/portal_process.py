@@ -1,5 +1,5 @@
 """The package's throwaway portal process, under the name the tests use."""
 
-from synapse_base_cs_url.portal.throwaway import PortalProcess
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 
 __all__ = ["PortalProcess"]

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from synapse_base_cs_url.throwaway_synapse import free_port, terminate
+from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate
 
 INSTALL_HINT = (
     "Install them with `bash .ci/install-services` (as root: apt-get update && "

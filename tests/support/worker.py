@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from synapse_base_cs_url.throwaway_synapse import (
+from synapse_base_cs_url._dev.throwaway_synapse import (
     JsonDict,
     LoopbackSynapse,
     SynapseProcess,

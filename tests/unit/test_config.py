@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synapse.module_api.errors import ConfigError
 
-from synapse_base_cs_url.config import ModuleConfig
-from synapse_base_cs_url.module import BaseCsUrlModule
-from synapse_base_cs_url.routing import Pool, RuleSet, Strategy
+from synapse_base_cs_url.synapse_module.config import ModuleConfig
+from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
+from synapse_base_cs_url.core import Pool, RuleSet, Strategy
 from tests.support import compute_functions
 
 A = "https://a.example.com"

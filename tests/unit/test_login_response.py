@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from synapse_base_cs_url.login_response import with_base_url
+from synapse_base_cs_url.core.login_response import with_base_url
 
 URL = "https://cs.example.com"
 

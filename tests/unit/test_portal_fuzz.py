@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.decide import LoginRouter
+from synapse_base_cs_url.portal.login.decide import LoginRouter
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.login_body import check_login_body, parse_json_object
+from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 
 CONFIG = PortalConfig.from_config(
     {

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from synapse_base_cs_url.portal.config import Mode, PortalConfig
-from synapse_base_cs_url.portal.decide import LoginRouter, choose_mode
+from synapse_base_cs_url.portal.login.decide import LoginRouter, choose_mode
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.login_body import (
+from synapse_base_cs_url.portal.login.body import (
     check_login_body,
     login_context,
     parse_json_object,

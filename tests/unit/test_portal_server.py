@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.server import PortalResource, PortalSite, build_site, request_class
+from synapse_base_cs_url.portal.web.site import PortalResource, PortalSite, build_site, request_class
 
 LIMIT = 200_000
 

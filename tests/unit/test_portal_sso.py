@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig, SsoSettings
 from synapse_base_cs_url.portal.discovery import combine_login_flows
-from synapse_base_cs_url.portal.sso import (
+from synapse_base_cs_url.portal.sso.callback import (
     CALLBACK_LIFETIME,
     CallbackSigner,
     add_login_token,
@@ -26,7 +26,7 @@ from synapse_base_cs_url.portal.sso import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso_tokens import (
+from synapse_base_cs_url.portal.sso.tokens import (
     InMemorySsoTokenStore,
     token_hash_for_logs,
     token_key,

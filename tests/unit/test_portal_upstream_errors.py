@@ -11,7 +11,7 @@ from twisted.web.http_headers import Headers
 
 from synapse_base_cs_url.portal.config import Homeserver
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.http import client_address
+from synapse_base_cs_url.portal.web.request import client_address
 from synapse_base_cs_url.portal.http1_client import UpstreamClosed, UpstreamProtocolError
 from synapse_base_cs_url.portal.upstream import _as_matrix_error
 

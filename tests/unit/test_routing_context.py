@@ -3,7 +3,7 @@ from __future__ import annotations
 import attr
 import pytest
 
-from synapse_base_cs_url.routing import LoginContext, localpart_of
+from synapse_base_cs_url.core import LoginContext, localpart_of
 
 
 @pytest.mark.parametrize(

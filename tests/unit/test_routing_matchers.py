@@ -6,7 +6,7 @@ import re
 import attr
 import pytest
 
-from synapse_base_cs_url.routing import (
+from synapse_base_cs_url.core import (
     MATCHER_NAMES,
     AddressMatcher,
     AllOf,

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from synapse_base_cs_url.routing import (
+from synapse_base_cs_url.core import (
     LoginContext,
     Pool,
     RuleSet,
@@ -12,7 +12,7 @@ from synapse_base_cs_url.routing import (
     Strategy,
     parse_rules,
 )
-from synapse_base_cs_url.urls import validate_base_url
+from synapse_base_cs_url.core.urls import validate_base_url
 
 ALLOWED_MATCHERS = "address, client_ip, localpart, login_type, medium, user_id"
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synapse_base_cs_url.routing import (
+from synapse_base_cs_url.core import (
     STRATEGY_NAMES,
     LoginContext,
     Pool,

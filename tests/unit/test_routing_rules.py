@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_base_cs_url.routing import (
+from synapse_base_cs_url.core import (
     LoginContext,
     Pool,
     Rule,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from synapse_base_cs_url.compute import ComputeHook
-from synapse_base_cs_url.config import ModuleConfig
-from synapse_base_cs_url.routing import LoginContext, Selection, rendezvous_pick
-from synapse_base_cs_url.selection import (
+from synapse_base_cs_url.synapse_module.compute import ComputeHook
+from synapse_base_cs_url.synapse_module.config import ModuleConfig
+from synapse_base_cs_url.core import LoginContext, Selection, rendezvous_pick
+from synapse_base_cs_url.synapse_module.selection import (
     COMPUTE_ERROR,
     COMPUTE_INVALID,
     UrlSelector,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from synapse_base_cs_url import _synapse_internals as internals
-from synapse_base_cs_url.module import BaseCsUrlModule
+from synapse_base_cs_url.synapse_module import _synapse_internals as internals
+from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
 
 RESPONSES = "synapse_base_cs_url_responses_total"
 FAIL_OPEN = "synapse_base_cs_url_fail_open_total"

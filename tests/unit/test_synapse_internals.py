@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from synapse_base_cs_url import _synapse_internals as internals
+from synapse_base_cs_url.synapse_module import _synapse_internals as internals
 
 RESPONSE = {"user_id": "@a:hs", "access_token": "secret-token", "device_id": "D"}
 

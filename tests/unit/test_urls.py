@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_base_cs_url.urls import validate_base_url
+from synapse_base_cs_url.core.urls import validate_base_url
 
 
 @pytest.mark.parametrize(

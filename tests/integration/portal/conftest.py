@@ -24,7 +24,7 @@ import attr
 import pytest
 import requests
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 from tests.conftest import STARTED
 from tests.integration.conftest import PASSWORD, REPO_ROOT, module_entry
 from tests.support.login_ip_recorder import recorded

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from synapse_base_cs_url.demo_portal import run_portal_demo
+from synapse_base_cs_url._dev.demo_portal import run_portal_demo
 
 pytestmark = pytest.mark.integration
 

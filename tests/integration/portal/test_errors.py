@@ -11,7 +11,7 @@ import attr
 import pytest
 import requests
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess, free_port
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from tests.integration.conftest import PASSWORD, REPO_ROOT
 from tests.integration.portal.conftest import (
     HangingServer,

@@ -21,7 +21,7 @@ import attr
 import pytest
 import requests
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 from tests.integration.conftest import REPO_ROOT, module_entry
 from tests.integration.portal.conftest import start_all, whoami
 from tests.support.fake_cas import FakeCasServer

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.web.http_headers import Headers
 
-from synapse_base_cs_url.login_response import with_base_url
+from synapse_base_cs_url.core.login_response import with_base_url
 
 HOP_BY_HOP = frozenset(
     {

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from synapse_base_cs_url.throwaway_synapse import SynapseProcess, SynapseStartupError
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, SynapseStartupError
 
 DEMO_URL = "https://matrix-cs.example.com"
 HIGHLIGHTED = ("base_cs_url", "well_known")

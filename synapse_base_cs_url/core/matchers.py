@@ -13,8 +13,8 @@ from typing import Protocol, TypeAlias
 
 import attr
 
-from synapse_base_cs_url.routing._config import strings, type_name
-from synapse_base_cs_url.routing.context import LoginContext
+from synapse_base_cs_url.core.config_values import strings, type_name
+from synapse_base_cs_url.core.context import LoginContext
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -7,29 +7,16 @@ key; ``module.BaseCsUrlModule.parse_config`` turns that into Synapse's ``ConfigE
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import attr
 
-from synapse_base_cs_url.compute import ComputeHook
-from synapse_base_cs_url.routing import RuleSet, parse_rules
-from synapse_base_cs_url.selection import RESERVED_RULE_NAMES
-from synapse_base_cs_url.urls import validate_base_url
+from synapse_base_cs_url.core import RuleSet, parse_rules
+from synapse_base_cs_url.core.config_values import boolean, check_keys, prefixed
+from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.synapse_module.compute import ComputeHook
+from synapse_base_cs_url.synapse_module.selection import RESERVED_RULE_NAMES
 
 ALLOWED_KEYS = ("base_cs_url", "well_known", "rules", "compute", "on_register")
-
-
-def check_bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{key}: must be true or false, not {value!r}")
-    return value
-
-
-def check_known_keys(raw: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    for key in raw:
-        if key not in allowed:
-            raise ValueError(f"unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}")
 
 
 def parse_url_rules(raw: object) -> RuleSet[str]:
@@ -51,10 +38,7 @@ def parse_compute(raw: object) -> ComputeHook | None:
     """``compute``: imported now, so a typo stops startup rather than every login."""
     if raw is None:
         return None
-    try:
-        return ComputeHook.from_path(raw)
-    except ValueError as e:
-        raise ValueError(f"compute: {e}") from None
+    return prefixed("compute", ComputeHook.from_path, raw)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -78,17 +62,14 @@ class ModuleConfig:
             raw = {}
         if not isinstance(raw, Mapping):
             raise ValueError(f"config: must be a mapping, not {type(raw).__name__}")
-        check_known_keys(raw, ALLOWED_KEYS)
+        check_keys(raw, ALLOWED_KEYS)
         base_cs_url = None
         if raw.get("base_cs_url") is not None:
-            try:
-                base_cs_url = validate_base_url(raw["base_cs_url"])
-            except ValueError as e:
-                raise ValueError(f"base_cs_url: {e}") from None
+            base_cs_url = prefixed("base_cs_url", validate_base_url, raw["base_cs_url"])
         return ModuleConfig(
             base_cs_url=base_cs_url,
-            well_known=check_bool(raw, "well_known", True),
+            well_known=boolean(raw.get("well_known", True), "well_known"),
             rules=parse_url_rules(raw.get("rules")),
             compute=parse_compute(raw.get("compute")),
-            on_register=check_bool(raw, "on_register", False),
+            on_register=boolean(raw.get("on_register", False), "on_register"),
         )

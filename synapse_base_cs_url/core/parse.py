@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from synapse_base_cs_url.routing._config import as_list, type_name
-from synapse_base_cs_url.routing.matchers import parse_match
-from synapse_base_cs_url.routing.pools import STRATEGY_NAMES, Pool, Strategy
-from synapse_base_cs_url.routing.rules import Rule, RuleSet, default_rule_name
+from synapse_base_cs_url.core.config_values import as_list, type_name
+from synapse_base_cs_url.core.matchers import parse_match
+from synapse_base_cs_url.core.pools import STRATEGY_NAMES, Pool, Strategy
+from synapse_base_cs_url.core.rules import Rule, RuleSet, default_rule_name
 
 T = TypeVar("T")
 

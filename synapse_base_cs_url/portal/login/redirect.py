@@ -7,7 +7,7 @@ so the homeserver receives the client's own ``POST /login`` from the client's ow
 from __future__ import annotations
 
 from synapse_base_cs_url.portal.config import Homeserver
-from synapse_base_cs_url.portal.http import Request, respond
+from synapse_base_cs_url.portal.web.request import PortalRequest
 
 TEMPORARY_REDIRECT = 307
 
@@ -17,9 +17,9 @@ def redirect_location(homeserver: Homeserver, path_and_query: bytes) -> bytes:
     return homeserver.base_url.encode() + path_and_query
 
 
-def send_redirect(request: Request, homeserver: Homeserver) -> None:
+def send_redirect(request: PortalRequest, homeserver: Homeserver) -> None:
     """Answer with a 307 to the homeserver. CORS headers are already set on ``request``:
     browsers only follow a cross-origin redirect whose response allows the origin."""
-    request.setHeader(b"Location", redirect_location(homeserver, request.uri))
-    request.setHeader(b"Cache-Control", b"no-store")
-    respond(request, TEMPORARY_REDIRECT, b"", content_type=None)
+    request.set_header(b"Location", redirect_location(homeserver, request.uri_bytes))
+    request.set_header(b"Cache-Control", b"no-store")
+    request.respond(TEMPORARY_REDIRECT, b"", content_type=None)

@@ -14,12 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.routing import LoginContext
 
 PASSWORD_TYPE = "m.login.password"
 TOKEN_TYPE = "m.login.token"
 APPSERVICE_TYPE = "m.login.application_service"
-IDENTIFIER_TYPES = ("m.id.user", "m.id.thirdparty", "m.id.phone")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -86,10 +84,3 @@ def _names_a_user(body: Mapping[str, Any]) -> bool:
     if isinstance(body.get("user"), str):
         return True
     return isinstance(body.get("medium"), str) and isinstance(body.get("address"), str)
-
-
-def login_context(
-    body: Mapping[str, Any], *, client_ip: str | None, server_name: str | None
-) -> LoginContext:
-    """What the routes match on; see the module docstring for bare localparts."""
-    return LoginContext.from_login_body(body, client_ip=client_ip, server_name=server_name)

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 
 import attr
 
-from synapse_base_cs_url.compute import ComputeHook
-from synapse_base_cs_url.routing import LoginContext, RuleSet, Selection, localpart_of
-from synapse_base_cs_url.urls import validate_base_url
+from synapse_base_cs_url.core import LoginContext, RuleSet, Selection, localpart_of
+from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.synapse_module.compute import ComputeHook
 
 logger = logging.getLogger(__name__)
 

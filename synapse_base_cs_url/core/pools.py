@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 import attr
 
-from synapse_base_cs_url.routing.context import LoginContext
+from synapse_base_cs_url.core.context import LoginContext
 
 T = TypeVar("T")
 

@@ -7,9 +7,9 @@ from typing import Generic, TypeVar
 
 import attr
 
-from synapse_base_cs_url.routing.context import LoginContext
-from synapse_base_cs_url.routing.matchers import AllOf
-from synapse_base_cs_url.routing.pools import Pool
+from synapse_base_cs_url.core.context import LoginContext
+from synapse_base_cs_url.core.matchers import AllOf
+from synapse_base_cs_url.core.pools import Pool
 
 T = TypeVar("T")
 

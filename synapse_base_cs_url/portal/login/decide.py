@@ -6,22 +6,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attr
-
+from synapse_base_cs_url.core import LoginContext, Selection
 from synapse_base_cs_url.portal.config import Homeserver, Mode, PortalConfig
-from synapse_base_cs_url.portal.login_body import TOKEN_TYPE, login_context
+from synapse_base_cs_url.portal.login.body import TOKEN_TYPE
 
+#: Names of what chose a homeserver when no route did: no route matched; for
+#: ``m.login.token``, the portal saw which homeserver issued the token, or it did not.
 DEFAULT_ROUTE = "default"
 SSO_ROUTE = "sso"
 SSO_DEFAULT_ROUTE = "sso-default"
-
-
-@attr.s(auto_attribs=True, frozen=True, slots=True)
-class Decision:
-    homeserver: Homeserver
-    route: str
-    """The matching route's name, ``default``; for ``m.login.token``, ``sso`` (the portal saw
-    which homeserver issued the token) or ``sso-default`` (it did not)."""
 
 
 class LoginRouter:
@@ -37,8 +30,8 @@ class LoginRouter:
         login_type: str,
         client_ip: str,
         token_issuer: str | None = None,
-    ) -> Decision:
-        """Where this login goes.
+    ) -> Selection[Homeserver]:
+        """Where this login goes, and the name of the route that chose it.
 
         ``m.login.token`` carries no user (the token is opaque), so it cannot be routed by
         user: it goes to ``token_issuer``, the homeserver the portal saw issuing the token
@@ -46,13 +39,15 @@ class LoginRouter:
         """
         if login_type == TOKEN_TYPE:
             if token_issuer is not None and token_issuer in self._homeservers:
-                return Decision(self._homeservers[token_issuer], SSO_ROUTE)
-            return Decision(self._homeservers[self._config.sso.default], SSO_DEFAULT_ROUTE)
-        ctx = login_context(body, client_ip=client_ip, server_name=self._config.server_name)
+                return Selection(self._homeservers[token_issuer], SSO_ROUTE)
+            return Selection(self._homeservers[self._config.sso.default], SSO_DEFAULT_ROUTE)
+        ctx = LoginContext.from_login_body(
+            body, client_ip=client_ip, server_name=self._config.server_name
+        )
         selection = self._config.routes.select(ctx)
         if selection is None:
-            return Decision(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
-        return Decision(self._homeservers[selection.target], selection.rule_name)
+            return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
+        return Selection(self._homeservers[selection.target], selection.rule_name)
 
 
 def choose_mode(mode: Mode, user_agent: str | None, patterns: Sequence[re.Pattern[str]]) -> Mode:

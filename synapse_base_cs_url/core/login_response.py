@@ -7,9 +7,7 @@ out if anything fails).
 
 from __future__ import annotations
 
-from typing import Any
-
-JsonDict = dict[str, Any]
+from synapse_base_cs_url.core.json_dict import JsonDict
 
 
 def with_base_url(response: JsonDict, base_url: str, *, set_well_known: bool) -> JsonDict:

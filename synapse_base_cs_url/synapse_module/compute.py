@@ -13,7 +13,7 @@ from typing import Any
 
 import attr
 
-from synapse_base_cs_url.routing import LoginContext
+from synapse_base_cs_url.core import LoginContext
 
 #: The keyword arguments a compute function is called with, in documentation order.
 COMPUTE_KWARGS = ("user_id", "login_type", "client_ip", "device_id")

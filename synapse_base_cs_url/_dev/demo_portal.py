@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from synapse_base_cs_url.demo import highlight_json
-from synapse_base_cs_url.portal.throwaway import PortalProcess
-from synapse_base_cs_url.throwaway_synapse import (
+from synapse_base_cs_url._dev.demo import highlight_json
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from synapse_base_cs_url._dev.throwaway_synapse import (
     HttpResult,
     SynapseProcess,
     SynapseStartupError,

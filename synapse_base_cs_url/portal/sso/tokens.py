@@ -5,7 +5,7 @@ The portal sees every login token on its way from the homeserver to the client (
 routes the client's ``m.login.token`` login to that homeserver.
 
 :class:`SsoTokenStore` is the interface the portal uses; :class:`InMemorySsoTokenStore` is
-the only implementation. It lives in one portal process: the callback and the login must
+the only implementation so far. It lives in one portal process: the callback and the login must
 reach the same process (one portal, or sticky routing by client). A shared store (Redis,
 say: ``SET key hs EX ttl NX`` and ``GETDEL key``) would implement the same two coroutines.
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import time
-from collections.abc import Callable
 from typing import Protocol
+
+from synapse_base_cs_url.portal.reactor import Clock
 
 
 def token_key(token: str) -> str:
@@ -52,9 +52,7 @@ class InMemorySsoTokenStore:
     ``max_entries`` entries (when full, the oldest entry is dropped: its login then goes to
     the default SSO homeserver)."""
 
-    def __init__(
-        self, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, ttl: float, max_entries: int, clock: Clock) -> None:
         if ttl <= 0 or max_entries <= 0:
             raise ValueError("ttl and max_entries must be positive")
         self._ttl = ttl
@@ -78,7 +76,7 @@ class InMemorySsoTokenStore:
             del entries[key]
 
     async def remember(self, token: str, homeserver: str) -> bool:
-        now = self._clock()
+        now = self._clock.seconds()
         self._expire(now)
         key = token_key(token)
         if key in self._entries:
@@ -90,7 +88,7 @@ class InMemorySsoTokenStore:
         return True
 
     async def take(self, token: str) -> str | None:
-        now = self._clock()
+        now = self._clock.seconds()
         self._expire(now)
         entry = self._entries.pop(token_key(token), None)
         if entry is None:

@@ -15,12 +15,13 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
-from synapse_base_cs_url import _synapse_internals as internals
-from synapse_base_cs_url.config import ModuleConfig
-from synapse_base_cs_url.login_response import with_base_url
-from synapse_base_cs_url.metrics import HOOK_ERROR, ModuleMetrics
-from synapse_base_cs_url.routing import Selection
-from synapse_base_cs_url.selection import (
+from synapse_base_cs_url.core import Selection
+from synapse_base_cs_url.core.login_response import with_base_url
+from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.synapse_module import _synapse_internals as internals
+from synapse_base_cs_url.synapse_module.config import ModuleConfig
+from synapse_base_cs_url.synapse_module.metrics import HOOK_ERROR, ModuleMetrics
+from synapse_base_cs_url.synapse_module.selection import (
     COMPUTE_ERROR,
     COMPUTE_INVALID,
     COMPUTE_RULE,
@@ -28,7 +29,6 @@ from synapse_base_cs_url.selection import (
     UrlSelector,
     context_for,
 )
-from synapse_base_cs_url.urls import validate_base_url
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from synapse_base_cs_url.throwaway_synapse import free_port, terminate
+from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate
 
 #: The directory holding the ``synapse_base_cs_url`` package, put on the child's PYTHONPATH.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,107 @@
+"""Turning YAML-shaped values into typed ones, or into ``ValueError`` messages that start
+with the config path of the offending value and say what is allowed instead.
+
+The one set of helpers for every config this package reads: the module's ``config:`` block,
+``portal.yaml``, and the rules both contain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def type_name(value: object) -> str:
+    """Name a value's type the way a YAML author would recognise it."""
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def as_list(value: object) -> Sequence[object] | None:
+    """Return ``value`` if it is a YAML list (not a string), else ``None``."""
+    if isinstance(value, (list, tuple)):
+        return value
+    return None
+
+
+def strings(value: object, path: str, what: str) -> tuple[str, ...]:
+    """Accept a string or a non-empty list of strings; return them as a tuple."""
+    if isinstance(value, str):
+        return (value,)
+    items = as_list(value)
+    if items is None:
+        raise ValueError(f"{path}: must be {what} or a list of them, not {type_name(value)}")
+    if not items:
+        raise ValueError(f"{path}: must not be an empty list (it could never match)")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ValueError(f"{path}[{i}]: must be {what}, not {type_name(item)}")
+    return tuple(str(item) for item in items)
+
+
+def check_keys(raw: Mapping[object, object], allowed: Sequence[str], path: str = "") -> None:
+    """Refuse a key outside ``allowed``; ``path`` (if any) prefixes the message."""
+    for key in raw:
+        if key not in allowed:
+            where = f"{path}: " if path else ""
+            raise ValueError(
+                f"{where}unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def required(raw: Mapping[object, object], key: str, path: str = "") -> object:
+    """``raw[key]``, which must be present and not null."""
+    if raw.get(key) is None:
+        raise ValueError(f"{path}{key}: required")
+    return raw[key]
+
+
+def prefixed(path: str, parse: Callable[[object], T], value: object) -> T:
+    """``parse(value)``, with ``path`` in front of the message of any ``ValueError``."""
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def boolean(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{path}: must be true or false, not {value!r}")
+    return value
+
+
+def positive_int(value: object, path: str, what: str = "whole number") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{path}: must be a positive {what}, not {value!r}")
+    return value
+
+
+def seconds(value: object, path: str) -> float:
+    """A finite number: ``.inf`` as a timeout would never fire (a hang), ``.nan`` compares
+    false with everything."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
+
+
+def non_negative_seconds(value: object, path: str) -> float:
+    number = seconds(value, path)
+    if number < 0:
+        raise ValueError(f"{path}: must not be negative, not {value!r}")
+    return number
+
+
+def positive_seconds(value: object, path: str) -> float:
+    number = seconds(value, path)
+    if number <= 0:
+        raise ValueError(f"{path}: must be more than 0 seconds, not {value!r}")
+    return number

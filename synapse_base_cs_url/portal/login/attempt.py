@@ -1,0 +1,38 @@
+"""One login on its way through the portal, from arrival to its log line."""
+
+from __future__ import annotations
+
+import attr
+
+from synapse_base_cs_url.core import JsonDict, Selection
+from synapse_base_cs_url.portal.config import Homeserver, Mode
+from synapse_base_cs_url.portal.web.request import PortalRequest
+
+#: Logged (as nginx does) when the client closed the connection before the answer.
+CLIENT_CLOSED = 499
+CLIENT_LEFT = "client closed the connection"
+
+
+@attr.s(auto_attribs=True, slots=True, kw_only=True)
+class LoginAttempt:
+    """What a login needs between steps: set as it is learnt, read by the log line."""
+
+    request: PortalRequest
+    started: float
+    """The portal's clock when the request arrived (for the duration in logs and metrics)."""
+    body: JsonDict
+    login_type: str
+    client_ip: str
+    scheme: str
+    """``http`` or ``https``, as the client reached the portal (for ``X-Forwarded-Proto``)."""
+    token_tag: str = ""
+    """For ``m.login.token``: a short hash of the token, to match it to its SSO callback."""
+    selection: Selection[Homeserver] | None = None
+    """The homeserver, and the route (or ``default``, ``sso``, ``sso-default``) that chose it."""
+    mode: Mode | None = None
+    """``redirect`` or ``proxy``, once chosen."""
+
+    @property
+    def homeserver(self) -> Homeserver:
+        assert self.selection is not None, "the homeserver is chosen before it is used"
+        return self.selection.target

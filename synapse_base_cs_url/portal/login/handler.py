@@ -1,0 +1,158 @@
+"""``POST /login``: read the body, choose the homeserver and the mode, redirect or proxy, log.
+
+A password (or third-party id, or appservice) login is decided at once from its body; an
+``m.login.token`` login first asks the SSO token store which homeserver issued the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from twisted.internet import defer
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import Mode, PortalConfig
+from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
+from synapse_base_cs_url.portal.login.body import TOKEN_TYPE, check_login_body, parse_json_object
+from synapse_base_cs_url.portal.login.decide import LoginRouter, choose_mode
+from synapse_base_cs_url.portal.login.proxy import (
+    amend_login_body,
+    forward_headers,
+    relay_headers,
+)
+from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.sso.tokens import SsoTokenStore, token_hash_for_logs
+from synapse_base_cs_url.portal.upstream import Upstream
+from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+
+class LoginHandler:
+    """Routes each login to its homeserver; one log line and one metric per login."""
+
+    def __init__(
+        self,
+        config: PortalConfig,
+        upstream: Upstream,
+        sso_tokens: SsoTokenStore,
+        metrics: PortalMetrics,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._router = LoginRouter(config)
+        self._upstream = upstream
+        self._sso_tokens = sso_tokens
+        self._metrics = metrics
+        self._clock = clock
+
+    def handle(self, request: PortalRequest) -> Coroutine[Any, Any, None] | None:
+        """Answer at once when the body decides the homeserver; a coroutine otherwise."""
+        attempt = self._arrived(request)
+        if attempt.login_type == TOKEN_TYPE:
+            return self._token_login(attempt)
+        attempt.selection = self._router.decide(attempt.body, attempt.login_type, attempt.client_ip)
+        return self._route(attempt)
+
+    def _arrived(self, request: PortalRequest) -> LoginAttempt:
+        started = self._clock.seconds()
+        try:
+            if request.too_large:
+                raise errors.too_large(self._config.max_body_size)
+            body = parse_json_object(request.body())
+            login_type = check_login_body(body)
+        except errors.MatrixError as e:
+            self._metrics.reject(e.errcode, e.status)
+            logger.info("login rejected: %s %s", e.status, e.errcode)
+            raise
+        client_ip, scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
+        return LoginAttempt(
+            request=request,
+            started=started,
+            body=body,
+            login_type=login_type,
+            client_ip=client_ip,
+            scheme=scheme,
+        )
+
+    async def _token_login(self, attempt: LoginAttempt) -> None:
+        # The token is single use at the homeserver: forget it here as soon as it is used.
+        token: str = attempt.body["token"]
+        attempt.token_tag = token_hash_for_logs(token)
+        issuer = await self._sso_tokens.take(token)
+        attempt.selection = self._router.decide(
+            attempt.body, TOKEN_TYPE, attempt.client_ip, token_issuer=issuer
+        )
+        proxying = self._route(attempt)
+        if proxying is not None:
+            await proxying
+
+    def _route(self, attempt: LoginAttempt) -> Coroutine[Any, Any, None] | None:
+        """Redirect at once, or return the proxying still to do."""
+        request = attempt.request
+        user_agent = request.header(b"user-agent")
+        attempt.mode = choose_mode(
+            self._config.mode,
+            user_agent.decode("utf-8", "replace") if user_agent else None,
+            self._config.proxy_user_agents,
+        )
+        if request.client_gone:
+            # The client left while the decision was awaited (a token store that waits):
+            # Twisted has closed the body and would never fire notifyFinish().
+            self._log(attempt, CLIENT_CLOSED, CLIENT_LEFT)
+            return None
+        if attempt.mode is Mode.REDIRECT:
+            send_redirect(request, attempt.homeserver)
+            self._log(attempt, TEMPORARY_REDIRECT)
+            return None
+        return self._proxy(attempt)
+
+    async def _proxy(self, attempt: LoginAttempt) -> None:
+        request, hs = attempt.request, attempt.homeserver
+        exchange = defer.ensureDeferred(
+            self._upstream.request(
+                hs,
+                b"POST",
+                request.uri_bytes,
+                forward_headers(
+                    request.requestHeaders, client_ip=attempt.client_ip, scheme=attempt.scheme
+                ),
+                request.body(),
+            )
+        )
+        # A client that leaves takes its login with it: stop waiting for the homeserver.
+        request.when_finished().addErrback(lambda _: exchange.cancel())
+        try:
+            response = await exchange
+        except errors.MatrixError as e:
+            request.respond_error(e)
+            self._log(attempt, e.status, e.message)
+            return
+        except defer.CancelledError:
+            self._log(attempt, CLIENT_CLOSED, CLIENT_LEFT)
+            raise
+        for name, values in relay_headers(response.headers):
+            request.responseHeaders.setRawHeaders(name, values)
+        body = amend_login_body(response.status, response.body, hs.base_url)
+        request.respond(response.status, body, content_type=None)
+        self._log(attempt, response.status)
+
+    def _log(self, attempt: LoginAttempt, status: int, problem: str = "") -> None:
+        seconds = self._clock.seconds() - attempt.started
+        assert attempt.selection is not None and attempt.mode is not None
+        hs, mode = attempt.homeserver.name, attempt.mode.value
+        self._metrics.login(hs, mode, status, seconds)
+        logger.info(
+            "login route=%s homeserver=%s mode=%s status=%d duration=%.1fms%s%s",
+            attempt.selection.rule_name,
+            hs,
+            mode,
+            status,
+            seconds * 1000,
+            f" token={attempt.token_tag}" if attempt.token_tag else "",
+            f" problem={problem!r}" if problem else "",
+        )

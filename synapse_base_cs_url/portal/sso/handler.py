@@ -1,0 +1,102 @@
+"""The portal's two SSO endpoints: the redirect to a homeserver's identity provider, and the
+callback that learns which homeserver issued a login token (see ``callback``)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.sso.callback import (
+    CallbackSigner,
+    add_login_token,
+    callback_url,
+    check_redirect_url,
+    confirmation_page,
+    homeserver_redirect_location,
+    parse_callback,
+    redirect_url_param,
+    whitelisted,
+)
+from synapse_base_cs_url.portal.sso.tokens import SsoTokenStore, token_hash_for_logs
+from synapse_base_cs_url.portal.web.request import PortalRequest
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+FOUND = 302
+#: Synapse's ``SsoRedirectServlet`` paths; the identity provider id as Synapse allows it.
+SSO_REDIRECT_PATH = re.compile(
+    rb"/_matrix/client/(?:(?:api/v1|r0|v3)/login/(?:sso|cas)/redirect"
+    rb"|(?:r0|v3)/login/sso/redirect/(?P<idp>[A-Za-z0-9_.~-]+))"
+)
+
+
+class SsoHandler:
+    def __init__(
+        self,
+        config: PortalConfig,
+        tokens: SsoTokenStore,
+        signer: CallbackSigner,
+        metrics: PortalMetrics,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._tokens = tokens
+        self._signer = signer
+        self._metrics = metrics
+        self._clock = clock
+
+    def redirect(self, request: PortalRequest, match: re.Match[bytes]) -> None:
+        """Send the browser to the homeserver serving the identity provider in the path, with
+        the portal's callback as the ``redirectUrl``."""
+        raw_idp = match.group("idp")
+        idp = raw_idp.decode("ascii") if raw_idp else None
+        query = request.query_bytes
+        to = redirect_url_param(query)
+        check_redirect_url(to)
+        hs = self._config.homeservers[self._config.sso.homeserver_for(idp)]
+        callback = callback_url(
+            self._config.public_baseurl, self._signer, hs.name, to, self._clock.seconds()
+        )
+        location = homeserver_redirect_location(hs.base_url, request.path_bytes, query, callback)
+        request.set_header(b"Location", location)
+        request.set_header(b"Cache-Control", b"no-store")
+        request.respond(FOUND, b"", content_type=None)
+        logger.info("sso redirect idp=%s homeserver=%s", idp or "-", hs.name)
+
+    async def callback(self, request: PortalRequest, match: re.Match[bytes]) -> None:
+        """The homeserver sends the browser here with a login token: record who issued it,
+        then send the browser on to the client (or ask first, see ``callback``)."""
+        try:
+            callback = parse_callback(
+                request.query_bytes,
+                self._signer,
+                tuple(self._config.homeservers),
+                self._clock.seconds(),
+            )
+        except errors.MatrixError as e:
+            self._metrics.sso_callback("refused")
+            logger.info("sso callback refused: %s %s", e.status, e.errcode)
+            raise
+        recorded = await self._tokens.remember(callback.login_token, callback.hs)
+        target = add_login_token(callback.to, callback.login_token)
+        request.set_header(b"Cache-Control", b"no-store")
+        request.set_header(b"Referrer-Policy", b"no-referrer")
+        confirm = not whitelisted(callback.to, self._config.sso.client_whitelist)
+        self._metrics.sso_callback("recorded" if recorded else "replayed")
+        logger.info(
+            "sso callback homeserver=%s token=%s%s%s",
+            callback.hs,
+            token_hash_for_logs(callback.login_token),
+            " confirm=page" if confirm else "",
+            "" if recorded else " already_recorded",
+        )
+        if confirm:
+            body = confirmation_page(target, callback.to)
+            request.respond(200, body, content_type=b"text/html; charset=utf-8")
+        else:
+            request.set_header(b"Location", target.encode())
+            request.respond(FOUND, b"", content_type=None)

@@ -1,0 +1,66 @@
+"""The portal's route table: which handler serves which method on which path.
+
+A path no route matches is 404 ``M_UNRECOGNIZED`` (with a pointer to the login response's
+``well_known``); a path that some route matches, asked with a method none of them accepts,
+is 405, as Synapse answers. Both are derived from the one table, so a new endpoint cannot be
+served without being known to the 404/405 logic too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
+
+import attr
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.web.request import PortalRequest
+
+Handler = Callable[[PortalRequest, "re.Match[bytes]"], "Coroutine[Any, Any, None] | None"]
+"""Answers a request: at once (returns ``None``), or later (returns a coroutine, which the
+site runs and whose errors it answers)."""
+
+READ = (b"GET", b"HEAD")
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Route:
+    """``methods`` of ``path`` (a regex matched against the whole path) go to ``handler``."""
+
+    path: re.Pattern[bytes]
+    methods: frozenset[bytes]
+    handler: Handler
+
+    @classmethod
+    def of(
+        cls, path: bytes | re.Pattern[bytes], methods: Iterable[bytes], handler: Handler
+    ) -> Route:
+        pattern = path if isinstance(path, re.Pattern) else re.compile(re.escape(path))
+        return cls(pattern, frozenset(methods), handler)
+
+
+class RouteTable:
+    """Routes tried in order; the first whose path and method both match serves."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self._routes = tuple(routes)
+
+    def find(self, method: bytes, path: bytes) -> tuple[Handler, re.Match[bytes]]:
+        """The handler for ``method`` on ``path``; a :class:`MatrixError` 404 or 405 if none."""
+        path_known = False
+        for route in self._routes:
+            match = route.path.fullmatch(path)
+            if match is None:
+                continue
+            if method in route.methods:
+                return route.handler, match
+            path_known = True
+        if path_known:
+            raise errors.method_not_allowed(
+                method.decode("ascii", "replace"), path.decode("utf-8", "replace")
+            )
+        raise errors.not_here(path.decode("utf-8", "replace"))
+
+    def __len__(self) -> int:
+        return len(self._routes)

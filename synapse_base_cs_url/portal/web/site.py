@@ -1,0 +1,130 @@
+"""The portal's Twisted web site: one leaf resource that looks each request up in the route
+table and runs its handler, answering errors as Matrix JSON."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Coroutine
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
+from synapse_base_cs_url.portal.login.handler import LoginHandler
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
+from synapse_base_cs_url.portal.sso.handler import SSO_REDIRECT_PATH, SsoHandler
+from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
+from synapse_base_cs_url.portal.web.routes import READ, Route, RouteTable
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
+VERSIONS_PATH = b"/_matrix/client/versions"
+WELL_KNOWN_PATH = b"/.well-known/matrix/client"
+HEALTH_PATH = b"/health"
+METRICS_PATH = b"/metrics"
+
+
+def portal_routes(
+    config: PortalConfig,
+    login: LoginHandler,
+    sso: SsoHandler,
+    discovery: Discovery,
+    metrics: PortalMetrics,
+) -> RouteTable:
+    """Every path the portal serves, and with which methods."""
+    well_known = well_known_client(config.public_baseurl)
+
+    def login_post(request: PortalRequest, _: re.Match[bytes]) -> Coroutine[Any, Any, None] | None:
+        return login.handle(request)
+
+    async def login_flows(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, await discovery.login_flows(request.path_bytes))
+
+    async def versions(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, await discovery.versions(request.path_bytes))
+
+    def well_known_doc(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, well_known)
+
+    def health(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, b"OK", content_type=b"text/plain; charset=utf-8")
+
+    def metrics_page(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, metrics.render(), metrics.content_type.encode())
+
+    routes = [
+        Route.of(LOGIN_PATH, [b"POST"], login_post),
+        Route.of(LOGIN_PATH, READ, login_flows),
+        Route.of(VERSIONS_PATH, READ, versions),
+        Route.of(WELL_KNOWN_PATH, READ, well_known_doc),
+        Route.of(HEALTH_PATH, READ, health),
+        Route.of(SSO_REDIRECT_PATH, READ, sso.redirect),
+        # GET only, not HEAD: the callback records the token.
+        Route.of(CALLBACK_PATH, [b"GET"], sso.callback),
+    ]
+    if config.metrics:
+        routes.append(Route.of(METRICS_PATH, [b"GET"], metrics_page))
+    return RouteTable(routes)
+
+
+class PortalResource(Resource):
+    """Dispatches by the route table; no handler error ever reaches the client as a 500
+    with a traceback or as a hang."""
+
+    isLeaf = True
+
+    def __init__(self, routes: RouteTable) -> None:
+        Resource.__init__(self)  # type: ignore[no-untyped-call]
+        self._routes = routes
+
+    def render(self, request: PortalRequest) -> int:
+        request.set_cors_headers()
+        try:
+            if request.method_bytes == b"OPTIONS":
+                # As Synapse answers every CORS preflight: 204 with the CORS headers.
+                request.respond(204, b"", content_type=None)
+            else:
+                handler, match = self._routes.find(request.method_bytes, request.path_bytes)
+                pending = handler(request, match)
+                if pending is not None:
+                    defer.ensureDeferred(pending).addErrback(self._on_error, request)
+        except errors.MatrixError as e:
+            request.respond_error(e)
+        except Exception:
+            logger.exception("unexpected error handling %s", request.describe())
+            request.respond_error(errors.internal_error())
+        return server.NOT_DONE_YET
+
+    def _on_error(self, failure: Failure, request: PortalRequest) -> None:
+        error = failure.value
+        if isinstance(error, errors.MatrixError):
+            request.respond_error(error)
+        elif isinstance(error, defer.CancelledError):
+            pass  # the client went away
+        else:
+            logger.error(
+                "unexpected error handling %s: %s", request.describe(), failure.getTraceback()
+            )
+            request.respond_error(errors.internal_error())
+
+
+class PortalSite(server.Site):
+    """A Site without Twisted's access log: the portal logs each routed login itself."""
+
+    def log(self, request: object) -> None:
+        pass
+
+
+def build_site(resource: PortalResource, max_body_size: int) -> PortalSite:
+    site = PortalSite(resource)  # type: ignore[no-untyped-call]
+    site.requestFactory = request_class(max_body_size)
+    site.displayTracebacks = False
+    return site
