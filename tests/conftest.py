@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
-
-#: Every Synapse started by a fixture in this session, newest last.
-STARTED: list[SynapseProcess] = []
+from tests.harness.synapse import STARTED
 
 
 def _processes_in(value: Any, depth: int = 0) -> Iterator[SynapseProcess]:

@@ -127,23 +127,25 @@ class LoopbackSynapse:
         """The arguments after ``python``; also writes whatever config they name."""
         raise NotImplementedError
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process (without waiting for it to serve); ``stop()`` ends it."""
         argv = [self._python, *self.command()]
         env = dict(os.environ)
         pythonpath = [*self._extra_pythonpath, env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)
         with self.console_path.open("wb") as console:
-            return subprocess.Popen(
+            self._proc = subprocess.Popen(
                 argv, stdout=console, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
             )
+        return self._proc
 
     def _start_and_wait(self, timeout: float) -> None:
         """Start the process and wait until it answers ``/versions``; raise with its log if not."""
-        self._proc = self._spawn()
+        proc = self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise SynapseStartupError(self, f"exited with code {self._proc.returncode}")
+            if proc.poll() is not None:
+                raise SynapseStartupError(self, f"exited with code {proc.returncode}")
             try:
                 if self.get("/_matrix/client/versions", timeout=2).status == 200:
                     return
@@ -305,17 +307,6 @@ class SynapseProcess(LoopbackSynapse):
         """Start Synapse and wait until it answers ``/versions``; raise with its log if not."""
         self._start_and_wait(timeout)
         return self
-
-    def start_expecting_failure(self, timeout: float = 60.0) -> int:
-        """Start Synapse for a test that expects startup to fail; return its exit code."""
-        self._proc = self._spawn()
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise SynapseStartupError(
-                self, "was expected to fail at startup but kept running"
-            ) from None
 
     def cleanup(self) -> None:
         self.stop()

@@ -13,16 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.portal.conftest import (
-    CLIENT_IP,
-    PORTAL_IP,
-    Homeservers,
-    new_device,
-    password_body,
-    portal_config,
-    session_from,
-)
-from tests.support.portal_process import PortalProcess
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from tests.harness.clients import new_device, password_body, session_from
+from tests.harness.constants import CLIENT_IP, PORTAL_IP
+from tests.harness.portal import Homeservers, portal_config
 
 pytestmark = pytest.mark.integration
 

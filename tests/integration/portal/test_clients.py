@@ -11,16 +11,10 @@ from mautrix.client import ClientAPI
 from nio import AsyncClient, LoginResponse
 from yarl import URL
 
-from tests.integration.conftest import PASSWORD
-from tests.integration.portal.conftest import (
-    CLIENT_IP,
-    Homeservers,
-    new_device,
-    password_body,
-    session_from,
-    whoami,
-)
-from tests.support.portal_process import PortalProcess
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from tests.harness.clients import new_device, password_body, session_from, whoami
+from tests.harness.constants import CLIENT_IP, PASSWORD
+from tests.harness.portal import Homeservers
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.integration.conftest import PASSWORD
-from tests.integration.portal.conftest import Homeservers, password_body, session_from
-from tests.support.portal_process import PortalProcess
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from tests.harness.clients import password_body, session_from
+from tests.harness.constants import PASSWORD
+from tests.harness.portal import Homeservers
 
 pytestmark = pytest.mark.integration
 

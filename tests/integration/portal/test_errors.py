@@ -11,17 +11,13 @@ import attr
 import pytest
 import requests
 
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
-from tests.integration.conftest import PASSWORD, REPO_ROOT
-from tests.integration.portal.conftest import (
-    HangingServer,
-    Homeservers,
-    UnacceptingServer,
-    password_body,
-    portal_config,
-    start_all,
-)
-from tests.support.portal_process import PortalProcess
+from tests.harness.clients import password_body
+from tests.harness.constants import PASSWORD, REPO_ROOT
+from tests.harness.fake_servers import HangingServer, UnacceptingServer
+from tests.harness.portal import Homeservers, portal_config
+from tests.harness.synapse import start_all
 
 pytestmark = pytest.mark.integration
 

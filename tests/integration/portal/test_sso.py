@@ -21,11 +21,12 @@ import attr
 import pytest
 import requests
 
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
-from tests.integration.conftest import REPO_ROOT, module_entry
-from tests.integration.portal.conftest import start_all, whoami
-from tests.support.fake_cas import FakeCasServer
-from tests.support.portal_process import PortalProcess
+from tests.harness.clients import whoami
+from tests.harness.constants import REPO_ROOT
+from tests.harness.fake_cas import FakeCasServer
+from tests.harness.synapse import module_entry, start_all
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,11 @@ from twisted.internet import defer, error
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseNeverReceived
 
 from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.upstream import Upstream, UpstreamResponse
+from synapse_base_cs_url.portal.upstream import Upstream, UpstreamResponse, as_matrix_error
 
 HS = Homeserver(name="hs1", base_url="https://hs1.example", proxy_url="http://127.0.0.1:8008")
 LOGIN = b"/_matrix/client/v3/login"
@@ -28,9 +29,11 @@ failure_of = _trial.failureResultOf
 class Homeservers:
     """The far end of the in-memory reactor: accepts the client's connections and answers."""
 
-    def __init__(self, settings: UpstreamSettings = UpstreamSettings()) -> None:
+    def __init__(self, settings: UpstreamSettings | None = None) -> None:
         self.reactor = MemoryReactorClock()
-        self.upstream = Upstream(self.reactor, Timeouts(connect=5, total=30), settings)
+        self.upstream = Upstream(
+            self.reactor, Timeouts(connect=5, total=30), settings or UpstreamSettings()
+        )
         self.accepted: list[tuple[Any, StringTransport]] = []
 
     def request(
@@ -173,7 +176,10 @@ def test_a_connection_the_homeserver_closed_while_idle_is_not_reused() -> None:
 @pytest.mark.parametrize(
     ("answer", "body"),
     [
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n", b"hello"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n",
+            b"hello",
+        ),
         (b"HTTP/1.1 100 Continue\r\n\r\n" + OK, b"{}"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok", b"ok"),
         (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
@@ -300,3 +306,36 @@ def test_cancelling_aborts_the_connection() -> None:
     d.cancel()
     failure_of(d, defer.CancelledError)
     assert transport.disconnecting or transport.disconnected
+
+
+# --- every failure is a Matrix error naming the homeserver -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "words"),
+    [
+        (error.ConnectionRefusedError(), 502, "is unreachable: ConnectionRefusedError"),
+        (error.DNSLookupError("no such host"), 502, "is unreachable: DNSLookupError"),
+        (error.TimeoutError(), 504, "did not accept a connection within 5s"),
+        (
+            ResponseNeverReceived([Failure(error.ConnectionDone())]),
+            502,
+            "connection closed before answering",
+        ),
+        (ResponseNeverReceived([Failure(ValueError("x"))]), 502, "sent an invalid answer"),
+        (RuntimeError("surprise"), 502, "is unreachable: RuntimeError: surprise"),
+    ],
+)
+def test_upstream_failures(exc: Exception, status: int, words: str) -> None:
+    mapped = as_matrix_error(HS, exc, connect_timeout=5.0)
+    assert isinstance(mapped, MatrixError)
+    assert (mapped.status, mapped.errcode) == (status, "M_UNKNOWN")
+    assert "Homeserver 'hs1'" in mapped.message
+    assert words in mapped.message
+
+
+def test_cancellation_is_not_an_error_for_the_client() -> None:
+    cancelled = defer.CancelledError()
+    assert as_matrix_error(HS, cancelled, connect_timeout=5.0) is cancelled
+    wrapped = ResponseNeverReceived([Failure(defer.CancelledError())])
+    assert isinstance(as_matrix_error(HS, wrapped, connect_timeout=5.0), defer.CancelledError)

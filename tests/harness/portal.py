@@ -1,0 +1,84 @@
+"""Two (or three) real homeservers behind real portal processes: the homeservers' config and
+the portal.yaml the portal tests share.
+
+- ``hs1`` (``hs1.test``) and ``hs2`` (``hs2.test``) run the module, each with its own
+  ``base_cs_url`` (its real loopback URL, so clients that follow it really get there).
+  ``hs2``'s listener has ``x_forwarded: true``; ``hs1``'s has not.
+- ``plain`` (``plain.test``) runs Synapse without the module and without ``public_baseurl``:
+  its logins carry neither ``base_cs_url`` nor ``well_known``.
+- Every homeserver records the IP Synapse assigns to each login (``login_ip_recorder``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attr
+import pytest
+
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
+from tests.harness.constants import SYNAPSE_MODULES
+from tests.harness.synapse import module_entry, synapse_process
+from tests.in_synapse.login_ip_recorder import recorded
+
+__all__ = ["ROUTES", "Homeservers", "PortalProcess", "portal_config", "portal_homeserver"]
+
+ROUTES = [
+    {"name": "hs2-users", "match": {"user_id": "@.*:hs2\\.test"}, "homeserver": "hs2"},
+    {"name": "hs2-localparts", "match": {"localpart": "h2_.*"}, "homeserver": "hs2"},
+    {"name": "dept2-email", "match": {"address": ".*@dept2\\.example\\.com"}, "homeserver": "hs2"},
+    {"name": "plain-users", "match": {"localpart": "p_.*"}, "homeserver": "plain"},
+]
+
+
+@attr.s(auto_attribs=True)
+class Homeservers:
+    hs1: SynapseProcess
+    hs2: SynapseProcess
+    plain: SynapseProcess
+    recorders: dict[str, Path]
+
+    def by_name(self, name: str) -> SynapseProcess:
+        hs: SynapseProcess = getattr(self, name)
+        return hs
+
+    def logins_recorded(self, name: str, device_id: str) -> list[dict[str, Any]]:
+        return [r for r in recorded(str(self.recorders[name])) if r["device_id"] == device_id]
+
+
+def portal_homeserver(
+    tmp_path_factory: pytest.TempPathFactory,
+    server_name: str,
+    *,
+    module: bool,
+    x_forwarded: bool = False,
+) -> tuple[SynapseProcess, Path]:
+    workdir = tmp_path_factory.mktemp(server_name)
+    recorder = workdir / "logins.jsonl"
+    hs = synapse_process(server_name, workdir)
+    modules = [
+        {
+            "module": f"{SYNAPSE_MODULES}.login_ip_recorder.LoginIpRecorder",
+            "config": {"path": str(recorder)},
+        }
+    ]
+    if module:
+        modules.append(module_entry(base_cs_url=hs.base_url))
+    hs.config["modules"] = modules
+    hs.config["listeners"][0]["x_forwarded"] = x_forwarded
+    return hs, recorder
+
+
+def portal_config(homeservers: dict[str, SynapseProcess], **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "public_baseurl": "https://portal.example.com",
+        "mode": "redirect",
+        "homeservers": {name: {"base_url": hs.base_url} for name, hs in homeservers.items()},
+        "routes": ROUTES,
+        "default_homeserver": "hs1",
+        "discovery_cache_ttl": 2,
+    }
+    config.update(overrides)
+    return config
