@@ -75,6 +75,8 @@ class LoginContext:
         *,
         client_ip: str | None = None,
         server_name: str | None = None,
+        user_id: str | None = None,
+        device_id: str | None = None,
     ) -> LoginContext:
         """Build a context from a client's ``POST /login`` body, as sent (untrusted).
 
@@ -82,38 +84,48 @@ class LoginContext:
         deprecated top-level ``user`` / ``medium`` / ``address``. A bare localpart becomes a
         full user id when ``server_name`` is given. Malformed fields are ignored, not errors:
         routing must never be the reason a login fails.
+
+        ``user_id`` and ``device_id``, when given, are what the homeserver decided (the
+        module knows them from the login response): they win over what the body says.
         """
-        user: str | None = None
-        medium = _opt_str(body.get("medium"))
-        address = _opt_str(body.get("address"))
-        identifier = body.get("identifier")
-        if isinstance(identifier, Mapping):
+        # Written for speed (the module runs this on every login): one lookup per field,
+        # type checks inline.
+        get = body.get
+        user: object = None
+        medium: object = get("medium")
+        address: object = get("address")
+        identifier = get("identifier")
+        # dict first: what JSON gives, and far cheaper to check than the Mapping ABC.
+        if type(identifier) is dict or isinstance(identifier, Mapping):
             id_type = identifier.get("type")
             if id_type == USER_ID_TYPE:
-                user = _opt_str(identifier.get("user"))
+                user = identifier.get("user")
             elif id_type == THIRDPARTY_ID_TYPE:
-                medium = _opt_str(identifier.get("medium"))
-                address = _opt_str(identifier.get("address"))
+                medium, address = identifier.get("medium"), identifier.get("address")
             elif id_type == PHONE_ID_TYPE:
                 # Turning country + phone into an msisdn needs libphonenumber; leave it unknown.
                 medium, address = "msisdn", None
         else:
-            user = _opt_str(body.get("user"))
+            user = get("user")
 
-        user_id: str | None = None
         localpart: str | None = None
-        if user is not None:
+        if user_id:
+            localpart = localpart_of(user_id)
+        elif type(user) is str and user:
             if user.startswith("@"):
                 user_id, localpart = user, localpart_of(user)
             else:
                 localpart = user
                 user_id = f"@{user}:{server_name}" if server_name else None
+        if not device_id:
+            device_id = _opt_str(get("device_id"))
+        login_type = get("type")
         return cls(
-            user_id=user_id,
+            user_id=user_id or None,
             localpart=localpart,
-            login_type=_opt_str(body.get("type")),
+            login_type=login_type if type(login_type) is str and login_type else None,
             client_ip=client_ip,
-            device_id=_opt_str(body.get("device_id")),
-            medium=medium,
-            address=address,
+            device_id=device_id,
+            medium=medium if type(medium) is str and medium else None,
+            address=address if type(address) is str and address else None,
         )

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import threading
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attr
 
@@ -81,6 +81,14 @@ class Pool(Generic[T]):
         factory=itertools.count, init=False, eq=False, repr=False
     )
     _lock: threading.Lock = attr.ib(factory=threading.Lock, init=False, eq=False, repr=False)
+    # blake2b states that have already hashed ``str(member) + "\0"``, for rendezvous_pick.
+    _prefixes: tuple[Any, ...] = attr.ib(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        prefixes = tuple(
+            hashlib.blake2b(_encode(str(m)) + b"\0", digest_size=8) for m in self.members
+        )
+        object.__setattr__(self, "_prefixes", prefixes)
 
     def pick(self, ctx: LoginContext) -> T:
         """Choose the member for this login.
@@ -88,15 +96,34 @@ class Pool(Generic[T]):
         A hash pool with nothing to key on (no user id, localpart, address or IP) falls back
         to round robin rather than sending every such login to one member.
         """
+        return self.members[self.pick_index(ctx)]
+
+    def pick_index(self, ctx: LoginContext) -> int:
+        """The index in ``members`` of :meth:`pick`'s choice."""
         if self.strategy is Strategy.HASH:
             key = ctx.routing_key
             if key is not None:
-                return rendezvous_pick(self.members, key)
-        return self.next_round_robin()
+                return self._best_index(key)
+        return self._next_index()
+
+    def _best_index(self, key: str) -> int:
+        """:func:`rendezvous_pick` on precomputed member states: the same member, for less."""
+        encoded = _encode(key)
+        best, best_score = 0, b""
+        for index, prefix in enumerate(self._prefixes):
+            state = prefix.copy()
+            state.update(encoded)
+            score = state.digest()
+            if score > best_score:
+                best, best_score = index, score
+        return best
 
     def next_round_robin(self) -> T:
         """The next member in rotation; safe to call from several threads."""
+        return self.members[self._next_index()]
+
+    def _next_index(self) -> int:
         # next() on a count is atomic under the GIL, but not promised without one.
         with self._lock:
             n = next(self._counter)
-        return self.members[n % len(self.members)]
+        return n % len(self.members)

@@ -39,9 +39,15 @@ class Rule(Generic[T]):
     target: T | None = None
     pool: Pool[T] | None = None
 
+    # Every Selection this rule can make, made once: its target's, or one per pool member.
+    _selections: tuple[Selection[T], ...] = attr.ib(init=False, eq=False, repr=False)
+
     def __attrs_post_init__(self) -> None:
         if (self.target is None) == (self.pool is None):
             raise ValueError(f"rule {self.name!r}: give exactly one of target or pool")
+        targets = self.pool.members if self.pool is not None else (self.target,)
+        selections = tuple(Selection(target, self.name) for target in targets)
+        object.__setattr__(self, "_selections", selections)
 
     def matches(self, ctx: LoginContext) -> bool:
         return self.match.matches(ctx)
@@ -52,6 +58,12 @@ class Rule(Generic[T]):
             return self.pool.pick(ctx)
         assert self.target is not None  # guaranteed by __attrs_post_init__
         return self.target
+
+    def select(self, ctx: LoginContext) -> Selection[T]:
+        """The :class:`Selection` for a login this rule matched."""
+        if self.pool is None:
+            return self._selections[0]
+        return self._selections[self.pool.pick_index(ctx)]
 
 
 def _unique_names(instance: object, attribute: object, rules: tuple[Rule[object], ...]) -> None:
@@ -71,8 +83,8 @@ class RuleSet(Generic[T]):
     def select(self, ctx: LoginContext) -> Selection[T] | None:
         """The first matching rule's choice, or ``None`` if no rule matches."""
         for rule in self.rules:
-            if rule.matches(ctx):
-                return Selection(target=rule.choose(ctx), rule_name=rule.name)
+            if rule.match.matches(ctx):
+                return rule.select(ctx)
         return None
 
     def __iter__(self) -> Iterator[Rule[T]]:

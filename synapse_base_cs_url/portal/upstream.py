@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any, cast
 from typing import Protocol as TypingProtocol
-from typing import cast
 
 import attr
 from twisted.internet import defer, error
@@ -157,7 +157,9 @@ class _Discard(Protocol):
 
 
 def _abort(protocol: Protocol) -> None:
-    transport = protocol.transport
+    # The body's transport proxies the connection's ``loseConnection`` (an ITransport,
+    # a zope interface mypy cannot call through).
+    transport: Any = protocol.transport
     if transport is not None:
         transport.loseConnection()
 

@@ -30,9 +30,10 @@ import attr
 import synapse
 from synapse.module_api import ModuleApi
 
+from synapse_base_cs_url.core import JsonDict
+
 logger = logging.getLogger(__name__)
 
-JsonDict = dict[str, Any]
 
 #: Oldest Synapse we test against and support (see docs/compatibility.md for why).
 OLDEST_SUPPORTED = (1, 100, 0)
@@ -49,14 +50,15 @@ _WRAPPED_MARKER = "__synapse_base_cs_url_original__"
 class RequestFacts:
     """What the module may use of the HTTP request behind a successful login.
 
-    Read from the request on first use only: a static ``base_cs_url`` needs neither, so its
-    logins do not pay for re-parsing the body.
+    Read from the request only when asked (once per login): a static ``base_cs_url`` needs
+    neither, so its logins do not pay for re-parsing the body.
     """
+
+    __slots__ = ("_request",)
 
     def __init__(self, request: Any) -> None:
         self._request = request
 
-    @functools.cached_property
     def client_ip(self) -> str | None:
         """The client IP as Synapse records it (X-Forwarded-For on x_forwarded listeners)."""
         try:
@@ -65,18 +67,19 @@ class RequestFacts:
             return None
         return host
 
-    @functools.cached_property
     def body(self) -> JsonDict | None:
         """The JSON body the client sent, or None if it cannot be re-read."""
         try:
             self._request.content.seek(0)
-            parsed = json.loads(self._request.content.read())
+            # Synapse accepts only UTF-8 bodies; decoding first spares json its detection.
+            parsed = json.loads(self._request.content.read().decode("utf-8"))
         except Exception:
             return None
         return parsed if isinstance(parsed, dict) else None
 
 
-ResponseHook = Callable[[RequestFacts, JsonDict], Awaitable[JsonDict]]
+ResponseHook = Callable[[RequestFacts, JsonDict], JsonDict | Awaitable[JsonDict]]
+"""Returns the amended response, or an awaitable of it (only when it has to wait)."""
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -205,7 +208,9 @@ def _install_wrapper(cls: type, endpoint: str) -> None:
             code, body = result
             if code != 200 or not isinstance(body, dict) or "access_token" not in body:
                 return result
-            amended = await registration.hook(RequestFacts(request), body)
+            amended = registration.hook(RequestFacts(request), body)
+            if not isinstance(amended, dict):
+                amended = await amended
         except Exception:
             # Fail open: the login already succeeded; never turn it into an error.
             logger.exception(

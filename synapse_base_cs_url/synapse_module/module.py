@@ -15,7 +15,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
-from synapse_base_cs_url.core import Selection
+from synapse_base_cs_url.core import JsonDict, Selection
 from synapse_base_cs_url.core.login_response import with_base_url
 from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.synapse_module import _synapse_internals as internals
@@ -91,31 +91,56 @@ class BaseCsUrlModule:
         """The base URL for this response, and the name of what chose it."""
         if self._selector.is_static:  # the common case: no facts to look at
             return self._static_selection
-        ctx = context_for(facts.body, facts.client_ip, response)
+        ctx = context_for(facts.body(), facts.client_ip(), response)
+        if self._selector.compute is None:
+            return self._selector.select_by_rules(ctx)
         return await self._selector.select(
             ctx, on_failure=lambda reason: self._failed_open(endpoint, reason)
         )
 
     def _hook_for(self, endpoint: str) -> internals.ResponseHook:
-        async def amend_response(
-            facts: internals.RequestFacts, response: dict[str, Any]
-        ) -> dict[str, Any]:
-            selection = await self.choose_base_url(facts, response, endpoint)
-            amended = with_base_url(
-                response, selection.target, set_well_known=self._config.well_known
-            )
-            with contextlib.suppress(Exception):  # never lose a ready response to counting
-                self._metrics.amended(endpoint, selection.rule_name)
-            logger.debug(
-                "synapse-base-cs-url: %s of %s gets %s (rule %s)",
-                endpoint,
-                response.get("user_id"),
-                selection.target,
-                selection.rule_name,
-            )
+        """The hook for ``endpoint``: synchronous unless a ``compute`` function must be
+        awaited, since a login pays for every coroutine on its way."""
+        selector, static = self._selector, self._static_selection
+        set_well_known = self._config.well_known
+        metrics = self._metrics
+        debug_enabled = functools.partial(logger.isEnabledFor, logging.DEBUG)
+
+        def finish(response: JsonDict, selection: Selection[str]) -> JsonDict:
+            amended = with_base_url(response, selection.target, set_well_known=set_well_known)
+            try:  # noqa: SIM105 (cheaper than contextlib.suppress on every login)
+                metrics.amended(endpoint, selection.rule_name)
+            except Exception:  # never lose a ready response to counting
+                pass
+            if debug_enabled():
+                logger.debug(
+                    "synapse-base-cs-url: %s of %s gets %s (rule %s)",
+                    endpoint,
+                    response.get("user_id"),
+                    selection.target,
+                    selection.rule_name,
+                )
             return amended
 
-        return amend_response
+        if selector.is_static:
+
+            def amend_static(facts: internals.RequestFacts, response: JsonDict) -> JsonDict:
+                return finish(response, static)
+
+            return amend_static
+
+        if selector.compute is None:
+
+            def amend_by_rules(facts: internals.RequestFacts, response: JsonDict) -> JsonDict:
+                ctx = context_for(facts.body(), facts.client_ip(), response)
+                return finish(response, selector.select_by_rules(ctx))
+
+            return amend_by_rules
+
+        async def amend_computed(facts: internals.RequestFacts, response: JsonDict) -> JsonDict:
+            return finish(response, await self.choose_base_url(facts, response, endpoint))
+
+        return amend_computed
 
     def _failed_open(self, endpoint: str, reason: str) -> None:
         # Counting must never be what breaks a login.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import attr
 
-from synapse_base_cs_url.core import LoginContext, RuleSet, Selection, localpart_of
+from synapse_base_cs_url.core import LoginContext, RuleSet, Selection
 from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.synapse_module.compute import ComputeHook
 
@@ -47,15 +47,14 @@ def context_for(
     capitalisation); the response's ``user_id`` and ``device_id`` are what Synapse decided,
     so they win: rules and hash pools then see the canonical user whatever was typed.
     """
-    ctx = LoginContext.from_login_body(body or {}, client_ip=client_ip)
-    canonical: dict[str, str | None] = {}
     user_id = response.get("user_id")
-    if isinstance(user_id, str) and user_id:
-        canonical.update(user_id=user_id, localpart=localpart_of(user_id))
     device_id = response.get("device_id")
-    if isinstance(device_id, str) and device_id:
-        canonical["device_id"] = device_id
-    return attr.evolve(ctx, **canonical) if canonical else ctx
+    return LoginContext.from_login_body(
+        body or {},
+        client_ip=client_ip,
+        user_id=user_id if isinstance(user_id, str) else None,
+        device_id=device_id if isinstance(device_id, str) else None,
+    )
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
@@ -72,6 +71,14 @@ class UrlSelector:
         """True when every login gets ``default_url``, so no context need be built."""
         return self.compute is None and not self.rules
 
+    def select_by_rules(self, ctx: LoginContext) -> Selection[str]:
+        """The first matching rule's URL, else ``default_url`` (what ``select`` does after
+        ``compute``): no coroutine, for the common case of no ``compute`` function."""
+        selection = self.rules.select(ctx)
+        if selection is not None:
+            return selection
+        return Selection(self.default_url, DEFAULT_RULE)
+
     async def select(
         self, ctx: LoginContext, on_failure: FailureCallback = _ignore
     ) -> Selection[str]:
@@ -84,10 +91,7 @@ class UrlSelector:
             url = await self._computed(ctx, on_failure)
             if url is not None:
                 return Selection(target=url, rule_name=COMPUTE_RULE)
-        selection = self.rules.select(ctx)
-        if selection is not None:
-            return selection
-        return Selection(target=self.default_url, rule_name=DEFAULT_RULE)
+        return self.select_by_rules(ctx)
 
     async def _computed(self, ctx: LoginContext, on_failure: FailureCallback) -> str | None:
         assert self.compute is not None

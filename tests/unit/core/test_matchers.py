@@ -5,6 +5,8 @@ import re
 
 import attr
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from synapse_base_cs_url.core import (
     MATCHER_NAMES,
@@ -199,3 +201,25 @@ class TestAllOf:
         assert not matcher.matches(attr.evolve(full, login_type="m.login.sso"))
         assert not matcher.matches(attr.evolve(full, client_ip="127.0.0.1"))
         assert not matcher.matches(attr.evolve(full, client_ip=None))
+
+
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.ip_addresses(v=4).map(lambda ip: f"::ffff:{ip}"),
+        st.text(max_size=20),
+    ),
+    st.lists(st.ip_addresses().map(lambda ip: f"{ip}/{16 if ip.version == 4 else 64}"), max_size=3),
+)
+def test_client_ip_matching_agrees_with_ipaddress(client_ip: str, cidrs: list[str]) -> None:
+    networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+    try:
+        ip = ipaddress.ip_address(client_ip)
+    except ValueError:
+        expected = False
+    else:
+        candidates = [ip]
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            candidates.append(ip.ipv4_mapped)
+        expected = any(c in n for c in candidates for n in networks)
+    assert ClientIpMatcher(networks).matches(LoginContext(client_ip=client_ip)) == expected

@@ -201,3 +201,12 @@ def test_hash_pool_balance_and_minimal_disruption(
     moved_set = {i for i in range(N_USERS) if after_remove[i] != before[i]}
     assert moved_set == {i for i in range(N_USERS) if before[i] == removed}
     assert abs(len(moved_set) / N_USERS - 1 / n) <= 0.02
+
+
+@given(st.text(min_size=1, max_size=40), st.lists(st.text(min_size=1), min_size=1, max_size=6))
+def test_the_pools_fast_pick_is_rendezvous_pick(key: str, names: list[str]) -> None:
+    """The precomputed member states must pick exactly what rendezvous_pick does: a user's
+    member never changes with an upgrade."""
+    members = tuple(dict.fromkeys(names))
+    pool = Pool(members)
+    assert pool.pick(LoginContext(user_id=key)) == rendezvous_pick(members, key.lower())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from types import SimpleNamespace
@@ -13,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from synapse_base_cs_url.synapse_module import _synapse_internals as internals
 from synapse_base_cs_url.synapse_module.module import BaseCsUrlModule
+from tests.harness.deferreds import settle
 
 RESPONSES = "synapse_base_cs_url_responses_total"
 FAIL_OPEN = "synapse_base_cs_url_fail_open_total"
@@ -52,8 +52,8 @@ class FakeRequest:
 def login(module: BaseCsUrlModule, endpoint: str, user_id: str, **body: Any) -> dict[str, Any]:
     facts = internals.RequestFacts(FakeRequest(body))
     response = {"user_id": user_id, "access_token": "secret-token", "device_id": "D"}
-    hook = module._hook_for(endpoint)
-    return asyncio.run(hook(facts, response))
+    amended = module._hook_for(endpoint)(facts, response)
+    return amended if isinstance(amended, dict) else settle(amended)
 
 
 def test_counts_by_rule_and_endpoint_per_homeserver() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from typing import Any
 
 import pytest
+from twisted.internet import defer, task
+from twisted.trial.unittest import SynchronousTestCase
 
 from synapse_base_cs_url.core import LoginContext, Selection, rendezvous_pick
 from synapse_base_cs_url.synapse_module.compute import ComputeHook
@@ -18,6 +19,7 @@ from synapse_base_cs_url.synapse_module.selection import (
     UrlSelector,
     context_for,
 )
+from tests.harness.deferreds import settle
 from tests.in_synapse import compute_functions
 
 FALLBACK = "https://fallback.example.com"
@@ -37,7 +39,7 @@ def select(
     sel: UrlSelector, ctx: LoginContext, failures: list[str] | None = None
 ) -> Selection[str]:
     on_failure = failures.append if failures is not None else (lambda reason: None)
-    return asyncio.run(sel.select(ctx, on_failure))
+    return settle(sel.select(ctx, on_failure))
 
 
 def compute_hook(function: Any) -> ComputeHook:
@@ -146,12 +148,17 @@ class TestCompute:
         assert select(sel, user("a")) == Selection("https://computed.example.com", "compute")
 
     def test_async_function(self) -> None:
+        clock = task.Clock()
+
         async def choose(**kwargs: Any) -> str:
-            await asyncio.sleep(0)
+            await task.deferLater(clock, 1, lambda: None)  # really waits, on Twisted's clock
             return f"https://{kwargs['user_id'][1:].replace(':', '.')}/"
 
         sel = UrlSelector(default_url=FALLBACK, compute=compute_hook(choose))
-        assert select(sel, user("a")) == Selection("https://a.hs.test", "compute")
+        d = defer.ensureDeferred(sel.select(user("a")))
+        assert not d.called
+        clock.advance(1)
+        assert SynchronousTestCase().successResultOf(d) == Selection("https://a.hs.test", "compute")
 
     def test_none_falls_through_without_failure(self) -> None:
         failures: list[str] = []

@@ -8,7 +8,6 @@ parsing of the startup check.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from synapse_base_cs_url.synapse_module import _synapse_internals as internals
+from tests.harness.deferreds import settle
 
 RESPONSE = {"user_id": "@a:hs", "access_token": "secret-token", "device_id": "D"}
 
@@ -46,7 +46,7 @@ async def add_field(facts: internals.RequestFacts, response: dict[str, Any]) -> 
 
 
 def post(servlet: Any) -> Any:
-    return asyncio.run(servlet.on_POST(object()))
+    return settle(servlet.on_POST(object()))
 
 
 def test_amends_a_successful_login_of_a_homeserver_with_the_hook() -> None:
@@ -174,8 +174,8 @@ def test_request_facts_re_read_the_body_synapse_already_read() -> None:
     request = Request(b'{"type": "m.login.password"}', SimpleNamespace(host="192.0.2.7"))
     request.content.read()  # as Synapse's parse_json_object_from_request does
     facts = internals.RequestFacts(request)
-    assert facts.body == {"type": "m.login.password"}
-    assert facts.client_ip == "192.0.2.7"
+    assert facts.body() == {"type": "m.login.password"}
+    assert facts.client_ip() == "192.0.2.7"
 
 
 @pytest.mark.parametrize(
@@ -187,5 +187,5 @@ def test_request_facts_re_read_the_body_synapse_already_read() -> None:
 )
 def test_unreadable_request_facts_are_unknown_not_errors(content: bytes, address: Any) -> None:
     facts = internals.RequestFacts(Request(content, address))
-    assert facts.body is None
-    assert facts.client_ip is None
+    assert facts.body() is None
+    assert facts.client_ip() is None

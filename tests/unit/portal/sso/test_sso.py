@@ -8,8 +8,7 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from twisted.internet import defer, task
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import task
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig, SsoSettings
@@ -31,13 +30,14 @@ from synapse_base_cs_url.portal.sso.tokens import (
     token_hash_for_logs,
     token_key,
 )
+from tests.harness.deferreds import settle
 
 # --- the token store ----------------------------------------------------------------------
 
 
 def run(coro: Any) -> Any:
     """The in-memory store's coroutines never wait: run one to completion."""
-    return SynchronousTestCase().successResultOf(defer.ensureDeferred(coro))
+    return settle(coro)
 
 
 def Clock() -> task.Clock:
