@@ -1,12 +1,18 @@
 """The latency proxy mode adds to a login, over logging in at Synapse directly.
 
-    python benchmarks/portal_proxy.py [--logins 400]
+    python benchmarks/portal_proxy.py [--logins 400] [--bcrypt-rounds 4] [--compare-with DIR]
 
 One throwaway Synapse with the module, one portal in proxy mode in front of it, one client
 with a keep-alive connection to each. Logins alternate (direct, via portal, via portal,
 direct, ...) so both see the same Synapse at the same moment; every login is a real password
 login that creates a device. Reported: p50 and p99 of each, the difference, and the median of
 the per-pair differences (target: the portal adds < 2 ms at p50).
+
+``--bcrypt-rounds 12`` is Synapse's default (the throwaway Synapse uses 4 unless told): the
+password check then dominates a login, as it does in production. ``--compare-with DIR`` also
+runs the portal of another checkout (the directory holding its ``synapse_base_cs_url``) in
+front of the same Synapse, interleaved with the others, so two versions of the portal are
+compared side by side in one run.
 """
 
 from __future__ import annotations
@@ -46,26 +52,33 @@ def login(conn: http.client.HTTPConnection, body: bytes) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--logins", type=int, default=400, help="logins per path")
+    parser.add_argument("--bcrypt-rounds", type=int, default=4, help="Synapse's: 12")
+    parser.add_argument("--compare-with", type=Path, help="another checkout's directory")
     args = parser.parse_args()
 
     hs = SynapseProcess("bench.localhost", extra_pythonpath=[str(HERE.parent)])
     hs.config["modules"] = [
         {"module": "synapse_base_cs_url.BaseCsUrlModule", "config": {"base_cs_url": hs.base_url}}
     ]
+    hs.config["bcrypt_rounds"] = args.bcrypt_rounds
     workdir = Path(tempfile.mkdtemp(prefix="bench-portal-proxy-"))
-    portal = PortalProcess(
-        {
-            "public_baseurl": "https://matrix.example.com",
-            "mode": "proxy",
-            "homeservers": {"hs": {"base_url": hs.base_url}},
-            "default_homeserver": "hs",
-        },
-        workdir,
-    )
+    config = {
+        "public_baseurl": "https://matrix.example.com",
+        "mode": "proxy",
+        "homeservers": {"hs": {"base_url": hs.base_url}},
+        "default_homeserver": "hs",
+    }
+    portals = {"portal": PortalProcess(config, workdir / "this")}
+    if args.compare_with is not None:
+        portals["other"] = PortalProcess(
+            config, workdir / "other", package_parent=args.compare_with.resolve()
+        )
     try:
         hs.start()
         hs.register_user("bench", PASSWORD)
-        portal.start()
+        for portal in portals.values():
+            portal.workdir.mkdir()
+            portal.start()
         body = json.dumps(
             {
                 "type": "m.login.password",
@@ -73,34 +86,43 @@ def main() -> int:
                 "password": PASSWORD,
             }
         ).encode()
-        direct = http.client.HTTPConnection("127.0.0.1", hs.port, timeout=30)
-        proxied = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=30)
+        conns = {"direct": http.client.HTTPConnection("127.0.0.1", hs.port, timeout=60)}
+        for name, portal in portals.items():
+            conns[name] = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=60)
         for _ in range(20):  # warm-up: connections, caches, the portal's upstream pool
-            login(direct, body)
-            login(proxied, body)
-        times: dict[str, list[float]] = {"direct": [], "portal": []}
-        portal_cpu_before = cpu_seconds(portal.pid)
+            for conn in conns.values():
+                login(conn, body)
+        names = list(conns)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        cpu_before = {name: cpu_seconds(p.pid) for name, p in portals.items()}
         for i in range(args.logins):
-            order = ("direct", "portal") if i % 2 == 0 else ("portal", "direct")
-            for name in order:
-                times[name].append(login(direct if name == "direct" else proxied, body))
-        portal_cpu = (cpu_seconds(portal.pid) - portal_cpu_before) / args.logins
-        deltas = [p - d for p, d in zip(times["portal"], times["direct"], strict=True)]
+            # Rotate the order so no path is always first or last.
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                times[name].append(login(conns[name], body))
         ms = 1000
-        d50, d99 = percentile(times["direct"], 50) * ms, percentile(times["direct"], 99) * ms
-        p50, p99 = percentile(times["portal"], 50) * ms, percentile(times["portal"], 99) * ms
+        d50, d99 = (percentile(times["direct"], q) * ms for q in (50, 99))
         print(
-            f"{args.logins} password logins each way, interleaved, keep-alive connections:\n"
-            f"  {'':24s}{'p50':>9s}{'p99':>9s}\n"
-            f"  {'Synapse directly':24s}{d50:7.2f}ms{d99:7.2f}ms\n"
-            f"  {'via the portal (proxy)':24s}{p50:7.2f}ms{p99:7.2f}ms\n"
-            f"  {'added by the portal':24s}{p50 - d50:7.2f}ms{p99 - d99:7.2f}ms"
-            f"   (target: < 2 ms at p50)\n"
-            f"  median of per-pair differences: {median(deltas) * ms:.2f}ms\n"
-            f"  portal CPU time per proxied login: {portal_cpu * ms:.2f}ms"
+            f"{args.logins} password logins each way, interleaved, keep-alive connections, "
+            f"bcrypt_rounds {args.bcrypt_rounds}:\n"
+            f"  {'':28s}{'p50':>10s}{'p99':>10s}{'added p50':>11s}{'pairs':>9s}{'CPU/login':>11s}\n"
+            f"  {'Synapse directly':28s}{d50:8.2f}ms{d99:8.2f}ms"
+        )
+        labels = {"portal": "via this portal (proxy)", "other": "via --compare-with portal"}
+        for name, portal in portals.items():
+            p50, p99 = (percentile(times[name], q) * ms for q in (50, 99))
+            deltas = [p - d for p, d in zip(times[name], times["direct"], strict=True)]
+            cpu = (cpu_seconds(portal.pid) - cpu_before[name]) / args.logins * ms
+            print(
+                f"  {labels[name]:28s}{p50:8.2f}ms{p99:8.2f}ms{p50 - d50:9.2f}ms"
+                f"{median(deltas) * ms:7.2f}ms{cpu:9.2f}ms"
+            )
+        print(
+            "  (added p50: p50 via the portal minus p50 direct; pairs: median of per-pair "
+            "differences; target < 2 ms)"
         )
     finally:
-        portal.stop()
+        for portal in portals.values():
+            portal.stop()
         hs.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -31,6 +31,7 @@ class PortalProcess:
         host: str = "127.0.0.1",
         python: str = sys.executable,
         cpu: int | None = None,
+        package_parent: Path = PACKAGE_PARENT,
     ) -> None:
         self.port = free_port(host)
         self.host = host
@@ -43,13 +44,15 @@ class PortalProcess:
         self.log_path = workdir / "portal.log"
         self._python = python
         self._cpu = cpu
+        # Another checkout's directory runs that version of the portal (benchmarks compare).
+        self._package_parent = package_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> PortalProcess:
         self.config_path.write_text(yaml.safe_dump(self.config))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p
+            p for p in (str(self._package_parent), env.get("PYTHONPATH")) if p
         )
         argv = [
             self._python,
