@@ -53,8 +53,10 @@ class TtlCache:
 
     async def get(self, key: bytes, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
         hit = self._values.get(key)
-        if hit is not None and hit[0] > self._clock.seconds():
-            return hit[1]
+        if hit is not None:
+            expiry, value = hit
+            if expiry > self._clock.seconds():
+                return value
         waiting = self._waiting.get(key)
         if waiting is not None:
             d: defer.Deferred[bytes] = defer.Deferred()
@@ -121,7 +123,8 @@ def _sso_flows(by_server: Mapping[str, list[dict[str, Any]]], sso: SsoSettings) 
     result: list[dict[str, Any]] = []
     sso_flows = [(hs, f) for hs in sso.homeservers if (f := flow(hs, "m.login.sso")) is not None]
     if sso_flows:
-        merged = dict(sso_flows[0][1])  # the default's flow object if it offers SSO
+        _, first_flow = sso_flows[0]
+        merged = dict(first_flow)  # the default's flow object if it offers SSO
         if any("identity_providers" in f for _, f in sso_flows):
             providers: list[Any] = []
             seen: set[str] = set()

@@ -54,8 +54,9 @@ class PortalMetrics:
                 self.login_latency.labels(mode),
             )
             self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
 
     def reject(self, errcode: str, status: int) -> None:
         self.rejected.labels(errcode, str(status)).inc()

@@ -46,8 +46,14 @@ class CountsCollector:
         yield family
 
 
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class _Collectors:
+    responses: CountsCollector
+    fail_open: CountsCollector
+
+
 @functools.cache
-def _collectors() -> tuple[CountsCollector, CountsCollector]:
+def _collectors() -> _Collectors:
     responses = CountsCollector(
         RESPONSES_NAME,
         "Login/registration responses given base_cs_url, by the rule that chose the URL "
@@ -63,7 +69,7 @@ def _collectors() -> tuple[CountsCollector, CountsCollector]:
     )
     REGISTRY.register(responses)
     REGISTRY.register(fail_open)
-    return responses, fail_open
+    return _Collectors(responses, fail_open)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -76,7 +82,8 @@ class ModuleMetrics:
         self, endpoints: Iterable[str], rule_names: Iterable[str], reasons: Iterable[str]
     ) -> None:
         """Create every series at 0, so ``rate()`` and alerts work before the first event."""
-        responses, fail_open = _collectors()
+        collectors = _collectors()
+        responses, fail_open = collectors.responses, collectors.fail_open
         rule_names = tuple(rule_names)
         reasons = tuple(reasons)
         for endpoint in endpoints:
@@ -86,11 +93,11 @@ class ModuleMetrics:
                 fail_open.counts.setdefault((self.server_name, endpoint, reason), 0)
 
     def amended(self, endpoint: str, rule: str) -> None:
-        counts = _collectors()[0].counts
+        counts = _collectors().responses.counts
         key = (self.server_name, endpoint, rule)
         counts[key] = counts.get(key, 0) + 1
 
     def failed_open(self, endpoint: str, reason: str) -> None:
-        counts = _collectors()[1].counts
+        counts = _collectors().fail_open.counts
         key = (self.server_name, endpoint, reason)
         counts[key] = counts.get(key, 0) + 1

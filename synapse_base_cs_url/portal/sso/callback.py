@@ -146,11 +146,10 @@ def parse_callback(
 def add_login_token(to: str, token: str) -> str:
     """``to`` with ``loginToken`` appended to its query, exactly as Synapse does it
     (``AuthHandler.add_query_param_to_url``)."""
-    parts = list(urllib.parse.urlparse(to))
-    query = urllib.parse.parse_qsl(parts[4], keep_blank_values=True)
+    parts = urllib.parse.urlparse(to)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query.append(("loginToken", token))
-    parts[4] = urllib.parse.urlencode(query)
-    return urllib.parse.urlunparse(parts)
+    return urllib.parse.urlunparse(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def whitelisted(to: str, whitelist: Sequence[str]) -> bool:

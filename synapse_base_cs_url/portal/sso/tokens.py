@@ -93,4 +93,5 @@ class InMemorySsoTokenStore:
         entry = self._entries.pop(token_key(token), None)
         if entry is None:
             return None
-        return entry[1]
+        _, homeserver = entry
+        return homeserver
