@@ -1,4 +1,4 @@
-"""The ``synapse-base-cs-url`` command: ``demo`` and ``portal``."""
+"""The ``synapse-base-cs-url`` command: ``portal``, ``explain``, ``diff``, ``check``, ``demo``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     portal.add_argument(
         "--check", action="store_true", help="only validate the config file, then exit"
     )
+    from synapse_base_cs_url.tools.commands import add_parsers
+
+    add_parsers(commands)
     return parser
 
 
@@ -66,3 +69,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run_demo(keep=args.keep))
     if args.command == "portal":
         sys.exit(run_portal_command(args.config, check_only=args.check))
+    from synapse_base_cs_url.tools.commands import run
+
+    sys.exit(run(args))

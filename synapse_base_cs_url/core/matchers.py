@@ -10,7 +10,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Mapping
-from typing import Protocol, TypeAlias
+from typing import ClassVar, Protocol, TypeAlias
 
 import attr
 
@@ -21,13 +21,29 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Matcher(Protocol):
-    """Anything that can say whether a login matches."""
+    """Anything that can say whether a login matches, and say what it looks at (for
+    ``synapse-base-cs-url explain``)."""
+
+    key: ClassVar[str]
+    """The matcher's name in a rule's ``match`` mapping."""
 
     def matches(self, ctx: LoginContext) -> bool: ...
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        """The value of the login this matcher compares (``None``: unknown)."""
+        ...
+
+    def describe(self) -> str:
+        """What it wants, as written in the config."""
+        ...
 
 
 def _fullmatch(pattern: re.Pattern[str], value: str | None) -> bool:
     return value is not None and pattern.fullmatch(value) is not None
+
+
+def _regex(pattern: re.Pattern[str]) -> str:
+    return f"a full match of /{pattern.pattern}/"
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -35,9 +51,16 @@ class UserIdMatcher:
     """Regex that must match the whole fully qualified user id."""
 
     pattern: re.Pattern[str]
+    key: ClassVar[str] = "user_id"
 
     def matches(self, ctx: LoginContext) -> bool:
         return _fullmatch(self.pattern, ctx.user_id)
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        return ctx.user_id
+
+    def describe(self) -> str:
+        return _regex(self.pattern)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -45,9 +68,16 @@ class LocalpartMatcher:
     """Regex that must match the whole localpart (derived from the user id if need be)."""
 
     pattern: re.Pattern[str]
+    key: ClassVar[str] = "localpart"
 
     def matches(self, ctx: LoginContext) -> bool:
         return _fullmatch(self.pattern, ctx.effective_localpart)
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        return ctx.effective_localpart
+
+    def describe(self) -> str:
+        return _regex(self.pattern)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -55,9 +85,16 @@ class LoginTypeMatcher:
     """The login type must equal one of ``login_types`` exactly."""
 
     login_types: frozenset[str]
+    key: ClassVar[str] = "login_type"
 
     def matches(self, ctx: LoginContext) -> bool:
         return ctx.login_type is not None and ctx.login_type in self.login_types
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        return ctx.login_type
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(sorted(self.login_types))
 
 
 def _masks(networks: tuple[IPNetwork, ...], version: int) -> tuple[tuple[int, int], ...]:
@@ -96,9 +133,17 @@ class ClientIpMatcher:
     _v4: tuple[tuple[int, int], ...] = attr.ib(init=False, eq=False, repr=False)
     _v6: tuple[tuple[int, int], ...] = attr.ib(init=False, eq=False, repr=False)
 
+    key: ClassVar[str] = "client_ip"
+
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_v4", _masks(self.networks, 4))
         object.__setattr__(self, "_v6", _masks(self.networks, 6))
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        return ctx.client_ip
+
+    def describe(self) -> str:
+        return "in " + ", ".join(str(n) for n in self.networks)
 
     def matches(self, ctx: LoginContext) -> bool:
         if ctx.client_ip is None:
@@ -125,9 +170,16 @@ class AddressMatcher:
     """Regex that must match the whole third-party address (e.g. an e-mail address)."""
 
     pattern: re.Pattern[str]
+    key: ClassVar[str] = "address"
 
     def matches(self, ctx: LoginContext) -> bool:
         return _fullmatch(self.pattern, ctx.address)
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        return ctx.address
+
+    def describe(self) -> str:
+        return _regex(self.pattern)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -135,9 +187,16 @@ class MediumMatcher:
     """The third-party medium must equal ``medium`` exactly."""
 
     medium: str
+    key: ClassVar[str] = "medium"
 
     def matches(self, ctx: LoginContext) -> bool:
         return ctx.medium is not None and ctx.medium == self.medium
+
+    def fact(self, ctx: LoginContext) -> str | None:
+        return ctx.medium
+
+    def describe(self) -> str:
+        return f"exactly {self.medium!r}"
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -151,6 +210,10 @@ class AllOf:
             if not matcher.matches(ctx):
                 return False
         return True
+
+    def failing(self, ctx: LoginContext) -> tuple[Matcher, ...]:
+        """The matchers that do not match ``ctx`` (all of them are tried)."""
+        return tuple(m for m in self.matchers if not m.matches(ctx))
 
 
 # --- parsing -------------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""The tools' command lines: arguments in, lines out, exit status (0 only when all is well)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from synapse_base_cs_url.tools import configs
+from synapse_base_cs_url.tools.check import Checker
+from synapse_base_cs_url.tools.diff import Move, Router, diff, report
+from synapse_base_cs_url.tools.explain import PASSWORD_TYPE, explain_login, login_body, parse_body
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="show where a login goes, which rule chose it, and why the rules before did not",
+        description="Route logins with a homeserver.yaml (this module's entry) or a "
+        "portal.yaml, exactly as at run time, and explain the result.",
+    )
+    explain.add_argument("--config", "-c", required=True, metavar="FILE")
+    explain.add_argument(
+        "who",
+        nargs="*",
+        metavar="WHO",
+        help="a user id, a bare localpart, an e-mail address or a phone number",
+    )
+    explain.add_argument("--body", metavar="JSON", help="a whole /login body instead of WHO")
+    explain.add_argument("--client-ip", metavar="IP", help="the client's address")
+    explain.add_argument("--login-type", default=PASSWORD_TYPE, metavar="TYPE")
+    explain.add_argument("--user-agent", metavar="UA", help="for a portal in auto mode")
+
+    diff_cmd = commands.add_parser(
+        "diff",
+        help="show how many users each target gets under two configs, and who moves",
+        description="Route every user id in FILE with the OLD and the NEW config.",
+    )
+    diff_cmd.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        required=True,
+        metavar="FILE",
+        dest="configs",
+        help="give it twice: the old config, then the new one",
+    )
+    diff_cmd.add_argument(
+        "--users", required=True, metavar="FILE", help="one user id per line, or - for stdin"
+    )
+    diff_cmd.add_argument("--login-type", default=PASSWORD_TYPE, metavar="TYPE")
+    diff_cmd.add_argument("--client-ip", metavar="IP")
+    diff_cmd.add_argument("--show", type=int, default=20, metavar="N", help="moves to print")
+    diff_cmd.add_argument("--moves", metavar="FILE", help="write every move here (TSV)")
+
+    check = commands.add_parser(
+        "check",
+        help="check a live deployment (portal or homeserver) from a client's point of view",
+        description="Check URL as a client would: TLS, discovery, login flows, CORS; with "
+        "--user where the portal sends that user; with a password a real login, checked "
+        "and logged out again.",
+    )
+    check.add_argument("url", metavar="URL")
+    check.add_argument("--user", metavar="ID", help="a user id or localpart to route")
+    check.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="the environment variable holding --user's password (never an argument)",
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    check.add_argument("--ca-file", metavar="PEM", help="trust this CA too (private CAs)")
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    if args.command == "explain":
+        return _explain(args, out, err)
+    if args.command == "diff":
+        return _diff(args, out, err)
+    return _check(args, out, err)
+
+
+def _load(path: str, command: str, err: TextIO) -> configs.RoutingConfig | None:
+    try:
+        return configs.load(path)
+    except ValueError as e:
+        print(f"synapse-base-cs-url {command}: invalid config {path}: {e}", file=err)
+        return None
+
+
+def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = _load(args.config, "explain", err)
+    if config is None:
+        return 2
+    try:
+        bodies = [parse_body(args.body)] if args.body else []
+    except ValueError as e:
+        print(f"synapse-base-cs-url explain: {e}", file=err)
+        return 2
+    bodies += [login_body(who, args.login_type) for who in args.who]
+    if not bodies:
+        print("synapse-base-cs-url explain: give at least one WHO, or --body", file=err)
+        return 2
+    for index, body in enumerate(bodies):
+        if index:
+            print(file=out)
+        for line in explain_login(
+            config, body, client_ip=args.client_ip, user_agent=args.user_agent
+        ):
+            print(line, file=out)
+    return 0
+
+
+def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if len(args.configs) != 2:
+        print("synapse-base-cs-url diff: give --config twice: OLD, then NEW", file=err)
+        return 2
+    old, new = (_load(path, "diff", err) for path in args.configs)
+    if old is None or new is None:
+        return 2
+    if old.kind != new.kind:
+        print(
+            f"synapse-base-cs-url diff: {old.path} is a {old.kind} config but {new.path} "
+            f"is a {new.kind} config: compare like with like",
+            file=err,
+        )
+        return 2
+    routers = (
+        Router(old, args.login_type, args.client_ip),
+        Router(new, args.login_type, args.client_ip),
+    )
+    moves: list[Move] = []
+    try:
+        if args.users == "-":
+            result = diff(*routers, sys.stdin, moves)
+        else:
+            with Path(args.users).open(encoding="utf-8") as users:
+                result = diff(*routers, users, moves)
+    except OSError as e:
+        print(f"synapse-base-cs-url diff: cannot read {args.users}: {e.strerror}", file=err)
+        return 2
+    for line in report(result, old, new, moves, args.show):
+        print(line, file=out)
+    if args.moves:
+        with Path(args.moves).open("w", encoding="utf-8") as f:
+            for move in moves:
+                f.write(f"{move.user_id}\t{move.before}\t{move.after}\n")
+    return 0
+
+
+def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    password = None
+    if args.password_env:
+        if args.user is None:
+            print("synapse-base-cs-url check: --password-env needs --user", file=err)
+            return 2
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(
+                f"synapse-base-cs-url check: the environment variable {args.password_env} "
+                "is not set",
+                file=err,
+            )
+            return 2
+    checker = Checker(
+        args.url, user=args.user, password=password, timeout=args.timeout, ca_file=args.ca_file
+    )
+    results = checker.run()
+    failed = any(r.status == "fail" for r in results)
+    if args.json:
+        document = {"url": args.url, "ok": not failed, "checks": [r.as_json() for r in results]}
+        print(json.dumps(document, indent=2), file=out)
+    else:
+        for result in results:
+            print(result.line(), file=out)
+    return 1 if failed else 0

@@ -1,0 +1,112 @@
+"""``synapse-base-cs-url diff``: how many users each target gets under two configs, and
+which users move, before the new config is deployed."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator
+
+import attr
+
+from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.core.rules import RuleSet
+from synapse_base_cs_url.tools.configs import RoutingConfig
+
+PASSWORD_TYPE = "m.login.password"
+#: What a user gets from a round-robin pool: no one target, so never counted as a move.
+ROTATES = "(round robin: {members})"
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Move:
+    user_id: str
+    before: str
+    after: str
+
+
+@attr.s(auto_attribs=True, slots=True)
+class DiffResult:
+    before: collections.Counter[str] = attr.Factory(collections.Counter)
+    after: collections.Counter[str] = attr.Factory(collections.Counter)
+    users: int = 0
+    moved: int = 0
+    skipped: list[str] = attr.Factory(list)
+    """Lines that are not user ids (``@localpart:server``), as given."""
+
+
+class Router:
+    """One config's answer per user id, as at run time, with round-robin pools shown as
+    their rotation rather than as whichever member this call happens to take."""
+
+    def __init__(self, config: RoutingConfig, login_type: str, client_ip: str | None) -> None:
+        self._config = config
+        self._login_type = login_type
+        self._client_ip = client_ip
+        self._rotating = _rotating_rules(config.rules)
+
+    def target(self, user_id: str) -> str:
+        body = {"type": self._login_type, "identifier": {"type": "m.id.user", "user": user_id}}
+        ctx = self._config.context(body, self._client_ip, user_id)
+        for rule in self._config.rules:
+            if rule.match.matches(ctx):
+                if rule.name in self._rotating:
+                    return self._rotating[rule.name]
+                return rule.select(ctx).target
+        return self._config.default
+
+
+def _rotating_rules(rules: RuleSet[str]) -> dict[str, str]:
+    """Rule name -> label, for rules whose pool picks by rotation for a known user."""
+    labels = {}
+    for rule in rules:
+        if rule.pool is not None and rule.pool.strategy.value == "round_robin":
+            labels[rule.name] = ROTATES.format(members=", ".join(rule.pool.members))
+    return labels
+
+
+def diff(
+    old: Router, new: Router, user_ids: Iterable[str], on_move: list[Move] | None = None
+) -> DiffResult:
+    """Route every user id with both; ``on_move`` collects who moves (if given)."""
+    result = DiffResult()
+    for line in user_ids:
+        user_id = line.strip()
+        if not user_id:
+            continue
+        if not localpart_of(user_id):
+            result.skipped.append(user_id)
+            continue
+        before, after = old.target(user_id), new.target(user_id)
+        result.users += 1
+        result.before[before] += 1
+        result.after[after] += 1
+        if before != after:
+            result.moved += 1
+            if on_move is not None:
+                on_move.append(Move(user_id, before, after))
+    return result
+
+
+def report(
+    result: DiffResult, old: RoutingConfig, new: RoutingConfig, moves: list[Move], show: int
+) -> Iterator[str]:
+    """The lines ``diff`` prints."""
+    yield f"{result.users} users; {old.path} -> {new.path}"
+    targets = sorted(set(result.before) | set(result.after))
+    width = max((len(old.describe(t)) for t in targets), default=10)
+    yield f"  {'target':{width}s}  {'before':>9s}  {'after':>9s}  {'change':>9s}"
+    for target in targets:
+        b, a = result.before[target], result.after[target]
+        label = new.describe(target) if target in result.after else old.describe(target)
+        yield f"  {label:{width}s}  {b:9d}  {a:9d}  {a - b:+9d}"
+    share = result.moved / result.users if result.users else 0.0
+    yield f"{result.moved} users move ({share:.1%})"
+    for move in moves[:show]:
+        yield f"  {move.user_id}: {old.describe(move.before)} -> {new.describe(move.after)}"
+    if len(moves) > show:
+        yield f"  ... and {len(moves) - show} more (--show N, or --moves FILE for all)"
+    if result.skipped:
+        yield (
+            f"{len(result.skipped)} lines skipped: not user ids (@localpart:server), "
+            f"e.g. {result.skipped[0]!r}"
+        )
