@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import ClassVar
 
 
 class HangingServer:
@@ -62,3 +63,69 @@ class UnacceptingServer:
         for filler in self._fillers:
             filler.close()
         self._sock.close()
+
+
+class StaticMatrixServer:
+    """Answers what a client asks a Matrix server before logging in (``/versions``, login
+    flows, ``.well-known``, CORS preflight), over HTTP or HTTPS with a given certificate, and
+    with or without CORS headers: the front of a deployment, for ``check``."""
+
+    ANSWERS: ClassVar[dict[str, object]] = {
+        "/_matrix/client/versions": {"versions": ["v1.1", "v1.11"]},
+        "/_matrix/client/v3/login": {"flows": [{"type": "m.login.password"}]},
+        "/.well-known/matrix/client": {"m.homeserver": {"base_url": "https://example.invalid"}},
+    }
+    CORS = (
+        ("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+        ("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),
+    )
+
+    def __init__(self, *, cors: bool = True, cert: tuple[str, str] | None = None) -> None:
+        import json
+        import ssl
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server_cors = self.CORS if cors else ()
+        answers = self.ANSWERS
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, body: object | None) -> None:
+                data = json.dumps(body).encode() if body is not None else b""
+                self.send_response(status)
+                for name, value in server_cors:
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                answer = answers.get(self.path)
+                if answer is None:
+                    self._send(401, {"errcode": "M_MISSING_TOKEN", "error": "Missing token"})
+                else:
+                    self._send(200, answer)
+
+            def do_OPTIONS(self) -> None:
+                self._send(204, None)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*cert)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.port: int = self._server.server_address[1]
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(2)
