@@ -9,9 +9,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TypeVar
 
+import yaml
+
 T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> object:
+    """A YAML file's content; a file that cannot be read or parsed is a ``ValueError``
+    naming it, like every other config mistake."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
 
 
 def type_name(value: object) -> str:

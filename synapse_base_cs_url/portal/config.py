@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attr
-import yaml
 
 from synapse_base_cs_url.core import RuleSet, parse_rules
 from synapse_base_cs_url.core.config_values import (
@@ -23,6 +22,7 @@ from synapse_base_cs_url.core.config_values import (
     positive_int,
     positive_seconds,
     prefixed,
+    read_yaml,
     required,
     strings,
     type_name,
@@ -221,15 +221,7 @@ class PortalConfig:
     @staticmethod
     def load(path: str | Path) -> PortalConfig:
         """Read and validate a YAML file; problems reading it are ``ValueError`` too."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read the config file: {e.strerror or e}") from None
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML: {e}") from None
-        return PortalConfig.from_config(raw)
+        return PortalConfig.from_config(read_yaml(path))
 
 
 # --- parts ---------------------------------------------------------------------------------

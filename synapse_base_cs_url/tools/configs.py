@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 import attr
-import yaml
 
 from synapse_base_cs_url.core import JsonDict, LoginContext, RuleSet, Selection
+from synapse_base_cs_url.core.config_values import read_yaml
 from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.synapse_module.config import ModuleConfig
@@ -67,14 +67,7 @@ class RoutingConfig:
 def load(path: str | Path) -> RoutingConfig:
     """Read ``path``; ``ValueError`` with the same one-line message as at startup if it is
     not a usable homeserver.yaml or portal.yaml."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the config file: {e.strerror or e}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    raw = read_yaml(path)
     if isinstance(raw, Mapping) and "homeservers" in raw:
         return _portal(str(path), raw)
     if isinstance(raw, Mapping) and "modules" in raw:
