@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -34,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     portal.add_argument(
         "--check", action="store_true", help="only validate the config file, then exit"
     )
+    key = commands.add_parser(
+        "generate-key",
+        help="write a new SSO callback signing key (sso.signing_key_file) to FILE",
+        description="Write 32 random bytes to FILE (mode 0600), for sso.signing_key_file. "
+        "Every portal process must read the same file.",
+    )
+    key.add_argument("file", metavar="FILE")
+    key.add_argument("--force", action="store_true", help="replace FILE if it exists")
     from synapse_base_cs_url.tools.commands import add_parsers
 
     add_parsers(commands)
@@ -52,9 +61,42 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
     if check_only:
         print(f"{config_path}: OK", file=sys.stderr)
         return 0
+    from synapse_base_cs_url.portal.workers import run_parent, worker_number
+
+    if config.workers > 1 and worker_number() is None:
+        return run_parent(config_path, config.workers, config.shutdown_grace)
     from synapse_base_cs_url.portal.app import run_portal
 
-    return run_portal(config)
+    return run_portal(config, config_path, worker=worker_number() is not None)
+
+
+def generate_key(path: str, *, force: bool = False) -> int:
+    """Write a new signing key: 32 random bytes, readable by its owner only."""
+    import secrets
+
+    from synapse_base_cs_url.portal.config_serving import MIN_SIGNING_KEY_BYTES
+
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        print(
+            f"synapse-base-cs-url generate-key: {path} exists; --force replaces it (the "
+            "portal then refuses callbacks signed with the old key unless it is listed in "
+            "sso.previous_signing_key_files)",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as e:
+        print(
+            f"synapse-base-cs-url generate-key: cannot write {path}: {e.strerror}", file=sys.stderr
+        )
+        return 2
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(secrets.token_bytes(MIN_SIGNING_KEY_BYTES))
+    print(f"wrote a new signing key to {path} (mode 0600)", file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -69,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run_demo(keep=args.keep))
     if args.command == "portal":
         sys.exit(run_portal_command(args.config, check_only=args.check))
+    if args.command == "generate-key":
+        sys.exit(generate_key(args.file, force=args.force))
     from synapse_base_cs_url.tools.commands import run
 
     sys.exit(run(args))

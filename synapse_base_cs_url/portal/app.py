@@ -1,13 +1,18 @@
-"""Wiring: config -> upstream client, discovery, handlers, route table, web site -> a
-listening port."""
+"""The portal process: wiring (config -> upstream client, discovery, handlers, route table,
+site), listening, and its life: a Redis check at startup, reload on ``SIGHUP``, drain on
+``SIGTERM``."""
 
 from __future__ import annotations
 
 import gc
 import logging
+import resource
+import signal
+import socket
 from typing import Any, cast
 
-from twisted.internet import defer
+import attr
+from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery
@@ -17,78 +22,275 @@ from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.handler import SsoHandler
-from synapse_base_cs_url.portal.sso.tokens import InMemorySsoTokenStore, SsoTokenStore
-from synapse_base_cs_url.portal.upstream import Upstream
-from synapse_base_cs_url.portal.web.site import (
-    PortalResource,
-    PortalSite,
-    build_site,
-    portal_routes,
+from synapse_base_cs_url.portal.sso.tokens import (
+    InMemorySsoTokenStore,
+    SharedSsoTokenStore,
+    SsoTokenStore,
 )
+from synapse_base_cs_url.portal.state.redis import RedisState, StateUnavailable
+from synapse_base_cs_url.portal.upstream import Upstream
+from synapse_base_cs_url.portal.web.connections import PortalSite
+from synapse_base_cs_url.portal.web.request import request_class
+from synapse_base_cs_url.portal.web.routes import RouteTable
+from synapse_base_cs_url.portal.web.site import PortalResource, portal_routes
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-
-def build_portal(
-    config: PortalConfig,
-    reactor: PortalReactor,
-    *,
-    sso_tokens: SsoTokenStore | None = None,
-    signer: CallbackSigner | None = None,
-) -> tuple[PortalSite, Upstream]:
-    """The web site serving ``config``, and its upstream client (to close on shutdown).
-
-    The reactor is the one clock of everything built here.
-    """
-    upstream = Upstream(reactor, config.timeouts, config.upstream)
-    default = config.homeservers[config.default_homeserver]
-    # The default homeserver first: combined discovery answers take its flow objects.
-    ordered = [default, *(hs for hs in config.homeservers.values() if hs is not default)]
-    discovery = Discovery(
-        upstream, ordered, sso=config.sso, clock=reactor, ttl=config.discovery_cache_ttl
-    )
-    metrics = PortalMetrics()
-    if sso_tokens is None:
-        sso_tokens = InMemorySsoTokenStore(config.sso.token_ttl, config.sso.max_tokens, reactor)
-    login = LoginHandler(config, upstream, sso_tokens, metrics, reactor)
-    sso = SsoHandler(config, sso_tokens, signer or CallbackSigner(), metrics, reactor)
-    routes = portal_routes(config, login, sso, discovery, metrics)
-    return build_site(PortalResource(routes), config.max_body_size), upstream
+#: File descriptors kept free beyond ``connections.max`` (upstream connections, Redis, logs).
+FD_MARGIN = 64
+#: How often a drain looks whether the last request has finished.
+DRAIN_POLL = 0.05
+#: Config sections that only take effect when the portal restarts.
+RESTART_ONLY = ("listen", "workers", "state", "connections")
 
 
-def listen(config: PortalConfig, reactor: PortalReactor) -> Any:
-    """Listen on ``config.listen``; returns Twisted's listening port."""
-    site, upstream = build_portal(config, reactor)
-    port = reactor.listenTCP(config.listen.port, site, interface=config.listen.host)
-    reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: defer.ensureDeferred(upstream.close())
-    )
-    address = port.getHost()
-    logger.info(
-        "portal listening on http://%s:%s (mode=%s, homeservers: %s; default %s)",
-        getattr(address, "host", config.listen.host),
-        getattr(address, "port", config.listen.port),
-        config.mode.value,
-        ", ".join(f"{hs.name}={hs.base_url}" for hs in config.homeservers.values()),
-        config.default_homeserver,
-    )
-    return port
+class StartupError(Exception):
+    """The portal cannot start; the message is the one line it prints."""
 
 
-def run_portal(config: PortalConfig) -> int:
-    """Serve until SIGINT/SIGTERM; return the exit status."""
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Portal:
+    """What one config builds; replaced as a whole on reload."""
+
+    config: PortalConfig
+    upstream: Upstream
+    routes: RouteTable
+
+
+class PortalService:
+    """One portal process. The reactor is the one clock of everything built here."""
+
+    def __init__(
+        self,
+        config: PortalConfig,
+        reactor: PortalReactor,
+        *,
+        sso_tokens: SsoTokenStore | None = None,
+        signer: CallbackSigner | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.reactor = reactor
+        self.metrics = PortalMetrics()
+        self.state = RedisState(config.state, reactor) if config.state.redis is not None else None
+        if sso_tokens is None:
+            sso_tokens = (
+                SharedSsoTokenStore(self.state, config.sso.token_ttl)
+                if self.state is not None
+                else InMemorySsoTokenStore(config.sso.token_ttl, config.sso.max_tokens, reactor)
+            )
+        self.sso_tokens = sso_tokens
+        # Without sso.signing_key_file: one random key for the life of the process, so that
+        # a reload does not invalidate the SSO logins in progress.
+        self._signer = signer
+        self._random_signer = CallbackSigner()
+        self.draining = False
+        self._reuse_port = reuse_port
+        self.port: Any = None
+        self.portal = self._build(config)
+        self.resource = PortalResource(self.portal.routes)
+        self.site = PortalSite(self.resource, config.connections, self.metrics, reactor)
+        self.site.requestFactory = request_class(config.max_body_size)
+        self.site.displayTracebacks = False
+
+    @property
+    def config(self) -> PortalConfig:
+        return self.portal.config
+
+    def _build(self, config: PortalConfig) -> Portal:
+        upstream = Upstream(self.reactor, config.timeouts, config.upstream)
+        default = config.homeservers[config.default_homeserver]
+        # The default homeserver first: combined discovery answers take its flow objects.
+        ordered = [default, *(hs for hs in config.homeservers.values() if hs is not default)]
+        discovery = Discovery(
+            upstream, ordered, sso=config.sso, clock=self.reactor, ttl=config.discovery_cache_ttl
+        )
+        login = LoginHandler(config, upstream, self.sso_tokens, self.metrics, self.reactor)
+        sso = SsoHandler(
+            config, self.sso_tokens, self._signer_for(config), self.metrics, self.reactor
+        )
+        routes = portal_routes(
+            config, login, sso, discovery, metrics=self.metrics, ready=self.not_ready
+        )
+        return Portal(config, upstream, routes)
+
+    def _signer_for(self, config: PortalConfig) -> CallbackSigner:
+        if self._signer is not None:
+            return self._signer
+        keys = config.sso.signing_keys
+        if keys is None:
+            return self._random_signer
+        return CallbackSigner(keys.current, keys.previous)
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check what the config needs, then listen; :class:`StartupError` if impossible."""
+        config = self.config
+        if self.state is not None:
+            try:
+                version = await self.state.check()
+            except StateUnavailable as e:
+                raise StartupError(f"portal cannot use Redis: {e}") from None
+            logger.info("state in Redis %s at %s", version, self.state.address.shown())
+        raise_open_files_limit(config.connections.max + FD_MARGIN)
+        try:
+            self.port = self._listen(config)
+        except Exception as e:  # e.g. CannotListenError: address in use
+            raise StartupError(
+                f"portal cannot listen on {config.listen.host}:{config.listen.port}: {e}"
+            ) from None
+        address = self.port.getHost()
+        logger.info(
+            "portal listening on http://%s:%s (mode=%s, homeservers: %s; default %s)",
+            getattr(address, "host", config.listen.host),
+            getattr(address, "port", config.listen.port),
+            config.mode.value,
+            ", ".join(f"{hs.name}={hs.base_url}" for hs in config.homeservers.values()),
+            config.default_homeserver,
+        )
+
+    def _listen(self, config: PortalConfig) -> Any:
+        if not self._reuse_port:
+            return self.reactor.listenTCP(
+                config.listen.port, self.site, interface=config.listen.host
+            )
+        sock = reuse_port_socket(config.listen.host, config.listen.port)
+        try:
+            adopt: Any = cast(Any, self.reactor).adoptStreamPort
+            return adopt(sock.fileno(), sock.family, self.site)
+        finally:
+            sock.close()  # the reactor holds its own copy of the descriptor
+
+    async def not_ready(self) -> str | None:
+        """Why a load balancer should not send traffic here now (``None``: it may)."""
+        if self.draining:
+            return "draining"
+        if self.state is not None and not await self.state.ping():
+            return f"Redis at {self.state.address.shown()} does not answer"
+        return None
+
+    def reload(self, path: str) -> bool:
+        """Re-read ``path``: a valid file serves new requests from now on (requests under
+        way finish as they started); an invalid one is logged and changes nothing."""
+        try:
+            new = PortalConfig.load(path)
+        except ValueError as e:
+            logger.error("reload: invalid config %s: %s (still serving the previous one)", path, e)
+            return False
+        old = self.portal
+        for section in RESTART_ONLY:
+            if getattr(new, section) != getattr(old.config, section):
+                logger.warning("reload: a change to %r takes effect at the next restart", section)
+        self.portal = self._build(new)
+        self.resource.routes = self.portal.routes
+        self.site.requestFactory = request_class(new.max_body_size)
+        # Requests under way still use the old client: close its idle connections once
+        # they are surely done.
+        self.reactor.callLater(
+            old.config.timeouts.total + 1, lambda: defer.ensureDeferred(old.upstream.close())
+        )
+        logger.info("reloaded %s (mode=%s)", path, new.mode.value)
+        return True
+
+    async def drain(self) -> None:
+        """Stop accepting, fail readiness, let the requests under way finish (up to
+        ``shutdown_grace``), then release everything."""
+        self.draining = True
+        if self.port is not None:
+            await self.port.stopListening()
+            self.port = None
+        self.site.drain()
+        grace = self.config.shutdown_grace
+        deadline = self.reactor.seconds() + grace
+        busy = self._busy()
+        if busy:
+            logger.info("draining: %d request(s) under way, up to %gs", busy, grace)
+        while self._busy() and self.reactor.seconds() < deadline:
+            await task.deferLater(cast(Any, self.reactor), DRAIN_POLL, lambda: None)
+        left = self._busy()
+        if left:
+            logger.warning("draining: %d request(s) still under way after %gs", left, grace)
+        await self.portal.upstream.close()
+        if self.state is not None:
+            self.state.close()
+        logger.info("portal stopped")
+
+    def _busy(self) -> int:
+        return sum(1 for channel in self.site.channels if channel.busy)
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other portal processes can open on the same port
+    (``SO_REUSEPORT``: the kernel spreads connections over them)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise the soft open-files limit to the hard one (as Synapse does), and say so if it
+    is still below what ``connections.max`` needs."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    except (ValueError, OSError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        logger.warning(
+            "open-files limit %d is below connections.max + %d (%d): lower connections.max "
+            "or raise the limit (systemd: LimitNOFILE=)",
+            soft,
+            FD_MARGIN,
+            wanted,
+        )
+
+
+def run_portal(config: PortalConfig, config_path: str, *, worker: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT (then drain); SIGHUP reloads ``config_path``. Returns the
+    exit status: 0 after a drain, 1 if the portal could not start."""
     from twisted.internet import reactor as global_reactor
 
     reactor = cast(PortalReactor, global_reactor)
     configure_logging(reactor)
     try:
-        listen(config, reactor)
-    except Exception as e:  # e.g. CannotListenError: address in use
-        logger.error("portal cannot listen on %s:%s: %s", config.listen.host, config.listen.port, e)
+        service = PortalService(config, reactor, reuse_port=worker)
+    except ValueError as e:  # e.g. state.backend: redis without txredisapi
+        logger.error("portal cannot start: %s", e)
         return 1
+    failed: list[str] = []
+
+    def begin() -> None:
+        def fail(failure: Any) -> None:
+            failed.append(str(failure.value))
+            logger.error("%s", failure.value)
+            reactor.stop()
+
+        defer.ensureDeferred(service.start()).addErrback(fail)
+
+    def on_hangup(signum: int, frame: object) -> None:
+        cast(Any, reactor).callFromThread(service.reload, config_path)
+
+    reactor.callWhenRunning(begin)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: defer.ensureDeferred(service.drain())
+    )
+    signal.signal(signal.SIGHUP, on_hangup)
     # As Synapse does: everything allocated so far lives for the whole process; keep the
     # garbage collector from walking it again and again.
     gc.collect()
     gc.freeze()
     reactor.run()
-    return 0
+    return 1 if failed else 0

@@ -28,6 +28,18 @@ from synapse_base_cs_url.core.config_values import (
     type_name,
 )
 from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.portal.config_serving import (
+    DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WORKERS,
+    Backend,
+    Connections,
+    SigningKeys,
+    StateSettings,
+    parse_connections,
+    parse_signing_keys,
+    parse_state,
+    parse_workers,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -63,12 +75,24 @@ TOP_LEVEL_KEYS = (
     "upstream",
     "discovery_cache_ttl",
     "metrics",
+    "workers",
+    "shutdown_grace",
+    "connections",
+    "state",
 )
 LISTEN_KEYS = ("host", "port", "x_forwarded")
 HOMESERVER_KEYS = ("base_url", "proxy_url")
 TIMEOUT_KEYS = ("connect", "total")
 UPSTREAM_KEYS = ("max_idle_connections", "idle_timeout", "max_response_size")
-SSO_KEYS = ("default", "identity_providers", "client_whitelist", "token_ttl", "max_tokens")
+SSO_KEYS = (
+    "default",
+    "identity_providers",
+    "client_whitelist",
+    "token_ttl",
+    "max_tokens",
+    "signing_key_file",
+    "previous_signing_key_files",
+)
 #: Identity provider ids as Synapse's ``/login/sso/redirect/<idp_id>`` accepts them.
 IDP_ID_RE = re.compile(r"[A-Za-z0-9_.~-]+")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -138,6 +162,11 @@ class SsoSettings:
     """URL prefixes of clients the portal sends a login token to without asking the user."""
     token_ttl: float = DEFAULT_SSO_TOKEN_TTL
     max_tokens: int = DEFAULT_SSO_MAX_TOKENS
+    signing_keys: SigningKeys | None = None
+    """From ``signing_key_file`` (and ``previous_signing_key_files``); ``None``: a random
+    key per process, which only one portal process can use."""
+    configured: bool = False
+    """Whether portal.yaml has an ``sso`` section."""
 
     def homeserver_for(self, idp_id: str | None) -> str:
         if idp_id is None:
@@ -171,6 +200,15 @@ class PortalConfig:
     upstream: UpstreamSettings
     discovery_cache_ttl: float
     metrics: bool
+    workers: int = DEFAULT_WORKERS
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    connections: Connections = attr.Factory(Connections)
+    state: StateSettings = attr.Factory(StateSettings)
+
+    @property
+    def shared(self) -> bool:
+        """Whether more than one process serves this config (so state must be shared)."""
+        return self.workers > 1 or self.state.backend is Backend.REDIS
 
     @staticmethod
     def from_config(raw: object) -> PortalConfig:
@@ -191,6 +229,9 @@ class PortalConfig:
         default = required(raw, "default_homeserver")
         default_hs = prefixed("default_homeserver", parse_homeserver_name, default)
         sso = _parse_sso(raw.get("sso"), default_hs, parse_homeserver_name)
+        workers = parse_workers(raw.get("workers"))
+        state = parse_state(raw.get("state"))
+        _check_sso_sharing(sso, workers, state)
         return PortalConfig(
             listen=_parse_listen(raw.get("listen")),
             public_baseurl=prefixed(
@@ -216,6 +257,12 @@ class PortalConfig:
                 raw.get("discovery_cache_ttl", DEFAULT_DISCOVERY_TTL), "discovery_cache_ttl"
             ),
             metrics=boolean(raw.get("metrics", True), "metrics"),
+            workers=workers,
+            shutdown_grace=non_negative_seconds(
+                raw.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE), "shutdown_grace"
+            ),
+            connections=parse_connections(raw.get("connections")),
+            state=state,
         )
 
     @staticmethod
@@ -405,4 +452,26 @@ def _parse_sso(
         client_whitelist=whitelist,
         token_ttl=token_ttl,
         max_tokens=max_tokens,
+        signing_keys=parse_signing_keys(raw),
+        configured=True,
     )
+
+
+def _check_sso_sharing(sso: SsoSettings, workers: int, state: StateSettings) -> None:
+    """Single sign-on across processes needs one signing key and one token store."""
+    shared = workers > 1 or state.backend is Backend.REDIS
+    if not (shared and sso.configured):
+        return
+    if sso.signing_keys is None:
+        why = "state.backend is redis" if state.backend is Backend.REDIS else "workers > 1"
+        raise ValueError(
+            f"sso.signing_key_file: required when {why} (state.backend / workers): every "
+            "portal process must sign and check SSO callbacks with the same key; make one "
+            "with: synapse-base-cs-url generate-key FILE"
+        )
+    if state.backend is Backend.MEMORY:
+        raise ValueError(
+            f"state.backend: workers: {workers} with single sign-on needs backend redis: "
+            "a login token's homeserver, recorded by one process, must be found by the "
+            "process that receives the token login"
+        )

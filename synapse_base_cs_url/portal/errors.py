@@ -13,6 +13,7 @@ TOO_LARGE = "M_TOO_LARGE"
 UNRECOGNIZED = "M_UNRECOGNIZED"
 NOT_FOUND = "M_NOT_FOUND"
 UNKNOWN = "M_UNKNOWN"
+UNAVAILABLE = "M_UNAVAILABLE"
 # The spec has no code for gateway failures: M_UNKNOWN, with the HTTP status (502 / 504) and
 # a message naming the homeserver.
 HOMESERVER_UNREACHABLE = UNKNOWN
@@ -26,9 +27,14 @@ class MatrixError(Exception):
     status: int
     errcode: str
     message: str
+    retry_after: float | None = None
+    """Seconds after which trying again makes sense (``Retry-After``, ``retry_after_ms``)."""
 
     def body(self) -> bytes:
-        return json.dumps({"errcode": self.errcode, "error": self.message}).encode()
+        fields: dict[str, object] = {"errcode": self.errcode, "error": self.message}
+        if self.retry_after is not None:
+            fields["retry_after_ms"] = int(self.retry_after * 1000)
+        return json.dumps(fields).encode()
 
     def __str__(self) -> str:
         return f"{self.status} {self.errcode}: {self.message}"
@@ -79,6 +85,17 @@ def not_here(path: str) -> MatrixError:
         f"{path} is not served by this login portal: it only routes logins. After logging "
         "in, use the homeserver given in the login response (well_known.m.homeserver.base_url "
         "or base_cs_url).",
+    )
+
+
+def unavailable(what: str, retry_after: float) -> MatrixError:
+    """The portal's shared state cannot answer: the client may try again shortly."""
+    return MatrixError(
+        503,
+        UNAVAILABLE,
+        f"{what} is not possible right now (the portal's shared state is unavailable); "
+        "try again shortly",
+        retry_after,
     )
 
 

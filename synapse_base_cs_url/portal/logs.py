@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 import time
 from typing import TextIO
@@ -65,7 +66,9 @@ def configure_logging(reactor: PortalReactor, level: int = logging.INFO) -> None
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured in tests)
         stream = sys.stderr
     handler = IterationFlushedHandler(stream, reactor)
-    handler.setFormatter(CachedTimeFormatter(FORMAT))
+    worker = os.environ.get("SYNAPSE_BASE_CS_URL_PORTAL_WORKER")
+    fmt = FORMAT.replace("%(name)s:", f"%(name)s: worker {worker}:") if worker else FORMAT
+    handler.setFormatter(CachedTimeFormatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

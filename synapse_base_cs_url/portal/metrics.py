@@ -1,15 +1,24 @@
-"""Prometheus metrics, in a registry of the portal's own (served on ``/metrics``)."""
+"""Prometheus metrics, in a registry of the portal's own (served on ``/metrics``).
+
+With ``workers`` > 1 every process writes its samples to files in the directory named by
+``PROMETHEUS_MULTIPROC_DIR`` (set by the parent before it starts them), and whichever
+process answers a scrape reads all of them: one scrape shows the whole portal.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class PortalMetrics:
-    """Logins by homeserver, mode and status, and how long the portal took to answer."""
+    """Logins by homeserver, mode and status, how long the portal took to answer, and the
+    state of its client connections."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -38,8 +47,27 @@ class PortalMetrics:
         self.sso_callbacks = Counter(
             "synapse_base_cs_url_portal_sso_callbacks",
             "SSO callbacks from homeservers: recorded (token -> homeserver remembered), "
-            "replayed (token already recorded) or refused (bad or expired signature)",
+            "replayed (token already recorded), refused (bad or expired signature) or "
+            "unavailable (the shared state did not answer)",
             ("result",),
+            registry=self.registry,
+        )
+        self.open_connections = Gauge(
+            "synapse_base_cs_url_portal_open_connections",
+            "Client connections open now (all processes)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.refused_connections = Counter(
+            "synapse_base_cs_url_portal_refused_connections",
+            "Client connections answered 503 and closed because connections.max were open",
+            registry=self.registry,
+        )
+        self.connection_timeouts = Counter(
+            "synapse_base_cs_url_portal_connection_timeouts",
+            "Client connections closed for missing a deadline: header (connections."
+            "header_timeout) or body (connections.body_timeout)",
+            ("deadline",),
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -64,5 +92,20 @@ class PortalMetrics:
     def sso_callback(self, result: str) -> None:
         self.sso_callbacks.labels(result).inc()
 
+    def connections_open(self, count: int) -> None:
+        self.open_connections.set(count)
+
+    def connection_refused(self) -> None:
+        self.refused_connections.inc()
+
+    def connection_timeout(self, deadline: str) -> None:
+        self.connection_timeouts.labels(deadline).inc()
+
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_ENV):
+            from prometheus_client import multiprocess
+
+            everyone = CollectorRegistry()
+            multiprocess.MultiProcessCollector(everyone)  # type: ignore[no-untyped-call]
+            return generate_latest(everyone)
         return generate_latest(self.registry)

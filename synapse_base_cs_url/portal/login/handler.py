@@ -26,6 +26,7 @@ from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_r
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.tokens import SsoTokenStore, token_hash_for_logs
+from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.upstream import Upstream
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
@@ -83,7 +84,12 @@ class LoginHandler:
         # The token is single use at the homeserver: forget it here as soon as it is used.
         token: str = attempt.body["token"]
         attempt.token_tag = token_hash_for_logs(token)
-        issuer = await self._sso_tokens.take(token)
+        try:
+            issuer = await self._sso_tokens.take(token)
+        except StateUnavailable as e:
+            self._metrics.reject(errors.UNAVAILABLE, 503)
+            logger.warning("login token=%s: %s", attempt.token_tag, e)
+            raise errors.unavailable("A token login", STATE_RETRY_AFTER) from None
         attempt.selection = self._router.decide(
             attempt.body, TOKEN_TYPE, attempt.client_ip, token_issuer=issuer
         )

@@ -47,18 +47,33 @@ INVALID_PARAM = "M_INVALID_PARAM"
 
 
 class CallbackSigner:
-    """Signs and checks ``(hs, exp, to)``; the key is random per process unless given."""
+    """Signs and checks ``(hs, exp, to)``.
 
-    def __init__(self, key: bytes | None = None) -> None:
+    ``key`` is ``sso.signing_key_file``'s content, shared by every portal process (random per
+    process if not given, which only a single process can use); callbacks signed with one of
+    ``previous`` (``sso.previous_signing_key_files``) are still accepted, so a key can be
+    rotated without failing the SSO logins in progress.
+    """
+
+    def __init__(self, key: bytes | None = None, previous: Sequence[bytes] = ()) -> None:
         self._key = key if key is not None else secrets.token_bytes(32)
+        self._previous = tuple(previous)
 
     def sign(self, hs: str, exp: int, to: str) -> str:
-        message = b"\0".join((hs.encode(), str(exp).encode(), to.encode("utf-8", "surrogatepass")))
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return _signature(self._key, hs, exp, to)
 
     def valid(self, hs: str, exp: int, to: str, sig: str) -> bool:
-        return hmac.compare_digest(self.sign(hs, exp, to).encode(), sig.encode())
+        given = sig.encode()
+        return any(
+            hmac.compare_digest(_signature(key, hs, exp, to).encode(), given)
+            for key in (self._key, *self._previous)
+        )
+
+
+def _signature(key: bytes, hs: str, exp: int, to: str) -> str:
+    message = b"\0".join((hs.encode(), str(exp).encode(), to.encode("utf-8", "surrogatepass")))
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def check_redirect_url(to: str) -> None:

@@ -22,6 +22,7 @@ from synapse_base_cs_url.portal.sso.callback import (
     whitelisted,
 )
 from synapse_base_cs_url.portal.sso.tokens import SsoTokenStore, token_hash_for_logs
+from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -81,7 +82,12 @@ class SsoHandler:
             self._metrics.sso_callback("refused")
             logger.info("sso callback refused: %s %s", e.status, e.errcode)
             raise
-        recorded = await self._tokens.remember(callback.login_token, callback.hs)
+        try:
+            recorded = await self._tokens.remember(callback.login_token, callback.hs)
+        except StateUnavailable as e:
+            self._metrics.sso_callback("unavailable")
+            logger.warning("sso callback homeserver=%s: %s", callback.hs, e)
+            raise errors.unavailable("Single sign-on", STATE_RETRY_AFTER) from None
         target = add_login_token(callback.to, callback.login_token)
         request.set_header(b"Cache-Control", b"no-store")
         request.set_header(b"Referrer-Policy", b"no-referrer")

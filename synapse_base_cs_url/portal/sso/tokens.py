@@ -4,10 +4,11 @@ The portal sees every login token on its way from the homeserver to the client (
 ``redirectUrl`` points at the portal's callback), remembers ``token -> homeserver`` here, and
 routes the client's ``m.login.token`` login to that homeserver.
 
-:class:`SsoTokenStore` is the interface the portal uses; :class:`InMemorySsoTokenStore` is
-the only implementation so far. It lives in one portal process: the callback and the login must
-reach the same process (one portal, or sticky routing by client). A shared store (Redis,
-say: ``SET key hs EX ttl NX`` and ``GETDEL key``) would implement the same two coroutines.
+:class:`SsoTokenStore` is the interface the portal uses. :class:`InMemorySsoTokenStore` lives
+in one portal process (``state.backend: memory``); :class:`SharedSsoTokenStore` keeps the
+entries in the shared state (``state.backend: redis``: ``SET key hs EX ttl NX`` to record,
+``GETDEL key`` to take), so a callback through one portal process and the token login
+through another meet, and a token taken at two processes at once is honoured once.
 
 Tokens are never kept as such: entries are keyed by ``token_key(token)`` (SHA-256), so
 neither a memory dump nor a shared store reveals a usable token.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 from typing import Protocol
 
 from synapse_base_cs_url.portal.reactor import Clock
@@ -95,3 +97,31 @@ class InMemorySsoTokenStore:
             return None
         _, homeserver = entry
         return homeserver
+
+
+class KeyValueState(Protocol):
+    """What the shared store needs of the shared state (``state.redis.RedisState``)."""
+
+    async def put_new(self, key: str, value: str, ttl_seconds: int) -> bool: ...
+
+    async def take(self, key: str) -> str | None: ...
+
+
+#: Where SSO tokens live in the shared state, under ``state.key_prefix``.
+SSO_KEY_PREFIX = "sso:"
+
+
+class SharedSsoTokenStore:
+    """An :class:`SsoTokenStore` in the shared state: every portal process sees every entry;
+    expiry is the state's (``EX``), so no size bound is needed here. Raises the state's
+    ``StateUnavailable`` when it cannot answer."""
+
+    def __init__(self, state: KeyValueState, ttl: float) -> None:
+        self._state = state
+        self._ttl = max(1, math.ceil(ttl))
+
+    async def remember(self, token: str, homeserver: str) -> bool:
+        return await self._state.put_new(SSO_KEY_PREFIX + token_key(token), homeserver, self._ttl)
+
+    async def take(self, token: str) -> str | None:
+        return await self._state.take(SSO_KEY_PREFIX + token_key(token))

@@ -136,6 +136,9 @@ class PortalRequest(server.Request):
         if self.client_gone or self.finished:
             return
         self.setResponseCode(status)
+        if getattr(self.site, "draining", False):
+            # The portal is shutting down: this connection ends with this answer.
+            self.set_header(b"Connection", b"close")
         if content_type is not None:
             self.set_header(b"Content-Type", content_type)
         self.set_header(b"Content-Length", str(len(body)).encode())
@@ -144,6 +147,8 @@ class PortalRequest(server.Request):
         self.finish()  # type: ignore[no-untyped-call]
 
     def respond_error(self, error: MatrixError) -> None:
+        if error.retry_after is not None:
+            self.set_header(b"Retry-After", str(max(1, round(error.retry_after))).encode())
         self.respond(error.status, error.body())
 
     def describe(self) -> str:

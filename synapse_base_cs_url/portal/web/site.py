@@ -1,11 +1,12 @@
-"""The portal's Twisted web site: one leaf resource that looks each request up in the route
-table and runs its handler, answering errors as Matrix JSON."""
+"""The portal's web resource: one leaf that looks each request up in the route table and
+runs its handler, answering errors as Matrix JSON. The route table can be replaced while
+the portal runs (a reload): requests already dispatched finish with the one they got."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from twisted.internet import defer
@@ -20,7 +21,7 @@ from synapse_base_cs_url.portal.login.handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
 from synapse_base_cs_url.portal.sso.handler import SSO_REDIRECT_PATH, SsoHandler
-from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
+from synapse_base_cs_url.portal.web.request import PortalRequest
 from synapse_base_cs_url.portal.web.routes import READ, Route, RouteTable
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -29,6 +30,7 @@ LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
 VERSIONS_PATH = b"/_matrix/client/versions"
 WELL_KNOWN_PATH = b"/.well-known/matrix/client"
 HEALTH_PATH = b"/health"
+READY_PATH = b"/ready"
 METRICS_PATH = b"/metrics"
 
 
@@ -37,9 +39,12 @@ def portal_routes(
     login: LoginHandler,
     sso: SsoHandler,
     discovery: Discovery,
+    *,
     metrics: PortalMetrics,
+    ready: Callable[[], Awaitable[str | None]],
 ) -> RouteTable:
-    """Every path the portal serves, and with which methods."""
+    """Every path the portal serves, and with which methods. ``ready`` says why the portal
+    is not ready for traffic (``None``: it is)."""
     well_known = well_known_client(config.public_baseurl)
 
     def login_post(request: PortalRequest, _: re.Match[bytes]) -> Coroutine[Any, Any, None] | None:
@@ -57,6 +62,11 @@ def portal_routes(
     def health(request: PortalRequest, _: re.Match[bytes]) -> None:
         request.respond(200, b"OK", content_type=b"text/plain; charset=utf-8")
 
+    async def readiness(request: PortalRequest, _: re.Match[bytes]) -> None:
+        problem = await ready()
+        text = b"OK" if problem is None else problem.encode()
+        request.respond(200 if problem is None else 503, text, b"text/plain; charset=utf-8")
+
     def metrics_page(request: PortalRequest, _: re.Match[bytes]) -> None:
         request.respond(200, metrics.render(), metrics.content_type.encode())
 
@@ -66,6 +76,7 @@ def portal_routes(
         Route.of(VERSIONS_PATH, READ, versions),
         Route.of(WELL_KNOWN_PATH, READ, well_known_doc),
         Route.of(HEALTH_PATH, READ, health),
+        Route.of(READY_PATH, READ, readiness),
         Route.of(SSO_REDIRECT_PATH, READ, sso.redirect),
         # GET only, not HEAD: the callback records the token.
         Route.of(CALLBACK_PATH, [b"GET"], sso.callback),
@@ -83,7 +94,8 @@ class PortalResource(Resource):
 
     def __init__(self, routes: RouteTable) -> None:
         Resource.__init__(self)  # type: ignore[no-untyped-call]
-        self._routes = routes
+        self.routes = routes
+        """Replaced as a whole on reload."""
 
     def render(self, request: PortalRequest) -> int:
         request.set_cors_headers()
@@ -92,7 +104,7 @@ class PortalResource(Resource):
                 # As Synapse answers every CORS preflight: 204 with the CORS headers.
                 request.respond(204, b"", content_type=None)
             else:
-                handler, match = self._routes.find(request.method_bytes, request.path_bytes)
+                handler, match = self.routes.find(request.method_bytes, request.path_bytes)
                 pending = handler(request, match)
                 if pending is not None:
                     defer.ensureDeferred(pending).addErrback(self._on_error, request)
@@ -114,17 +126,3 @@ class PortalResource(Resource):
                 "unexpected error handling %s: %s", request.describe(), failure.getTraceback()
             )
             request.respond_error(errors.internal_error())
-
-
-class PortalSite(server.Site):
-    """A Site without Twisted's access log: the portal logs each routed login itself."""
-
-    def log(self, request: object) -> None:
-        pass
-
-
-def build_site(resource: PortalResource, max_body_size: int) -> PortalSite:
-    site = PortalSite(resource)  # type: ignore[no-untyped-call]
-    site.requestFactory = request_class(max_body_size)
-    site.displayTracebacks = False
-    return site

@@ -12,12 +12,12 @@ from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from twisted.web import server
 from twisted.web.resource import Resource
 
-from synapse_base_cs_url.portal.app import build_portal
+from synapse_base_cs_url.portal.app import PortalService
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.web.request import request_class
-from synapse_base_cs_url.portal.web.site import PortalSite
 
 LIMIT = 200_000
 
@@ -36,7 +36,7 @@ class Capture(Resource):
 
 def send(data: bytes) -> tuple[Any, bytes, bool]:
     resource = Capture()
-    site = PortalSite(resource)  # type: ignore[no-untyped-call]
+    site = server.Site(resource)  # type: ignore[no-untyped-call]
     site.requestFactory = request_class(LIMIT)
     channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(StringTransport())
@@ -112,7 +112,7 @@ def test_client_gone_before_the_token_store_answers(
         }
     )
     store, reactor = SlowTokenStore(), MemoryReactorClock()
-    site, _ = build_portal(config, reactor, sso_tokens=store)
+    site = PortalService(config, reactor, sso_tokens=store).site
     channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(StringTransport())
     caplog.set_level(logging.INFO, logger="synapse_base_cs_url.portal")

@@ -1,0 +1,140 @@
+"""Redis for state shared by portal processes, through txredisapi (Synapse's own Redis
+client, installed with ``matrix-synapse[redis]``, so the portal adds nothing to a Synapse
+virtualenv).
+
+Every command has a bounded time (``state.command_timeout``): a Redis that is down or slow
+makes the request that needed it fail with :class:`StateUnavailable` (a 503 for the client),
+never hang. txredisapi reconnects by itself, with backoff, once Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from twisted.internet import defer
+
+from synapse_base_cs_url.portal.config_serving import RedisAddress, StateSettings
+from synapse_base_cs_url.portal.reactor import Clock
+
+logger = logging.getLogger(__name__)
+
+#: ``SET key value EX ttl NX`` needs Redis 2.6.12.
+OLDEST_REDIS = (2, 6, 12)
+#: ``GETDEL`` (an atomic get-and-delete) came with Redis 6.2; older ones run this script.
+GETDEL_SINCE = (6, 2, 0)
+GETDEL_SCRIPT = (
+    "local v = redis.call('GET', KEYS[1]) if v then redis.call('DEL', KEYS[1]) end return v"
+)
+#: Connections kept to Redis per process.
+POOL_SIZE = 2
+#: What a client that got a 503 because Redis did not answer is told to wait (seconds):
+#: about how long txredisapi takes to reconnect once Redis is back.
+STATE_RETRY_AFTER = 5.0
+
+
+class StateUnavailable(Exception):
+    """Redis did not answer in time, or answered with an error."""
+
+
+class RedisState:
+    """The few commands the portal needs, each bounded in time."""
+
+    def __init__(self, settings: StateSettings, clock: Clock) -> None:
+        address = settings.redis
+        assert address is not None, "a Redis state needs state.url"
+        self.address = address
+        self.prefix = settings.key_prefix
+        self._timeout = settings.command_timeout
+        self._clock = clock
+        self._connection = _connect(address, settings.command_timeout)
+        self._has_getdel = True
+
+    async def check(self) -> str:
+        """Redis's version, once it answers; :class:`StateUnavailable` if it cannot be used."""
+        info = await self._run("INFO", "server")
+        match = re.search(r"redis_version:(\d+)\.(\d+)\.(\d+)", str(info))
+        if match is None:
+            raise StateUnavailable("INFO server did not name a redis_version")
+        version = tuple(int(part) for part in match.groups())
+        if version < OLDEST_REDIS:
+            raise StateUnavailable(
+                f"Redis {'.'.join(map(str, version))} is too old: "
+                f"{'.'.join(map(str, OLDEST_REDIS))} or newer is needed"
+            )
+        self._has_getdel = version >= GETDEL_SINCE
+        return ".".join(map(str, version))
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (for readiness checks)."""
+        try:
+            await self._run("PING")
+        except StateUnavailable:
+            return False
+        return True
+
+    async def put_new(self, key: str, value: str, ttl_seconds: int) -> bool:
+        """``SET key value EX ttl NX``: whether ``key`` was new (and is now set)."""
+        result = await self._run("SET", self.prefix + key, value, "EX", ttl_seconds, "NX")
+        return result is not None
+
+    async def take(self, key: str) -> str | None:
+        """The value of ``key``, deleted in the same step (so only one taker gets it)."""
+        full = self.prefix + key
+        if self._has_getdel:
+            result = await self._run("GETDEL", full)
+        else:
+            result = await self._run("EVAL", GETDEL_SCRIPT, 1, full)
+        return None if result is None else str(result)
+
+    async def _run(self, *command: Any) -> Any:
+        d: defer.Deferred[Any] = self._connection.execute_command(*command)
+        d.addTimeout(self._timeout, self._clock)  # type: ignore[arg-type]
+        try:
+            return await d
+        except defer.TimeoutError:
+            raise StateUnavailable(
+                f"Redis at {self.address.shown()} did not answer within {self._timeout:g}s"
+            ) from None
+        except Exception as e:
+            raise StateUnavailable(
+                f"Redis at {self.address.shown()}: {type(e).__name__}: {e}"
+            ) from None
+
+    def close(self) -> None:
+        disconnect = getattr(self._connection, "disconnect", None)
+        if disconnect is not None:
+            disconnect()
+
+
+def _connect(address: RedisAddress, timeout: float) -> Any:
+    """A lazy, reconnecting txredisapi pool: commands wait (bounded by the caller) while it
+    (re)connects."""
+    try:
+        import txredisapi
+    except ImportError:
+        raise ValueError(
+            "state.backend: redis needs the txredisapi package: install "
+            "synapse-base-cs-url[redis] (or matrix-synapse[redis])"
+        ) from None
+    common: dict[str, Any] = {
+        "dbid": address.db,
+        "poolsize": POOL_SIZE,
+        "reconnect": True,
+        "password": address.password,
+        "connectTimeout": timeout,
+        "replyTimeout": timeout,
+    }
+    if address.username is not None:
+        common["username"] = address.username
+    if address.scheme == "unix":
+        return txredisapi.lazyUnixConnectionPool(address.path, **common)
+    tls: Any = False
+    if address.tls:
+        from twisted.internet.ssl import optionsForClientTLS
+
+        tls = optionsForClientTLS(address.host)
+    return txredisapi.lazyConnectionPool(
+        address.host, address.port, ssl_context_factory=tls, **common
+    )

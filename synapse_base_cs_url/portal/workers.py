@@ -1,0 +1,135 @@
+"""``workers: N``: N portal processes on one port, under a parent that keeps them running.
+
+Each worker is an ordinary portal process that listens with ``SO_REUSEPORT`` (the kernel
+spreads new connections over them), so no connection passes through the parent. The parent:
+
+- starts the workers, and starts another when one dies (not more than a few times in a row
+  within seconds of starting: a worker that cannot start at all stops the portal);
+- passes ``SIGTERM`` / ``SIGINT`` on (each worker drains, then exits) and ``SIGHUP`` on
+  (each worker reloads portal.yaml), and exits 0 once every worker has;
+- gives the workers one directory for their Prometheus samples
+  (``PROMETHEUS_MULTIPROC_DIR``), so one scrape of ``/metrics`` counts the whole portal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from synapse_base_cs_url.portal.metrics import MULTIPROCESS_ENV
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+#: Set in a worker's environment: its number (1..N); it listens with SO_REUSEPORT.
+WORKER_ENV = "SYNAPSE_BASE_CS_URL_PORTAL_WORKER"
+#: A worker that dies within this many seconds of starting has failed to start...
+EARLY_DEATH = 5.0
+#: ...and this many such deaths in a row stop the portal.
+MAX_EARLY_DEATHS = 5
+POLL = 0.1
+
+
+def worker_number() -> int | None:
+    """This process's worker number, if it is a worker."""
+    value = os.environ.get(WORKER_ENV)
+    return int(value) if value and value.isdigit() else None
+
+
+class Parent:
+    def __init__(self, config_path: str, workers: int, grace: float) -> None:
+        self.config_path = config_path
+        self.count = workers
+        # Beyond the workers' own drain time, how long to wait before killing them.
+        self.stop_timeout = grace + 10
+        self.metrics_dir = tempfile.mkdtemp(prefix="synapse-base-cs-url-metrics-")
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.started: dict[int, float] = {}
+        self.stopping = False
+        self.early_deaths = 0
+
+    def spawn(self, number: int) -> None:
+        env = {**os.environ, WORKER_ENV: str(number), MULTIPROCESS_ENV: self.metrics_dir}
+        argv = [sys.executable, "-m", "synapse_base_cs_url", "portal", "-c", self.config_path]
+        self.children[number] = subprocess.Popen(argv, env=env)
+        self.started[number] = time.monotonic()
+        logger.info("worker %d started (pid %d)", number, self.children[number].pid)
+
+    def forward(self, signum: int) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self.forward(signal.SIGHUP))
+        try:
+            for number in range(1, self.count + 1):
+                self.spawn(number)
+            return self._watch()
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self._stop_deadline = time.monotonic() + self.stop_timeout
+            logger.info("stopping: draining %d worker(s)", len(self.children))
+        self.forward(signal.SIGTERM)
+
+    def _watch(self) -> int:
+        status = 0
+        while self.children:
+            time.sleep(POLL)
+            for number, child in list(self.children.items()):
+                code = child.poll()
+                if code is None:
+                    if self.stopping and time.monotonic() > self._stop_deadline:
+                        logger.warning("worker %d did not stop in time: killing it", number)
+                        child.kill()
+                    continue
+                del self.children[number]
+                self._forget(child.pid)
+                if self.stopping:
+                    status = status or (0 if code == 0 else 1)
+                    continue
+                early = time.monotonic() - self.started[number] < EARLY_DEATH
+                self.early_deaths = self.early_deaths + 1 if early else 0
+                if self.early_deaths >= MAX_EARLY_DEATHS:
+                    logger.error(
+                        "worker %d exited with %s %d times in a row right after starting: "
+                        "stopping the portal",
+                        number,
+                        code,
+                        self.early_deaths,
+                    )
+                    self.stopping = True
+                    self._stop_deadline = time.monotonic() + self.stop_timeout
+                    self.forward(signal.SIGTERM)
+                    status = 1
+                    continue
+                logger.warning("worker %d exited with %s: starting another", number, code)
+                self.spawn(number)
+        return status
+
+    def _forget(self, pid: int) -> None:
+        """A dead worker's live gauges (open connections) no longer count."""
+        from prometheus_client import multiprocess
+
+        os.environ.setdefault(MULTIPROCESS_ENV, self.metrics_dir)
+        multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+
+
+def run_parent(config_path: str, workers: int, grace: float) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: parent: %(message)s",
+        stream=sys.stderr,
+    )
+    return Parent(config_path, workers, grace).run()
