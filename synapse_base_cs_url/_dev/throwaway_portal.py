@@ -88,5 +88,20 @@ class PortalProcess:
     def stop(self) -> None:
         terminate(self._proc, grace=10)
 
+    def send_signal(self, signum: int) -> None:
+        """E.g. ``SIGHUP`` (reload portal.yaml) or ``SIGTERM`` (drain and stop)."""
+        assert self._proc is not None
+        self._proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit; its exit status."""
+        assert self._proc is not None
+        return self._proc.wait(timeout)
+
+    def rewrite_config(self, config: dict[str, Any]) -> None:
+        """Replace portal.yaml (``listen`` kept), e.g. before a ``SIGHUP``."""
+        self.config = {**config, "listen": self.config["listen"]}
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

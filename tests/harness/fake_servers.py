@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from typing import ClassVar
 
 
@@ -129,3 +130,51 @@ class StaticMatrixServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(2)
+
+
+class SlowHomeserver:
+    """Answers ``POST /login`` only after ``delay`` seconds (a successful login of
+    ``@slow:slow.test``): logins in flight while the portal shuts down or reloads."""
+
+    def __init__(self, delay: float) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received = 0
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    server.received += 1
+                    number = server.received
+                time.sleep(delay)
+                body = json.dumps(
+                    {
+                        "user_id": "@slow:slow.test",
+                        "access_token": f"syt_slow_{number}",
+                        "device_id": f"SLOW{number}",
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

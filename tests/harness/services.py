@@ -257,3 +257,22 @@ class RedisServer:
 
     def logs(self) -> str:
         return _tail(self.log_path)
+
+
+REQUIRE_ENV = "SYNAPSE_BASE_CS_URL_REQUIRE_SERVICES"
+
+
+def skip_or_fail(message: str) -> None:
+    """Without a server the tests need: skip locally, fail where CI requires them."""
+    import pytest
+
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def redis_server() -> RedisServer:
+    """A started throwaway Redis, or a skip (a failure in CI) with the install hint."""
+    if shutil.which("redis-server") is None:
+        skip_or_fail(f"these tests need redis-server. {INSTALL_HINT}")
+    return RedisServer().start()

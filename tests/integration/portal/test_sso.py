@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import attr
@@ -26,14 +25,10 @@ from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 from tests.harness.clients import whoami
 from tests.harness.constants import REPO_ROOT
 from tests.harness.fake_cas import FakeCasServer
+from tests.harness.sso import CALLBACK, LOGIN, cas_leg, get, start_sso, token_login
 from tests.harness.synapse import module_entry, start_all
 
 pytestmark = pytest.mark.integration
-
-#: The client's redirectUrl, with a query string of its own that must survive.
-CLIENT = "http://127.0.0.1:1/client-after-sso?state=abc"
-CALLBACK = "/_synapse_base_cs_url/sso/return"
-LOGIN = "/_matrix/client/v3/login"
 
 
 @attr.s(auto_attribs=True)
@@ -104,37 +99,10 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoSetup]:
                 h.stop()
 
 
-def get(url: str) -> requests.Response:
-    return requests.get(url, allow_redirects=False, timeout=30)
-
-
-def start_sso(portal: PortalProcess, idp: str | None, redirect_url: str = CLIENT) -> str:
-    """The client sends the browser to the portal; return where the portal sends it."""
-    path = "/_matrix/client/v3/login/sso/redirect" + (f"/{idp}" if idp else "")
-    result = get(f"{portal.url}{path}?" + urlencode({"redirectUrl": redirect_url}))
-    assert result.status_code == 302, result.text
-    assert result.headers["Cache-Control"] == "no-store"
-    location: str = result.headers["Location"]
-    return location
-
-
 def homeserver_leg(setup: SsoSetup, hs_name: str, location: str, user: str) -> str:
     """From the homeserver's SSO redirect through CAS and back: return the portal callback
     URL (with ``loginToken``) the homeserver sends the browser to."""
-    hs, cas = setup.hs[hs_name], setup.cas[hs_name]
-    assert location.startswith(hs.base_url + "/_matrix/client/v3/login/sso/redirect")
-    to_cas = get(location)
-    assert to_cas.status_code == 302, to_cas.text
-    cas_login = urlsplit(to_cas.headers["Location"])
-    assert f"{cas_login.scheme}://{cas_login.netloc}{cas_login.path}" == cas.url + "/login"
-    service = parse_qs(cas_login.query)["service"][0]
-    assert service.startswith(hs.base_url + "/_matrix/client/r0/login/cas/ticket?")
-    ticket = f"ST-{user}-{time.monotonic_ns()}"
-    cas.issue_ticket(ticket, user)
-    back = get(service + "&" + urlencode({"ticket": ticket}))
-    assert back.status_code == 302, back.text
-    callback: str = back.headers["Location"]
-    return callback
+    return cas_leg(setup.hs[hs_name], setup.cas[hs_name], location, user)
 
 
 def sso_login_token(
@@ -152,12 +120,6 @@ def sso_login_token(
     assert final.startswith("http://127.0.0.1:1/client-after-sso?")
     assert query["state"] == ["abc"]
     return query["loginToken"][0], final
-
-
-def token_login(portal: PortalProcess, token: str, **kwargs: Any) -> requests.Response:
-    return requests.post(
-        portal.url + LOGIN, json={"type": "m.login.token", "token": token}, timeout=30, **kwargs
-    )
 
 
 CASES = [

@@ -15,21 +15,19 @@ skip into a failure.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator
 
 import pytest
 
 from tests.harness.constants import PASSWORD, REPO_ROOT
-from tests.harness.services import INSTALL_HINT, missing_prerequisites
+from tests.harness.services import INSTALL_HINT, missing_prerequisites, skip_or_fail
 from tests.harness.synapse import module_entry
 from tests.harness.worker import WorkerDeployment
 
 pytestmark = pytest.mark.integration
 
 BASE_CS_URL = "https://matrix-cs.example.com"
-REQUIRE_ENV = "SYNAPSE_BASE_CS_URL_REQUIRE_SERVICES"
 LOGIN_PATH = "/_matrix/client/v3/login"
 
 
@@ -37,10 +35,7 @@ LOGIN_PATH = "/_matrix/client/v3/login"
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerDeployment]:
     missing = missing_prerequisites()
     if missing:
-        message = "Synapse worker tests need: " + "; ".join(missing) + ". " + INSTALL_HINT
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 and {message}", pytrace=False)
-        pytest.skip(message)
+        skip_or_fail("Synapse worker tests need: " + "; ".join(missing) + ". " + INSTALL_HINT)
     # A trailing slash in the config: the response must still carry it without one.
     deployment = WorkerDeployment(
         "workers.test",
