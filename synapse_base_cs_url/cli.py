@@ -61,13 +61,14 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
     if check_only:
         print(f"{config_path}: OK", file=sys.stderr)
         return 0
-    from synapse_base_cs_url.portal.workers import run_parent, worker_number
+    from synapse_base_cs_url.portal.workers import inherited_listen_fd, run_parent
 
-    if config.workers > 1 and worker_number() is None:
-        return run_parent(config_path, config.workers, config.shutdown_grace)
+    listen_fd = inherited_listen_fd()
+    if config.workers > 1 and listen_fd is None:
+        return run_parent(config_path, config)
     from synapse_base_cs_url.portal.app import run_portal
 
-    return run_portal(config, config_path, worker=worker_number() is not None)
+    return run_portal(config, config_path, listen_fd=listen_fd)
 
 
 def generate_key(path: str, *, force: bool = False) -> int:

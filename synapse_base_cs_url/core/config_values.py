@@ -27,7 +27,8 @@ def read_yaml(path: str | Path) -> object:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
+        where = " ".join(str(e).split())  # PyYAML's message spans lines; keep errors on one
+        raise ValueError(f"{path}: not valid YAML: {where}") from None
 
 
 def type_name(value: object) -> str:

@@ -67,7 +67,7 @@ class PortalService:
         *,
         sso_tokens: SsoTokenStore | None = None,
         signer: CallbackSigner | None = None,
-        reuse_port: bool = False,
+        listen_fd: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.metrics = PortalMetrics()
@@ -84,7 +84,7 @@ class PortalService:
         self._signer = signer
         self._random_signer = CallbackSigner()
         self.draining = False
-        self._reuse_port = reuse_port
+        self._listen_fd = listen_fd
         self.port: Any = None
         self.portal = self._build(config)
         self.resource = PortalResource(self.portal.routes)
@@ -150,11 +150,12 @@ class PortalService:
         )
 
     def _listen(self, config: PortalConfig) -> Any:
-        if not self._reuse_port:
+        if self._listen_fd is None:
             return self.reactor.listenTCP(
                 config.listen.port, self.site, interface=config.listen.host
             )
-        sock = reuse_port_socket(config.listen.host, config.listen.port)
+        # A worker: accept from the socket its parent opened (one queue for all workers).
+        sock = socket.socket(fileno=self._listen_fd)
         try:
             adopt: Any = cast(Any, self.reactor).adoptStreamPort
             return adopt(sock.fileno(), sock.family, self.site)
@@ -220,8 +221,8 @@ class PortalService:
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket that other portal processes can open on the same port
-    (``SO_REUSEPORT``: the kernel spreads connections over them)."""
+    """The listening socket a parent shares with its workers. ``SO_REUSEPORT`` also lets a
+    new portal bind the same port while the old one drains (a deploy without downtime)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -258,7 +259,7 @@ def raise_open_files_limit(wanted: int) -> None:
         )
 
 
-def run_portal(config: PortalConfig, config_path: str, *, worker: bool = False) -> int:
+def run_portal(config: PortalConfig, config_path: str, *, listen_fd: int | None = None) -> int:
     """Serve until SIGTERM/SIGINT (then drain); SIGHUP reloads ``config_path``. Returns the
     exit status: 0 after a drain, 1 if the portal could not start."""
     from twisted.internet import reactor as global_reactor
@@ -266,7 +267,7 @@ def run_portal(config: PortalConfig, config_path: str, *, worker: bool = False) 
     reactor = cast(PortalReactor, global_reactor)
     configure_logging(reactor)
     try:
-        service = PortalService(config, reactor, reuse_port=worker)
+        service = PortalService(config, reactor, listen_fd=listen_fd)
     except ValueError as e:  # e.g. state.backend: redis without txredisapi
         logger.error("portal cannot start: %s", e)
         return 1

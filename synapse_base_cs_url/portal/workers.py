@@ -1,7 +1,9 @@
 """``workers: N``: N portal processes on one port, under a parent that keeps them running.
 
-Each worker is an ordinary portal process that listens with ``SO_REUSEPORT`` (the kernel
-spreads new connections over them), so no connection passes through the parent. The parent:
+The parent opens the listening socket (with ``SO_REUSEPORT``, so that a new portal can bind
+the same port while this one drains) and every worker accepts from it: one queue of new
+connections, so a worker that dies takes only the requests it was answering with it, never
+connections waiting to be accepted. No connection passes through the parent. The parent:
 
 - starts the workers, and starts another when one dies (not more than a few times in a row
   within seconds of starting: a worker that cannot start at all stops the portal);
@@ -21,13 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
+from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.metrics import MULTIPROCESS_ENV
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-#: Set in a worker's environment: its number (1..N); it listens with SO_REUSEPORT.
+#: Set in a worker's environment: its number (1..N), and the listening socket it inherits.
 WORKER_ENV = "SYNAPSE_BASE_CS_URL_PORTAL_WORKER"
+LISTEN_FD_ENV = "SYNAPSE_BASE_CS_URL_PORTAL_LISTEN_FD"
 #: A worker that dies within this many seconds of starting has failed to start...
 EARLY_DEATH = 5.0
 #: ...and this many such deaths in a row stop the portal.
@@ -41,9 +46,16 @@ def worker_number() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def inherited_listen_fd() -> int | None:
+    """The listening socket a worker's parent passed on."""
+    value = os.environ.get(LISTEN_FD_ENV)
+    return int(value) if value and value.isdigit() else None
+
+
 class Parent:
-    def __init__(self, config_path: str, workers: int, grace: float) -> None:
+    def __init__(self, config_path: str, workers: int, grace: float, listener: Any) -> None:
         self.config_path = config_path
+        self.listener = listener
         self.count = workers
         # Beyond the workers' own drain time, how long to wait before killing them.
         self.stop_timeout = grace + 10
@@ -54,9 +66,15 @@ class Parent:
         self.early_deaths = 0
 
     def spawn(self, number: int) -> None:
-        env = {**os.environ, WORKER_ENV: str(number), MULTIPROCESS_ENV: self.metrics_dir}
+        fd = self.listener.fileno()
+        env = {
+            **os.environ,
+            WORKER_ENV: str(number),
+            LISTEN_FD_ENV: str(fd),
+            MULTIPROCESS_ENV: self.metrics_dir,
+        }
         argv = [sys.executable, "-m", "synapse_base_cs_url", "portal", "-c", self.config_path]
-        self.children[number] = subprocess.Popen(argv, env=env)
+        self.children[number] = subprocess.Popen(argv, env=env, pass_fds=(fd,))
         self.started[number] = time.monotonic()
         logger.info("worker %d started (pid %d)", number, self.children[number].pid)
 
@@ -79,6 +97,7 @@ class Parent:
     def _on_stop(self, signum: int, frame: object) -> None:
         if not self.stopping:
             self.stopping = True
+            self.listener.close()  # new connections are refused from now on
             self._stop_deadline = time.monotonic() + self.stop_timeout
             logger.info("stopping: draining %d worker(s)", len(self.children))
         self.forward(signal.SIGTERM)
@@ -126,10 +145,19 @@ class Parent:
         multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
 
-def run_parent(config_path: str, workers: int, grace: float) -> int:
+def run_parent(config_path: str, config: PortalConfig) -> int:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: parent: %(message)s",
         stream=sys.stderr,
     )
-    return Parent(config_path, workers, grace).run()
+    from synapse_base_cs_url.portal.app import reuse_port_socket
+
+    host, port = config.listen.host, config.listen.port
+    try:
+        listener = reuse_port_socket(host, port)
+    except OSError as e:
+        logger.error("portal cannot listen on %s:%s: %s", host, port, e)
+        return 1
+    with listener:
+        return Parent(config_path, config.workers, config.shutdown_grace, listener).run()
