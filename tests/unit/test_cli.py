@@ -73,3 +73,28 @@ def test_missing_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot read the config file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_generate_key_writes_a_private_random_key_once(tmp_path: Path) -> None:
+    path = tmp_path / "signing.key"
+
+    def generate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "synapse_base_cs_url", "generate-key", str(path), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert generate().returncode == 0
+    first = path.read_bytes()
+    assert len(first) == 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    refused = generate()
+    assert refused.returncode == 2
+    assert "exists; --force replaces it" in refused.stderr
+    assert path.read_bytes() == first
+    assert generate("--force").returncode == 0
+    assert path.read_bytes() != first
+    assert path.stat().st_mode & 0o777 == 0o600

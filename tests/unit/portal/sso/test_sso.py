@@ -399,3 +399,19 @@ def test_sso_flows_list_each_identity_provider_from_the_homeserver_serving_it() 
         {"id": "oidc-github", "name": "GitHub"},
         {"id": "saml"},
     ]
+
+
+def test_a_rotated_signer_accepts_the_previous_key_and_signs_with_the_new_one() -> None:
+    old, new = b"o" * 32, b"n" * 32
+    before, rotated, forgetful = (
+        CallbackSigner(old),
+        CallbackSigner(new, [old]),
+        CallbackSigner(new),
+    )
+    sig = before.sign("hs2", 2_000_000_000, "https://app.example/")
+    assert rotated.valid("hs2", 2_000_000_000, "https://app.example/", sig)
+    assert not forgetful.valid("hs2", 2_000_000_000, "https://app.example/", sig)
+    assert (
+        rotated.sign("hs2", 1, "x") == forgetful.sign("hs2", 1, "x") != before.sign("hs2", 1, "x")
+    )
+    assert not rotated.valid("hs1", 2_000_000_000, "https://app.example/", sig)
