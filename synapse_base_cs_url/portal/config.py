@@ -28,6 +28,12 @@ from synapse_base_cs_url.core.config_values import (
     type_name,
 )
 from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.portal.config_gateway import (
+    ClientApi,
+    GatewaySettings,
+    parse_client_api,
+    parse_gateway,
+)
 from synapse_base_cs_url.portal.config_serving import (
     DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_WORKERS,
@@ -79,10 +85,14 @@ TOP_LEVEL_KEYS = (
     "shutdown_grace",
     "connections",
     "state",
+    "client_api",
+    "gateway",
 )
 LISTEN_KEYS = ("host", "port", "x_forwarded")
-HOMESERVER_KEYS = ("base_url", "proxy_url")
-TIMEOUT_KEYS = ("connect", "total")
+HOMESERVER_KEYS = ("base_url", "proxy_url", "server_name")
+TIMEOUT_KEYS = ("connect", "total", "client_api", "long_poll_margin")
+DEFAULT_CLIENT_API_TIMEOUT = 60.0
+DEFAULT_LONG_POLL_MARGIN = 30.0
 UPSTREAM_KEYS = ("max_idle_connections", "idle_timeout", "max_response_size")
 SSO_KEYS = (
     "default",
@@ -120,6 +130,9 @@ class Homeserver:
     """What clients are sent to (redirect target, and the ``base_cs_url`` the portal adds)."""
     proxy_url: str
     """Where the portal itself connects (proxy mode, discovery); ``base_url`` unless set."""
+    server_name: str | None = None
+    """The homeserver's server name (``example.com`` in ``@alice:example.com``): media
+    downloads naming it are routed here by the client-server gateway."""
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -134,6 +147,10 @@ class Listen:
 class Timeouts:
     connect: float = DEFAULT_CONNECT_TIMEOUT
     total: float = DEFAULT_TOTAL_TIMEOUT
+    client_api: float = DEFAULT_CLIENT_API_TIMEOUT
+    """The gateway: seconds until a homeserver's answer starts, for every request but /sync."""
+    long_poll_margin: float = DEFAULT_LONG_POLL_MARGIN
+    """The gateway: seconds a /sync may take beyond the ``timeout`` the client asked for."""
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
@@ -204,6 +221,8 @@ class PortalConfig:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     connections: Connections = attr.Factory(Connections)
     state: StateSettings = attr.Factory(StateSettings)
+    client_api: ClientApi = ClientApi.REFUSE
+    gateway: GatewaySettings = attr.Factory(GatewaySettings)
 
     @property
     def shared(self) -> bool:
@@ -263,6 +282,8 @@ class PortalConfig:
             ),
             connections=parse_connections(raw.get("connections")),
             state=state,
+            client_api=parse_client_api(raw.get("client_api")),
+            gateway=parse_gateway(raw.get("gateway")),
         )
 
     @staticmethod
@@ -325,7 +346,12 @@ def _parse_homeservers(raw: object) -> dict[str, Homeserver]:
         proxy_url = base_url
         if settings.get("proxy_url") is not None:
             proxy_url = prefixed(f"{path}.proxy_url", validate_base_url, settings["proxy_url"])
-        result[name] = Homeserver(name=name, base_url=base_url, proxy_url=proxy_url)
+        server_name = None
+        if settings.get("server_name") is not None:
+            server_name = prefixed(f"{path}.server_name", _server_name, settings["server_name"])
+        result[name] = Homeserver(
+            name=name, base_url=base_url, proxy_url=proxy_url, server_name=server_name
+        )
     return result
 
 
@@ -342,8 +368,12 @@ def _homeserver_name(value: object, homeservers: Mapping[str, Homeserver]) -> st
 def _parse_server_name(raw: object) -> str | None:
     if raw is None:
         return None
+    return prefixed("server_name", _server_name, raw)
+
+
+def _server_name(raw: object) -> str:
     if not isinstance(raw, str) or not _SERVER_NAME_RE.fullmatch(raw):
-        raise ValueError(f"server_name: must be a server name such as example.com, not {raw!r}")
+        raise ValueError(f"must be a server name such as example.com, not {raw!r}")
     return raw
 
 
@@ -371,11 +401,17 @@ def _parse_timeouts(raw: object) -> Timeouts:
     check_keys(raw, TIMEOUT_KEYS, "timeouts")
     connect = positive_seconds(raw.get("connect", DEFAULT_CONNECT_TIMEOUT), "timeouts.connect")
     total = positive_seconds(raw.get("total", DEFAULT_TOTAL_TIMEOUT), "timeouts.total")
+    client_api = positive_seconds(
+        raw.get("client_api", DEFAULT_CLIENT_API_TIMEOUT), "timeouts.client_api"
+    )
+    margin = positive_seconds(
+        raw.get("long_poll_margin", DEFAULT_LONG_POLL_MARGIN), "timeouts.long_poll_margin"
+    )
     if connect > total:
         raise ValueError(
             f"timeouts.connect: {connect:g}s is longer than timeouts.total ({total:g}s)"
         )
-    return Timeouts(connect=connect, total=total)
+    return Timeouts(connect=connect, total=total, client_api=client_api, long_poll_margin=margin)
 
 
 def _parse_upstream(raw: object) -> UpstreamSettings:
