@@ -15,7 +15,13 @@ import attr
 from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config_gateway import ClientApi
 from synapse_base_cs_url.portal.discovery import Discovery
+from synapse_base_cs_url.portal.gateway.decision import Decisions
+from synapse_base_cs_url.portal.gateway.handler import Gateway
+from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap, SharedTokenMap, TokenMap
+from synapse_base_cs_url.portal.gateway.resolve import Resolver
+from synapse_base_cs_url.portal.gateway.route import GatewayRouter
 from synapse_base_cs_url.portal.login.handler import LoginHandler
 from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -30,7 +36,7 @@ from synapse_base_cs_url.portal.sso.tokens import (
 from synapse_base_cs_url.portal.state.redis import RedisState, StateUnavailable
 from synapse_base_cs_url.portal.upstream import Upstream
 from synapse_base_cs_url.portal.web.connections import PortalSite
-from synapse_base_cs_url.portal.web.request import request_class
+from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
 from synapse_base_cs_url.portal.web.routes import RouteTable
 from synapse_base_cs_url.portal.web.site import PortalResource, portal_routes
 
@@ -55,6 +61,7 @@ class Portal:
     config: PortalConfig
     upstream: Upstream
     routes: RouteTable
+    gateway: Gateway | None = None
 
 
 class PortalService:
@@ -79,6 +86,11 @@ class PortalService:
                 else InMemorySsoTokenStore(config.sso.token_ttl, config.sso.max_tokens, reactor)
             )
         self.sso_tokens = sso_tokens
+        self.token_map: TokenMap = (
+            SharedTokenMap(self.state)
+            if self.state is not None
+            else InMemoryTokenMap(config.gateway.max_tokens, reactor)
+        )
         # Without sso.signing_key_file: one random key for the life of the process, so that
         # a reload does not invalidate the SSO logins in progress.
         self._signer = signer
@@ -91,6 +103,7 @@ class PortalService:
         self.site = PortalSite(self.resource, config.connections, self.metrics, reactor)
         self.site.requestFactory = request_class(config.max_body_size)
         self.site.displayTracebacks = False
+        self.site.stream_body = self._stream_body
 
     @property
     def config(self) -> PortalConfig:
@@ -104,14 +117,52 @@ class PortalService:
         discovery = Discovery(
             upstream, ordered, sso=config.sso, clock=self.reactor, ttl=config.discovery_cache_ttl
         )
-        login = LoginHandler(config, upstream, self.sso_tokens, self.metrics, self.reactor)
-        sso = SsoHandler(
-            config, self.sso_tokens, self._signer_for(config), self.metrics, self.reactor
+        gateway = decisions = None
+        if config.client_api is ClientApi.PROXY:
+            resolver = Resolver(
+                upstream,
+                list(config.homeservers.values()),
+                config.gateway,
+                self.reactor,
+                on_result=self.metrics.token_resolution,
+            )
+            router = GatewayRouter(config, self.token_map, resolver)
+            gateway = Gateway(config, upstream, router, self.metrics, self.reactor)
+            decisions = Decisions(config, router)
+        login = LoginHandler(
+            config,
+            upstream,
+            self.sso_tokens,
+            self.metrics,
+            self.reactor,
+            learn=gateway.router.learn if gateway is not None else None,
         )
+        signer = self._signer_for(config)
+        sso = SsoHandler(config, self.sso_tokens, signer, self.metrics, self.reactor)
         routes = portal_routes(
-            config, login, sso, discovery, metrics=self.metrics, ready=self.not_ready
+            config,
+            login,
+            sso,
+            discovery,
+            metrics=self.metrics,
+            ready=self.not_ready,
+            gateway=gateway,
+            decisions=decisions,
         )
-        return Portal(config, upstream, routes)
+        return Portal(config, upstream, routes, gateway)
+
+    def _stream_body(
+        self, request: PortalRequest, method: bytes, target: bytes, length: int | None
+    ) -> bool:
+        """Whether the gateway takes this request's body as it arrives (and starts now)."""
+        gateway = self.portal.gateway
+        path = target.partition(b"?")[0]
+        if gateway is None or not self.portal.routes.falls_back(method, path):
+            return False
+        if not gateway.streams(method, path):
+            return False
+        gateway.begin(request, method, target, length)
+        return True
 
     def _signer_for(self, config: PortalConfig) -> CallbackSigner:
         if self._signer is not None:

@@ -14,6 +14,8 @@ UNRECOGNIZED = "M_UNRECOGNIZED"
 NOT_FOUND = "M_NOT_FOUND"
 UNKNOWN = "M_UNKNOWN"
 UNAVAILABLE = "M_UNAVAILABLE"
+LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
+UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
 # The spec has no code for gateway failures: M_UNKNOWN, with the HTTP status (502 / 504) and
 # a message naming the homeserver.
 HOMESERVER_UNREACHABLE = UNKNOWN
@@ -34,6 +36,8 @@ class MatrixError(Exception):
         fields: dict[str, object] = {"errcode": self.errcode, "error": self.message}
         if self.retry_after is not None:
             fields["retry_after_ms"] = int(self.retry_after * 1000)
+        if self.errcode == UNKNOWN_TOKEN:
+            fields["soft_logout"] = False
         return json.dumps(fields).encode()
 
     def __str__(self) -> str:
@@ -97,6 +101,16 @@ def unavailable(what: str, retry_after: float) -> MatrixError:
         "try again shortly",
         retry_after,
     )
+
+
+def limit_exceeded(retry_after: float) -> MatrixError:
+    """Too many requests from one client (or for the portal as a whole), as Synapse says it."""
+    return MatrixError(429, LIMIT_EXCEEDED, "Too Many Requests", retry_after)
+
+
+def unknown_token() -> MatrixError:
+    """An access token no homeserver behind the portal knows: what Synapse answers."""
+    return MatrixError(401, UNKNOWN_TOKEN, "Invalid access token passed.")
 
 
 def internal_error() -> MatrixError:

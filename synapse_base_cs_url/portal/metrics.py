@@ -70,6 +70,22 @@ class PortalMetrics:
             ("deadline",),
             registry=self.registry,
         )
+        self.client_api_requests = Counter(
+            "synapse_base_cs_url_portal_client_api_requests",
+            "Client-server API requests the gateway passed on, by homeserver, how it was chosen "
+            "(token, resolved, register, registration-session, media, user-id, default) and "
+            "the HTTP status the client got",
+            ("homeserver", "route", "status"),
+            registry=self.registry,
+        )
+        self.token_resolutions = Counter(
+            "synapse_base_cs_url_portal_token_resolutions",
+            "Access tokens the gateway had not seen: found (a homeserver knew it), unknown "
+            "(none did), malformed (a Synapse token with a bad checksum: nobody asked) or "
+            "limited (429)",
+            ("result",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -85,6 +101,12 @@ class PortalMetrics:
         count, latency = children
         count.inc()
         latency.observe(seconds)
+
+    def client_api(self, homeserver: str, route: str, status: int, seconds: float) -> None:
+        self.client_api_requests.labels(homeserver, route, str(status)).inc()
+
+    def token_resolution(self, result: str) -> None:
+        self.token_resolutions.labels(result).inc()
 
     def reject(self, errcode: str, status: int) -> None:
         self.rejected.labels(errcode, str(status)).inc()

@@ -236,6 +236,45 @@ class Upstream:
         content = await read_body(response, self._max_response_size)
         return UpstreamResponse(response.code, response.headers, content)
 
+    async def open(
+        self,
+        homeserver: Homeserver,
+        method: bytes,
+        path_and_query: bytes,
+        *,
+        headers: Iterable[tuple[bytes, list[bytes]]],
+        body: IBodyProducer | bytes | None,
+        timeout: float,
+    ) -> AgentResponse:
+        """Send a request whose answer is streamed by the caller: the answer's status and
+        headers within ``timeout`` seconds (its body as it comes, via ``deliverBody``)."""
+        request_headers = Headers()
+        for name, values in headers:
+            request_headers.setRawHeaders(name, values)
+        if isinstance(body, bytes):
+            producer: IBodyProducer | None = cast(IBodyProducer, BytesProducer(body))
+        else:
+            producer = body
+        url = homeserver.proxy_url.encode() + path_and_query
+        d = self._agent.request(method, url, request_headers, producer)
+        timed_out = False
+
+        def on_timeout() -> None:
+            nonlocal timed_out
+            timed_out = True
+            d.cancel()
+
+        timer = self._reactor.callLater(timeout, on_timeout)
+        try:
+            return cast(AgentResponse, await d)
+        except Exception as e:
+            if timed_out:
+                raise errors.timed_out(homeserver.name, timeout) from None
+            raise as_matrix_error(homeserver, e, self._timeouts.connect) from None
+        finally:
+            if timer.active():
+                timer.cancel()
+
     async def close(self) -> None:
         await self.pool.closeCachedConnections()  # type: ignore[no-untyped-call]
 

@@ -6,8 +6,9 @@ A password (or third-party id, or appservice) login is decided at once from its 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from twisted.internet import defer
@@ -43,7 +44,12 @@ class LoginHandler:
         sso_tokens: SsoTokenStore,
         metrics: PortalMetrics,
         clock: Clock,
+        *,
+        learn: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        """``learn(access_token, homeserver)`` is told of every login proxied through (the
+        client-server gateway remembers where the token belongs)."""
+        self._learn = learn
         self._config = config
         self._router = LoginRouter(config)
         self._upstream = upstream
@@ -144,8 +150,24 @@ class LoginHandler:
         for name, values in relay_headers(response.headers):
             request.responseHeaders.setRawHeaders(name, values)
         body = amend_login_body(response.status, response.body, hs.base_url)
+        if self._learn is not None and response.status == 200:
+            await self._remember_token(body, hs.name)
         request.respond(response.status, body, content_type=None)
         self._log(attempt, response.status)
+
+    async def _remember_token(self, body: bytes, homeserver: str) -> None:
+        assert self._learn is not None
+        try:
+            token = json.loads(body).get("access_token")
+        except (ValueError, AttributeError):
+            return
+        if not isinstance(token, str) or not token:
+            return
+        try:
+            await self._learn(token, homeserver)
+        except errors.MatrixError as e:
+            # The login itself succeeded: the token is found again (asked for) when used.
+            logger.warning("login: could not remember the token's homeserver: %s", e.message)
 
     def _log(self, attempt: LoginAttempt, status: int, problem: str = "") -> None:
         seconds = self._clock.seconds() - attempt.started

@@ -47,10 +47,13 @@ def _connection_tokens(headers: Headers) -> set[bytes]:
 
 
 def forward_headers(
-    headers: Headers, *, client_ip: str, scheme: str
+    headers: Headers, *, client_ip: str, scheme: str, keep_encoding: bool = False
 ) -> list[tuple[bytes, list[bytes]]]:
-    """The headers to send upstream for a client request carrying ``headers``."""
-    drop = HOP_BY_HOP | _REQUEST_DROPPED | _connection_tokens(headers)
+    """The headers to send upstream for a client request carrying ``headers``.
+    ``keep_encoding``: pass ``Accept-Encoding`` on (the gateway relays answers as they are;
+    a login answer is read and amended, so it is asked for uncompressed)."""
+    dropped = _REQUEST_RECOMPUTED | {b"forwarded"} if keep_encoding else _REQUEST_DROPPED
+    drop = HOP_BY_HOP | dropped | _connection_tokens(headers)
     out = [
         (name, list(values))
         for name, values in headers.getAllRawHeaders()

@@ -88,6 +88,25 @@ class RedisState:
             result = await self._run("EVAL", GETDEL_SCRIPT, 1, full)
         return None if result is None else str(result)
 
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        """``SET key value EX ttl``."""
+        await self._run("SET", self.prefix + key, value, "EX", ttl_seconds)
+
+    async def get_extending(self, key: str, ttl_seconds: int) -> str | None:
+        """The value of ``key``, its lifetime extended to ``ttl_seconds`` (``GETEX``, or
+        ``GET`` then ``EXPIRE`` before Redis 6.2)."""
+        full = self.prefix + key
+        if self._has_getdel:  # GETEX came with GETDEL, in 6.2
+            result = await self._run("GETEX", full, "EX", ttl_seconds)
+        else:
+            result = await self._run("GET", full)
+            if result is not None:
+                await self._run("EXPIRE", full, ttl_seconds)
+        return None if result is None else str(result)
+
+    async def delete(self, key: str) -> None:
+        await self._run("DEL", self.prefix + key)
+
     async def _run(self, *command: Any) -> Any:
         d: defer.Deferred[Any] = self._connection.execute_command(*command)
         d.addTimeout(self._timeout, self._clock)  # type: ignore[arg-type]

@@ -47,6 +47,9 @@ class PortalChannel(http.HTTPChannel):
 
     site: PortalSite
     _deadline: DelayedCall | None = None
+    request_line: tuple[bytes, bytes] | None = None
+    """(method, target) of the request being received, as soon as its first line is in."""
+    _awaiting_request_line = True
 
     def connectionMade(self) -> None:
         base: Any = super()
@@ -64,8 +67,18 @@ class PortalChannel(http.HTTPChannel):
         base: Any = super()
         base.allHeadersReceived()
 
+    def lineReceived(self, line: bytes) -> None:
+        if self._awaiting_request_line and line:
+            parts = line.split(b" ")
+            if len(parts) == 3:
+                self.request_line = (parts[0], parts[1])
+            self._awaiting_request_line = False
+        base: Any = super()
+        base.lineReceived(line)
+
     def allContentReceived(self) -> None:
         self._stop()
+        self._awaiting_request_line = True
         base: Any = super()
         base.allContentReceived()
 
@@ -131,6 +144,9 @@ class PortalSite(server.Site):
         self.metrics = metrics
         self.channels: set[PortalChannel] = set()
         self.draining = False
+        self.stream_body: Any = None
+        """Set by the client-server gateway: ``(request, method, target, length) -> bool``,
+        whether it takes a request's body as it arrives."""
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.channels) >= self.limits.max:

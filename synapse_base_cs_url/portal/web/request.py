@@ -38,6 +38,10 @@ class PortalRequest(server.Request):
     """The body was longer than ``max_body_size`` (only the first part of it is kept)."""
     client_gone = False
     """The client closed the connection before the answer was written."""
+    upload: Any = None
+    """The gateway's ``UploadStream`` when the body goes to a homeserver as it arrives."""
+    exchange: Any = None
+    """The gateway's exchange, when it started as the headers came in."""
     _received = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -51,6 +55,12 @@ class PortalRequest(server.Request):
     # -- receiving (called by Twisted's HTTP channel) -------------------------------------------
 
     def gotLength(self, length: int | None) -> None:
+        # The client-server gateway streams bodies: hand this one over as it arrives.
+        start = getattr(getattr(self.channel, "site", None), "stream_body", None)
+        line = getattr(self.channel, "request_line", None)
+        if start is not None and line is not None and length != 0 and start(self, *line, length):
+            self.content = io.BytesIO()
+            return
         if length is not None and length > self.max_body_size:
             self.too_large = True
         # Always in memory (at most max_body_size is kept): Twisted would spool a body
@@ -59,12 +69,21 @@ class PortalRequest(server.Request):
         self.content = io.BytesIO()
 
     def handleContentChunk(self, data: bytes) -> None:
+        if self.upload is not None:
+            self.upload.feed(data)
+            return
         self._received += len(data)
         if self._received > self.max_body_size:
             self.too_large = True
         if not self.too_large:
             base: Any = super()
             base.handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.upload is not None:
+            self.upload.finish()
+        base: Any = super()
+        base.requestReceived(command, path, version)
 
     def connectionLost(self, reason: Failure) -> None:
         self.client_gone = True

@@ -22,6 +22,7 @@ Handler = Callable[[PortalRequest, "re.Match[bytes]"], "Coroutine[Any, Any, None
 site runs and whose errors it answers)."""
 
 READ = (b"GET", b"HEAD")
+ANY_METHOD = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH")
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -43,11 +44,31 @@ class Route:
 class RouteTable:
     """Routes tried in order; the first whose path and method both match serves."""
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[Route], fallback: Route | None = None) -> None:
         self._routes = tuple(routes)
+        self._fallback = fallback
+
+    def knows(self, path: bytes) -> bool:
+        """Whether one of the portal's own routes serves ``path`` (for some method)."""
+        return any(route.path.fullmatch(path) for route in self._routes)
+
+    def falls_back(self, method: bytes, path: bytes) -> bool:
+        """Whether a request goes to the fallback route (the client-server gateway)."""
+        fallback = self._fallback
+        return (
+            fallback is not None
+            and method in fallback.methods
+            and fallback.path.fullmatch(path) is not None
+            and not self.knows(path)
+        )
 
     def find(self, method: bytes, path: bytes) -> tuple[Handler, re.Match[bytes]]:
-        """The handler for ``method`` on ``path``; a :class:`MatrixError` 404 or 405 if none."""
+        """The handler for ``method`` on ``path``; a :class:`MatrixError` 404 or 405 if none.
+        The fallback route, if any, takes what no other route knows."""
+        if self._fallback is not None and self.falls_back(method, path):
+            match = self._fallback.path.fullmatch(path)
+            assert match is not None
+            return self._fallback.handler, match
         path_known = False
         for route in self._routes:
             match = route.path.fullmatch(path)

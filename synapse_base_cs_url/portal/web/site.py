@@ -17,12 +17,14 @@ from twisted.web.resource import Resource
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
+from synapse_base_cs_url.portal.gateway.decision import DECISION_PATH, Decisions
+from synapse_base_cs_url.portal.gateway.handler import CLIENT_API, Gateway
 from synapse_base_cs_url.portal.login.handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
 from synapse_base_cs_url.portal.sso.handler import SSO_REDIRECT_PATH, SsoHandler
 from synapse_base_cs_url.portal.web.request import PortalRequest
-from synapse_base_cs_url.portal.web.routes import READ, Route, RouteTable
+from synapse_base_cs_url.portal.web.routes import ANY_METHOD, READ, Route, RouteTable
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -42,6 +44,8 @@ def portal_routes(
     *,
     metrics: PortalMetrics,
     ready: Callable[[], Awaitable[str | None]],
+    gateway: Gateway | None = None,
+    decisions: Decisions | None = None,
 ) -> RouteTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
@@ -83,7 +87,14 @@ def portal_routes(
     ]
     if config.metrics:
         routes.append(Route.of(METRICS_PATH, [b"GET"], metrics_page))
-    return RouteTable(routes)
+    if decisions is not None:
+        decide = decisions.decide
+        routes.append(Route.of(DECISION_PATH, READ, lambda request, _: decide(request)))
+    fallback = None
+    if gateway is not None:
+        handle = gateway.handle
+        fallback = Route.of(CLIENT_API, ANY_METHOD, lambda request, _: handle(request))
+    return RouteTable(routes, fallback)
 
 
 class PortalResource(Resource):

@@ -1,0 +1,4 @@
+"""The client-server gateway (``client_api: proxy``): every client-server API request the
+portal does not answer itself goes to the user's homeserver, found by access token (learnt
+when a login passes through, else asked of the homeservers), by registration, media server
+name or user id in the path, else the default homeserver. Bodies stream both ways."""

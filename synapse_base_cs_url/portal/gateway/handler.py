@@ -1,0 +1,233 @@
+"""The gateway's requests: route, forward with streaming bodies, relay the answer, and learn
+or forget tokens on the way.
+
+A request with a body starts its exchange as soon as its headers are in (``begin``), so the
+body streams to the homeserver while it arrives; the answer is written once Twisted hands
+the complete request to the resource (``handle``). A request without a body, or a
+registration (routed by what its body says), starts there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from twisted.internet import defer
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.gateway.route import REGISTER, GatewayRouter, Target
+from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, UploadTooLarge
+from synapse_base_cs_url.portal.login.proxy import HOP_BY_HOP, forward_headers
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.upstream import AgentResponse, Upstream, read_body
+from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+CLIENT_API = re.compile(rb"/_matrix/(?:client|media)/.*")
+SYNC = re.compile(rb"/_matrix/client/(?:r0|v3)/sync")
+REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
+FORGETS = re.compile(rb"/_matrix/client/(?:r0|v3)/(?:logout(?:/all)?|account/deactivate)")
+#: Answers the gateway reads whole to learn from (small JSON: registration, refresh).
+LEARN_LIMIT = 64 * 1024
+_DROPPED = frozenset({b"date", b"server"})
+
+
+def is_client_api(path: bytes) -> bool:
+    return CLIENT_API.fullmatch(path) is not None
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: PortalConfig,
+        upstream: Upstream,
+        router: GatewayRouter,
+        metrics: PortalMetrics,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.upstream = upstream
+        self.router = router
+        self.metrics = metrics
+        self.clock = clock
+
+    def streams(self, method: bytes, path: bytes) -> bool:
+        """Whether a request's body goes to the homeserver as it arrives (everything but a
+        registration, which is routed by its body)."""
+        return not (method == b"POST" and REGISTER.fullmatch(path))
+
+    def begin(self, request: PortalRequest, method: bytes, uri: bytes, length: int | None) -> None:
+        """Headers are in and a body follows: start the exchange now."""
+        transport: Any = request.channel.transport
+        stream = UploadStream(transport, length, self.config.gateway.max_upload_size)
+        request.upload = stream
+        request.exchange = Exchange(self, request, method, uri, stream)
+
+    async def handle(self, request: PortalRequest) -> None:
+        """The complete request is in: answer it."""
+        exchange = request.exchange
+        if exchange is None:
+            body = request.body() if request.method_bytes == b"POST" else None
+            if request.too_large:
+                raise errors.too_large(self.config.max_body_size)
+            exchange = Exchange(self, request, request.method_bytes, request.uri_bytes, body)
+        await exchange.respond()
+
+    def timeout_for(self, path: bytes, query: bytes) -> float:
+        """Seconds until the answer must start: a /sync as long as the client asked, plus a
+        margin; anything else ``timeouts.client_api``."""
+        timeouts = self.config.timeouts
+        if SYNC.fullmatch(path):
+            match = re.search(rb"(?:^|&)timeout=(\d{1,9})(?:&|$)", query)
+            if match is not None:
+                return int(match.group(1)) / 1000 + timeouts.long_poll_margin
+        return timeouts.client_api
+
+
+class Exchange:
+    """One gateway request and its homeserver's answer."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        request: PortalRequest,
+        method: bytes,
+        uri: bytes,
+        body: UploadStream | bytes | None,
+    ) -> None:
+        self.gateway = gateway
+        self.request = request
+        self.method = method
+        self.uri = uri
+        self.body = body
+        self.started = gateway.clock.seconds()
+        self.target: Target | None = None
+        self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
+        self.sent.addErrback(self._send_failed)
+        self._failure: Exception | None = None
+
+    async def _send(self) -> AgentResponse:
+        gateway, request = self.gateway, self.request
+        path, _, query = self.uri.partition(b"?")
+        client_ip, scheme = client_address(request, x_forwarded=gateway.config.listen.x_forwarded)
+        raw_body = self.body if isinstance(self.body, bytes) else None
+        self.target = await gateway.router.route(
+            self.method,
+            path,
+            query,
+            authorization=request.header(b"authorization"),
+            client_ip=client_ip,
+            body=raw_body,
+        )
+        if isinstance(self.body, UploadStream) and self.body.too_large:
+            raise errors.too_large(gateway.config.gateway.max_upload_size)
+        headers = forward_headers(
+            request.requestHeaders, client_ip=client_ip, scheme=scheme, keep_encoding=True
+        )
+        body: Any = self.body  # an UploadStream is an IBodyProducer (a zope interface)
+        return await gateway.upstream.open(
+            self.target.homeserver,
+            self.method,
+            self.uri,
+            headers=headers,
+            body=body,
+            timeout=gateway.timeout_for(path, query),
+        )
+
+    def _send_failed(self, failure: Any) -> Any:
+        # Nobody will read the rest of an upload that could not be sent.
+        if isinstance(self.body, UploadStream):
+            self.body.discard()
+        return failure
+
+    async def respond(self) -> None:
+        request = self.request
+        finished = request.when_finished()
+        finished.addErrback(lambda _: self.sent.cancel())
+        try:
+            response = await self.sent
+        except UploadTooLarge:
+            raise errors.too_large(self.gateway.config.gateway.max_upload_size) from None
+        except errors.MatrixError as e:
+            self._count(e.status)
+            raise
+        assert self.target is not None
+        request.setResponseCode(response.code)
+        for name, values in response.headers.getAllRawHeaders():
+            lower = name.lower()
+            if lower in HOP_BY_HOP or lower in _DROPPED or lower.startswith(b"access-control-"):
+                continue
+            request.responseHeaders.setRawHeaders(name, values)
+        path = self.uri.partition(b"?")[0]
+        if self._learns(path, response.code):
+            await self._learn_and_write(response, path)
+        else:
+            await self._stream(response)
+            if response.code == 200 and FORGETS.fullmatch(path) and self.target.key:
+                await self.gateway.router.forget(self.target.key)
+        self._count(response.code)
+
+    def _learns(self, path: bytes, status: int) -> bool:
+        return self.method == b"POST" and (
+            (REGISTER.fullmatch(path) is not None and status in (200, 401))
+            or (REFRESH.fullmatch(path) is not None and status == 200)
+        )
+
+    async def _learn_and_write(self, response: AgentResponse, path: bytes) -> None:
+        assert self.target is not None
+        data = await read_body(response, LEARN_LIMIT)
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            answer = None
+        name = self.target.homeserver.name
+        if isinstance(answer, dict):
+            token = answer.get("access_token")
+            session = answer.get("session")
+            if response.code == 200 and isinstance(token, str) and token:
+                await self.gateway.router.learn(token, name)
+            elif response.code == 401 and isinstance(session, str) and session:
+                await self.gateway.router.follow_registration(session, name)
+        self.request.set_header(b"Content-Length", str(len(data)).encode())
+        if not self.request.client_gone:
+            self.request.write(data)  # type: ignore[no-untyped-call]
+            self.request.finish()  # type: ignore[no-untyped-call]
+
+    async def _stream(self, response: AgentResponse) -> None:
+        request = self.request
+        relay = Relay(request, self.gateway.clock, self.gateway.config.timeouts.client_api)
+        response.deliverBody(relay)
+        gone = request.when_finished()
+        gone.addErrback(lambda _: relay.abort())
+        try:
+            await relay.done
+        except Exception as e:
+            logger.info(
+                "client-api %s %s: the answer broke off (%s)",
+                self.method.decode("ascii", "replace"),
+                self.uri.partition(b"?")[0].decode("utf-8", "replace"),
+                type(e).__name__,
+            )
+            transport: Any = request.channel.transport if request.channel else None
+            if transport is not None:
+                transport.abortConnection()
+            return
+        finally:
+            if request.producer is not None:
+                request.unregisterProducer()  # type: ignore[no-untyped-call]
+        if not request.client_gone and not request.finished:
+            request.finish()  # type: ignore[no-untyped-call]
+
+    def _count(self, status: int) -> None:
+        target = self.target
+        self.gateway.metrics.client_api(
+            target.homeserver.name if target else "-",
+            target.reason if target else "-",
+            status,
+            self.gateway.clock.seconds() - self.started,
+        )

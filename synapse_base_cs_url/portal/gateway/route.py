@@ -1,0 +1,162 @@
+"""Which homeserver a client-server API request goes to.
+
+1. With an access token: the homeserver the token map names (learnt when a login,
+   registration or token refresh passed through the portal), else the one that knows it when
+   asked (``resolve``); nobody: ``401 M_UNKNOWN_TOKEN``.
+2. Without one: ``POST /register`` by its ``username`` with the login routes, and the rest
+   of that registration by its ``auth.session``; media downloads and thumbnails by the server
+   name in their path (``homeservers.<name>.server_name``); a path naming a user id by that
+   user, with the login routes; anything else: ``default_homeserver``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
+
+import attr
+
+from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import Homeserver, PortalConfig
+from synapse_base_cs_url.portal.gateway.map import SESSION_PREFIX, TOKEN_PREFIX, TokenMap
+from synapse_base_cs_url.portal.gateway.resolve import Resolver
+from synapse_base_cs_url.portal.gateway.tokens import access_token, token_key
+from synapse_base_cs_url.portal.login.body import PASSWORD_TYPE
+from synapse_base_cs_url.portal.login.decide import LoginRouter
+from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+
+REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
+MEDIA = re.compile(
+    rb"/_matrix/(?:media/(?:r0|v1|v3)|client/v1/media)/(?:download|thumbnail)/([^/]+)/[^/]+(?:/.*)?"
+)
+#: A path segment that is a user id (percent-encoded or not).
+USER_ID_SEGMENT = re.compile(r"/(@[^/:]+:[^/]+)")
+#: How long a registration's user-interactive session is followed (Synapse: 24 hours).
+SESSION_TTL = 24 * 3600.0
+
+T = TypeVar("T")
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Target:
+    """Where a request goes and why (for the log line)."""
+
+    homeserver: Homeserver
+    reason: str
+    """``token``, ``resolved``, ``register``, ``registration-session``, ``media``,
+    ``user-id`` or ``default``."""
+    key: str | None = None
+    """The hash of the request's access token, if it had one."""
+
+
+class GatewayRouter:
+    def __init__(self, config: PortalConfig, tokens: TokenMap, resolver: Resolver) -> None:
+        self._config = config
+        self._homeservers = config.homeservers
+        self._tokens = tokens
+        self._resolver = resolver
+        self._logins = LoginRouter(config)
+        self._by_server_name = {
+            hs.server_name: hs for hs in config.homeservers.values() if hs.server_name
+        }
+
+    async def route(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        *,
+        authorization: bytes | None,
+        client_ip: str,
+        body: bytes | None = None,
+    ) -> Target:
+        token = access_token(authorization, query)
+        if token is not None:
+            return await self._by_token(token, client_ip)
+        if method == b"POST" and REGISTER.fullmatch(path):
+            return await self._registration(body or b"", client_ip)
+        media = MEDIA.fullmatch(path)
+        if media is not None:
+            server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
+            hs = self._by_server_name.get(server)
+            if hs is not None:
+                return Target(hs, "media")
+        user_id = _user_id_in(path)
+        if user_id is not None:
+            return Target(self._by_user(user_id, client_ip), "user-id")
+        return self._default()
+
+    async def learn(self, token: str, homeserver: str) -> None:
+        """Remember ``token``'s homeserver (a login, registration or refresh passed through)."""
+        await self._guarded(
+            self._tokens.remember(
+                TOKEN_PREFIX + token_key(token), homeserver, self._config.gateway.token_ttl
+            )
+        )
+
+    async def forget(self, key: str) -> None:
+        """Forget a token (by its hash): it logged out, or its account was deactivated."""
+        await self._guarded(self._tokens.forget(TOKEN_PREFIX + key))
+
+    async def follow_registration(self, session: str, homeserver: str) -> None:
+        await self._guarded(
+            self._tokens.remember(SESSION_PREFIX + session, homeserver, SESSION_TTL)
+        )
+
+    async def _by_token(self, token: str, client_ip: str) -> Target:
+        key = token_key(token)
+        ttl = self._config.gateway.token_ttl
+        name = await self._guarded(self._tokens.lookup(TOKEN_PREFIX + key, ttl))
+        if name is not None and name in self._homeservers:
+            return Target(self._homeservers[name], "token", key)
+        name = await self._resolver.resolve(token, key, client_ip)
+        if name is None:
+            raise errors.unknown_token()
+        await self._guarded(self._tokens.remember(TOKEN_PREFIX + key, name, ttl))
+        return Target(self._homeservers[name], "resolved", key)
+
+    async def _registration(self, body: bytes, client_ip: str) -> Target:
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        if not isinstance(parsed, Mapping):
+            parsed = {}
+        auth = parsed.get("auth")
+        session = auth.get("session") if isinstance(auth, Mapping) else None
+        if isinstance(session, str) and session:
+            name = await self._guarded(self._tokens.lookup(SESSION_PREFIX + session, SESSION_TTL))
+            if name is not None and name in self._homeservers:
+                return Target(self._homeservers[name], "registration-session")
+        username = parsed.get("username")
+        if isinstance(username, str) and username:
+            login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": username}}
+            selection = self._logins.decide(login, PASSWORD_TYPE, client_ip)
+            return Target(selection.target, "register")
+        return self._default()
+
+    def _by_user(self, user_id: str, client_ip: str) -> Homeserver:
+        login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user_id}}
+        return self._logins.decide(login, PASSWORD_TYPE, client_ip).target
+
+    def _default(self) -> Target:
+        return Target(self._homeservers[self._config.default_homeserver], "default")
+
+    async def _guarded(self, work: Awaitable[T]) -> T:
+        """The token map's answer; its state being unavailable is a 503 for the client."""
+        try:
+            return await work
+        except StateUnavailable:
+            raise errors.unavailable("This request", STATE_RETRY_AFTER) from None
+
+
+def _user_id_in(path: bytes) -> str | None:
+    text = urllib.parse.unquote(path.decode("utf-8", "replace"))
+    match = USER_ID_SEGMENT.search(text)
+    if match is None or localpart_of(match.group(1)) is None:
+        return None
+    return match.group(1)

@@ -1,0 +1,59 @@
+"""Access tokens as the gateway sees them: where a request carries one, what key it is
+remembered under (never the token itself), and whether a Synapse token is well formed."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import urllib.parse
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def access_token(authorization: bytes | None, query: bytes) -> str | None:
+    """The request's access token: ``Authorization: Bearer``, else the ``access_token``
+    query parameter that older clients send."""
+    if authorization:
+        scheme, _, value = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and value.strip():
+            return value.strip().decode("ascii", "replace")
+    if b"access_token=" in query:
+        values = urllib.parse.parse_qs(query.decode("ascii", "replace")).get("access_token")
+        if values and values[0]:
+            return values[0]
+    return None
+
+
+def token_key(token: str) -> str:
+    """What the token map is keyed by: the token's SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_tag(token: str) -> str:
+    """For logs: a prefix of the hash, enough to follow one token, useless to use it."""
+    return token_key(token)[:12]
+
+
+def _base62(num: int, width: int) -> str:
+    digits = ""
+    while num:
+        num, rem = divmod(num, 62)
+        digits = _BASE62[rem] + digits
+    return "0" * (width - len(digits)) + digits
+
+
+def synapse_token_malformed(token: str) -> bool:
+    """Whether ``token`` looks like a Synapse access token (``syt_<localpart>_<random>_<crc>``)
+    whose checksum is wrong: no homeserver can know it, so nobody need be asked. Tokens of
+    other shapes (older Synapse, other servers) are not judged."""
+    if not token.startswith("syt_"):
+        return False
+    parts = token.split("_", 4)
+    if len(parts) != 4:
+        return True
+    base = "_".join(parts[:3])
+    try:
+        expected = _base62(binascii.crc32(base.encode("ascii")), 6)
+    except UnicodeEncodeError:
+        return True
+    return parts[3] != expected
