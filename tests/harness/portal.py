@@ -68,6 +68,9 @@ def portal_homeserver(
         modules.append(module_entry(base_cs_url=hs.base_url))
     hs.config["modules"] = modules
     hs.config["listeners"][0]["x_forwarded"] = x_forwarded
+    # Registration through the portal's client-server gateway (user-interactive, dummy).
+    hs.config["enable_registration"] = True
+    hs.config["enable_registration_without_verification"] = True
     return hs, recorder
 
 

@@ -181,7 +181,10 @@ CASES = [
         "max_body_size: must be a positive whole number of bytes, not '64k'",
     ),
     (_set("timeouts", 5), "timeouts: must be a mapping with connect and total, not int"),
-    (_set("timeouts", {"read": 1}), "timeouts: unknown key 'read'; allowed keys: client_api, connect, long_poll_margin, total"),
+    (
+        _set("timeouts", {"read": 1}),
+        "timeouts: unknown key 'read'; allowed keys: client_api, connect, long_poll_margin, total",
+    ),
     (
         _set("timeouts", {"connect": "1s"}),
         "timeouts.connect: must be a number of seconds, not '1s'",

@@ -1,0 +1,399 @@
+"""The client-server gateway (``client_api: proxy``) with real clients that ignore the login's
+``well_known``: matrix-nio and mautrix log in through the portal and then do everything
+through the portal's address; registration; unknown, made-up and malformed tokens; a
+restarted portal; and the same through nginx asking the portal's decision endpoint.
+
+Homeservers: ``hs1.test`` and ``hs2.test`` of the shared portal fixtures (with the module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+from mautrix.client import Client as MautrixClient
+from nio import (
+    AsyncClient,
+    DownloadResponse,
+    LoginResponse,
+    LogoutResponse,
+    RoomCreateResponse,
+    RoomSendResponse,
+    SyncResponse,
+    UploadResponse,
+)
+
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
+from tests.harness.constants import PASSWORD
+from tests.harness.nginx import NginxProcess
+from tests.harness.portal import Homeservers
+
+pytestmark = pytest.mark.integration
+
+FIVE_MB = 5 * 1024 * 1024
+WHOAMI = "/_matrix/client/v3/account/whoami"
+USERS = {"hs1": ("gw_alice", "@gw_alice:hs1.test"), "hs2": ("h2_gw_bob", "@h2_gw_bob:hs2.test")}
+
+
+def gateway_config(homeservers: Homeservers, mode: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "public_baseurl": "https://portal.example.com",
+        "mode": mode,
+        "client_api": "proxy",
+        "homeservers": {
+            "hs1": {"base_url": homeservers.hs1.base_url, "server_name": "hs1.test"},
+            "hs2": {"base_url": homeservers.hs2.base_url, "server_name": "hs2.test"},
+        },
+        "routes": [
+            {"name": "hs2-users", "match": {"user_id": "@.*:hs2\\.test"}, "homeserver": "hs2"},
+            {"name": "hs2-localparts", "match": {"localpart": "h2_.*"}, "homeserver": "hs2"},
+        ],
+        "default_homeserver": "hs1",
+        "discovery_cache_ttl": 2,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def users(homeservers: Homeservers) -> dict[str, tuple[str, str]]:
+    for name, (localpart, _) in USERS.items():
+        homeservers.by_name(name).register_user(localpart, PASSWORD)
+    return USERS
+
+
+@pytest.fixture(scope="module")
+def gateways(homeservers: Homeservers, start_portal: Any, users: Any) -> dict[str, PortalProcess]:
+    return {
+        mode: start_portal(f"gateway-{mode}", gateway_config(homeservers, mode))
+        for mode in ("redirect", "proxy")
+    }
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def admin_token(hs: SynapseProcess) -> str:
+    localpart = "gwadmin" + secrets.token_hex(3)
+    user = hs.register_user(localpart, PASSWORD, admin=True)
+    token: str = hs.password_login(user, PASSWORD).json()["access_token"]
+    return token
+
+
+def room_on(hs: SynapseProcess, room_id: str) -> int:
+    """Status of the admin API's view of ``room_id`` on ``hs`` (200: it is there)."""
+    result = requests.get(
+        f"{hs.base_url}/_synapse/admin/v1/rooms/{room_id}",
+        headers=bearer(admin_token(hs)),
+        timeout=30,
+    )
+    return result.status_code
+
+
+def messages_on(hs: SynapseProcess, room_id: str, token: str) -> list[str]:
+    result = requests.get(
+        f"{hs.base_url}/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=20",
+        headers=bearer(token),
+        timeout=30,
+    )
+    assert result.status_code == 200, result.text
+    return [e["content"].get("body", "") for e in result.json()["chunk"]]
+
+
+def check_session_landed(
+    homeservers: Homeservers, hs_name: str, room_id: str, token: str, text: str
+) -> None:
+    own = homeservers.by_name(hs_name)
+    other = homeservers.by_name("hs2" if hs_name == "hs1" else "hs1")
+    # Room ids of room version 12 name no server: ask both homeservers.
+    assert room_on(own, room_id) == 200
+    assert text in messages_on(own, room_id, token)
+    assert room_on(other, room_id) == 404
+
+
+@pytest.mark.parametrize("mode", ["redirect", "proxy"])
+@pytest.mark.parametrize("hs_name", ["hs1", "hs2"])
+def test_matrix_nio_through_the_portal_only(
+    gateways: dict[str, PortalProcess], homeservers: Homeservers, mode: str, hs_name: str
+) -> None:
+    portal = gateways[mode]
+    localpart, user_id = USERS[hs_name]
+    text = f"hello from nio via {mode} {secrets.token_hex(4)}"
+    payload = os.urandom(FIVE_MB)
+
+    async def session() -> tuple[str, str, str]:
+        client = AsyncClient(portal.url, localpart)
+        try:
+            login = await client.login(PASSWORD)
+            assert isinstance(login, LoginResponse), login
+            assert login.user_id == user_id
+            assert client.homeserver == portal.url  # nio stays at the portal's address
+            assert isinstance(await client.sync(timeout=1000), SyncResponse)
+            room = await client.room_create(name="gateway test")
+            assert isinstance(room, RoomCreateResponse), room
+            sent = await client.room_send(
+                room.room_id, "m.room.message", {"msgtype": "m.text", "body": text}
+            )
+            assert isinstance(sent, RoomSendResponse), sent
+            upload, _ = await client.upload(
+                lambda *_: payload, content_type="application/octet-stream", filesize=FIVE_MB
+            )
+            assert isinstance(upload, UploadResponse), upload
+            assert upload.content_uri.startswith(f"mxc://{hs_name}.test/")
+            download = await client.download(mxc=upload.content_uri)
+            assert isinstance(download, DownloadResponse), download
+            assert download.body == payload
+            token = client.access_token
+            logout = await client.logout()
+            assert isinstance(logout, LogoutResponse), logout
+            return room.room_id, token, login.access_token
+        finally:
+            await client.close()
+
+    room_id, token, _ = asyncio.run(session())
+    after = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert after.status_code == 401
+    assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
+    # The room and the message live on the user's own homeserver (checked there, with a
+    # fresh login, since the test's one is gone), and nowhere else.
+    fresh = homeservers.by_name(hs_name).password_login(localpart, PASSWORD).json()
+    check_session_landed(homeservers, hs_name, room_id, fresh["access_token"], text)
+
+
+@pytest.mark.parametrize("mode", ["redirect", "proxy"])
+@pytest.mark.parametrize("hs_name", ["hs1", "hs2"])
+def test_mautrix_through_the_portal_only(
+    gateways: dict[str, PortalProcess], homeservers: Homeservers, mode: str, hs_name: str
+) -> None:
+    portal = gateways[mode]
+    localpart, user_id = USERS[hs_name]
+    text = f"hello from mautrix via {mode} {secrets.token_hex(4)}"
+    payload = os.urandom(FIVE_MB)
+
+    async def session() -> tuple[str, str]:
+        http = aiohttp.ClientSession()
+        client = MautrixClient(base_url=portal.url, client_session=http)
+        try:
+            login = await client.login(identifier=localpart, password=PASSWORD)
+            assert str(login.user_id) == user_id
+            assert str(client.api.base_url) == portal.url  # mautrix stays at the portal
+            await client.sync(timeout=1000)
+            room_id = await client.create_room(name="gateway test")
+            await client.send_text(room_id, text)
+            mxc = await client.upload_media(payload, mime_type="application/octet-stream")
+            assert str(mxc).startswith(f"mxc://{hs_name}.test/")
+            assert await client.download_media(mxc) == payload
+            token = client.api.token
+            await client.logout()
+            return str(room_id), token
+        finally:
+            await http.close()
+
+    room_id, token = asyncio.run(session())
+    after = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert (after.status_code, after.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    fresh = homeservers.by_name(hs_name).password_login(localpart, PASSWORD).json()
+    check_session_landed(homeservers, hs_name, room_id, fresh["access_token"], text)
+
+
+def whoami_requests(hs: SynapseProcess) -> int:
+    return len(re.findall(r'"GET /_matrix/client/v3/account/whoami', hs.log_text()))
+
+
+def metric(portal: PortalProcess, name: str, **labels: str) -> float:
+    text = requests.get(portal.url + "/metrics", timeout=30).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_token_first_seen_by_a_restarted_portal_is_resolved(
+    homeservers: Homeservers, start_portal: Any, users: Any
+) -> None:
+    first = start_portal("gw-before", gateway_config(homeservers, "proxy"))
+    login = requests.post(
+        first.url + "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "h2_gw_bob"},
+            "password": PASSWORD,
+        },
+        timeout=30,
+    )
+    token = login.json()["access_token"]
+    # Learnt from the proxied login: no homeserver is asked.
+    asked = whoami_requests(homeservers.hs1)
+    assert requests.get(first.url + WHOAMI, headers=bearer(token), timeout=30).status_code == 200
+    assert metric(first, "synapse_base_cs_url_portal_token_resolutions_total", result="found") == 0
+    first.stop()
+    again = start_portal("gw-after", gateway_config(homeservers, "proxy"))
+    me = requests.get(again.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert (me.status_code, me.json()["user_id"]) == (200, "@h2_gw_bob:hs2.test")
+    assert metric(again, "synapse_base_cs_url_portal_token_resolutions_total", result="found") == 1
+    assert whoami_requests(homeservers.hs1) == asked + 1  # asked once, during the resolution
+    # Remembered from then on.
+    requests.get(again.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert metric(again, "synapse_base_cs_url_portal_token_resolutions_total", result="found") == 1
+
+
+def test_a_malformed_synapse_token_costs_no_homeserver_request(
+    gateways: dict[str, PortalProcess], homeservers: Homeservers
+) -> None:
+    portal = gateways["proxy"]
+    before = whoami_requests(homeservers.hs1) + whoami_requests(homeservers.hs2)
+    made_up = "syt_Z3dfYWxpY2U_" + "a" * 20 + "_000000"
+    result = requests.get(portal.url + WHOAMI, headers=bearer(made_up), timeout=30)
+    assert (result.status_code, result.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert result.json()["soft_logout"] is False
+    assert whoami_requests(homeservers.hs1) + whoami_requests(homeservers.hs2) == before
+    assert (
+        metric(portal, "synapse_base_cs_url_portal_token_resolutions_total", result="malformed")
+        >= 1
+    )
+    assert made_up not in portal.logs()
+
+
+def test_a_burst_of_made_up_tokens_is_limited(homeservers: Homeservers, start_portal: Any) -> None:
+    config = gateway_config(
+        homeservers, "proxy", gateway={"resolve_burst": 3, "resolve_per_second": 0.2}
+    )
+    portal = start_portal("gw-limits", config)
+    before = whoami_requests(homeservers.hs1) + whoami_requests(homeservers.hs2)
+    statuses = []
+    for _ in range(10):
+        token = "made-up-" + secrets.token_hex(8)
+        result = requests.get(
+            portal.url + "/_matrix/client/v3/account/whoami?access_token=" + token, timeout=30
+        )
+        statuses.append(result.status_code)
+        if result.status_code == 429:
+            assert result.json()["errcode"] == "M_LIMIT_EXCEEDED"
+            assert result.json()["retry_after_ms"] > 0
+            assert int(result.headers["Retry-After"]) >= 1
+    assert statuses[:3] == [401, 401, 401]
+    assert set(statuses[3:]) == {429}
+    # Three resolutions, each asking both homeservers once.
+    assert whoami_requests(homeservers.hs1) + whoami_requests(homeservers.hs2) == before + 6
+
+
+def test_registration_through_the_portal_lands_on_the_routed_homeserver(
+    gateways: dict[str, PortalProcess], homeservers: Homeservers
+) -> None:
+    portal = gateways["redirect"]
+    username = "h2_newbie_" + secrets.token_hex(3)
+    url = portal.url + "/_matrix/client/v3/register"
+    first = requests.post(url, json={"username": username, "password": PASSWORD}, timeout=30)
+    assert first.status_code == 401, first.text
+    session = first.json()["session"]
+    done = requests.post(
+        url,
+        json={
+            "username": username,
+            "password": PASSWORD,
+            "auth": {"type": "m.login.dummy", "session": session},
+        },
+        timeout=30,
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["user_id"] == f"@{username}:hs2.test"
+    token = done.json()["access_token"]
+    me = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert me.json()["user_id"] == f"@{username}:hs2.test"
+    assert "registration-session" in metric_labels(portal)
+
+
+def metric_labels(portal: PortalProcess) -> str:
+    return requests.get(portal.url + "/metrics", timeout=30).text
+
+
+def test_the_decision_endpoint_answers_only_trusted_proxies(
+    homeservers: Homeservers, start_portal: Any
+) -> None:
+    closed = start_portal(
+        "gw-untrusted",
+        gateway_config(homeservers, "proxy", gateway={"trusted_proxies": ["10.0.0.0/8"]}),
+    )
+    refused = requests.get(closed.url + "/_synapse_base_cs_url/route", timeout=30)
+    assert (refused.status_code, refused.json()["errcode"]) == (403, "M_FORBIDDEN")
+
+
+@pytest.mark.parametrize(
+    ("uri", "hs_name"),
+    [
+        ("/_matrix/media/v3/download/hs2.test/abcdef", "hs2"),
+        ("/_matrix/media/r0/thumbnail/hs1.test/abcdef?width=32&height=32", "hs1"),
+        ("/_matrix/client/v3/profile/%40h2_gw_bob%3Ahs2.test", "hs2"),
+        ("/_matrix/client/v3/publicRooms", "hs1"),
+    ],
+)
+def test_decisions_for_requests_without_a_token(
+    gateways: dict[str, PortalProcess], homeservers: Homeservers, uri: str, hs_name: str
+) -> None:
+    decision = requests.get(
+        gateways["proxy"].url + "/_synapse_base_cs_url/route",
+        headers={"X-Original-URI": uri, "X-Original-Method": "GET"},
+        timeout=30,
+    )
+    assert decision.status_code == 200
+    assert decision.headers["X-Upstream"] == homeservers.by_name(hs_name).base_url
+    assert decision.headers["X-Accel-Expires"] == "0"
+
+
+@pytest.fixture(scope="module")
+def nginx(gateways: dict[str, PortalProcess]) -> Iterator[NginxProcess]:
+    proc = NginxProcess(gateways["redirect"].port).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_the_same_session_through_nginx_and_the_decision_endpoint(
+    nginx: NginxProcess, gateways: dict[str, PortalProcess], homeservers: Homeservers
+) -> None:
+    portal = gateways["redirect"]
+    localpart, _ = USERS["hs2"]
+
+    async def session() -> tuple[str, str]:
+        client = AsyncClient(nginx.url, localpart)
+        try:
+            login = await client.login(PASSWORD)  # nginx -> portal -> 307 -> hs2
+            assert isinstance(login, LoginResponse), login
+            room = await client.room_create(name="via nginx")
+            assert isinstance(room, RoomCreateResponse), room
+            await client.room_send(
+                room.room_id, "m.room.message", {"msgtype": "m.text", "body": "via nginx"}
+            )
+            payload = os.urandom(FIVE_MB)
+            upload, _ = await client.upload(
+                lambda *_: payload, content_type="application/octet-stream", filesize=FIVE_MB
+            )
+            assert isinstance(upload, UploadResponse), upload
+            download = await client.download(mxc=upload.content_uri)
+            assert isinstance(download, DownloadResponse) and download.body == payload
+            token = client.access_token
+            assert isinstance(await client.logout(), LogoutResponse)
+            return room.room_id, token
+        finally:
+            await client.close()
+
+    before = portal.logs().count("client-api")
+    room_id, token = asyncio.run(session())
+    # The traffic went through nginx straight to hs2: the portal only decided.
+    access = nginx.access_log()
+    assert "POST /_matrix/media/v3/upload" in access or "POST /_matrix/media/r0/upload" in access
+    assert portal.logs().count("client-api") == before
+    after = requests.get(nginx.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert after.status_code == 401
+    assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
+    fresh = homeservers.hs2.password_login(localpart, PASSWORD).json()
+    check_session_landed(homeservers, "hs2", room_id, fresh["access_token"], "via nginx")
