@@ -71,6 +71,8 @@ def portal_homeserver(
     # Registration through the portal's client-server gateway (user-interactive, dummy).
     hs.config["enable_registration"] = True
     hs.config["enable_registration_without_verification"] = True
+    # Room for the gateway's 50 MB streaming test.
+    hs.config["max_upload_size"] = "100M"
     return hs, recorder
 
 

@@ -9,10 +9,14 @@ Homeservers: ``hs1.test`` and ``hs2.test`` of the shared portal fixtures (with t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import secrets
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -397,3 +401,103 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
     assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
     fresh = homeservers.hs2.password_login(localpart, PASSWORD).json()
     check_session_landed(homeservers, "hs2", room_id, fresh["access_token"], "via nginx")
+
+
+class PeakMemory:
+    """Samples a process's resident memory in the background; ``peak`` is the most seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.baseline = self.now()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def now(self) -> int:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        """Growth over the baseline, in bytes."""
+        self._stop.set()
+        self._thread.join(5)
+        return self.peak - self.baseline
+
+
+def test_50_mb_up_and_down_through_the_portal_keeps_its_memory_flat(
+    gateways: dict[str, PortalProcess], users: Any
+) -> None:
+    portal = gateways["redirect"]
+    login = requests.post(
+        portal.url + "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "gw_alice"},
+            "password": PASSWORD,
+        },
+        timeout=30,
+    )
+    token = login.json()["access_token"]
+    size, chunk = 50 * 1024 * 1024, 256 * 1024
+    block = os.urandom(chunk)
+    digest = hashlib.sha256(block * (size // chunk)).hexdigest()
+    requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)  # token known, warm
+    memory = PeakMemory(portal.pid)
+    try:
+        growth, got, received = transfer(portal, token, block, size)
+    finally:
+        memory.stop()
+    growth = memory.peak - memory.baseline
+    assert got == size
+    assert received == digest
+    assert growth < 10 * 1024 * 1024, f"the portal grew by {growth / 1e6:.1f} MB"
+
+
+class RepeatedFile:
+    """A file of ``size`` bytes (``block`` over and over) that is read as it is sent, with a
+    length, so that the upload has a Content-Length (Synapse requires one) and streams."""
+
+    def __init__(self, block: bytes, size: int) -> None:
+        self.block, self.left, self.at = block, size, 0
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, n: int = -1) -> bytes:
+        room = len(self.block) - self.at
+        take = min(self.left, room if n < 0 else min(n, room))
+        data = self.block[self.at : self.at + take]
+        self.at = (self.at + take) % len(self.block)
+        self.left -= take
+        return data
+
+
+def transfer(portal: PortalProcess, token: str, block: bytes, size: int) -> tuple[int, int, str]:
+    upload = requests.post(
+        portal.url + "/_matrix/media/v3/upload?filename=big.bin",
+        data=RepeatedFile(block, size),
+        headers={**bearer(token), "Content-Type": "application/octet-stream"},
+        timeout=300,
+    )
+    assert upload.status_code == 200, upload.text
+    server, media_id = upload.json()["content_uri"][len("mxc://") :].split("/")
+    received = hashlib.sha256()
+    got = 0
+    with requests.get(
+        f"{portal.url}/_matrix/client/v1/media/download/{server}/{media_id}",
+        headers=bearer(token),
+        stream=True,
+        timeout=300,
+    ) as download:
+        assert download.status_code == 200
+        for data in download.iter_content(64 * 1024):
+            received.update(data)
+            got += len(data)
+            time.sleep(0.002)  # a slow reader: the portal must wait, not buffer the file
+    return 0, got, received.hexdigest()
