@@ -1,0 +1,173 @@
+"""Resolving unknown tokens (limits, sharing, negative caching) and routing requests, with
+the homeservers' whoami answers played by the test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet import defer, task
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap
+from synapse_base_cs_url.portal.gateway.resolve import Resolver, TokenBuckets
+from synapse_base_cs_url.portal.gateway.route import GatewayRouter
+from synapse_base_cs_url.portal.gateway.tokens import token_key
+from synapse_base_cs_url.portal.upstream import UpstreamResponse
+from tests.harness.deferreds import settle
+
+CONFIG = PortalConfig.from_config(
+    {
+        "public_baseurl": "https://portal.example.com",
+        "client_api": "proxy",
+        "homeservers": {
+            "hs1": {"base_url": "https://hs1.example.com", "server_name": "one.example"},
+            "hs2": {"base_url": "https://hs2.example.com", "server_name": "two.example"},
+        },
+        "routes": [{"match": {"user_id": "@.*:two\\.example"}, "homeserver": "hs2"}],
+        "default_homeserver": "hs1",
+        "gateway": {"resolve_burst": 2, "resolve_per_second": 1, "resolve_concurrency": 1},
+    }
+)
+
+
+class Homeservers:
+    """Plays the homeservers' whoami: each request waits until the test answers it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, defer.Deferred[UpstreamResponse]]] = []
+
+    async def request(self, hs: Any, method: bytes, path: bytes, headers: Any) -> Any:
+        d: defer.Deferred[UpstreamResponse] = defer.Deferred()
+        self.asked.append((hs.name, d))
+        return await d
+
+    def answer(self, name: str, status: int) -> None:
+        for asked, d in self.asked:
+            if asked == name and not d.called:
+                d.callback(UpstreamResponse(status, None, b""))  # type: ignore[arg-type]
+                return
+        raise AssertionError(f"{name} was not asked")
+
+
+def setup() -> tuple[GatewayRouter, Resolver, Homeservers, task.Clock]:
+    clock, homeservers = task.Clock(), Homeservers()
+    resolver = Resolver(
+        homeservers,  # type: ignore[arg-type]
+        list(CONFIG.homeservers.values()),
+        CONFIG.gateway,
+        clock,
+    )
+    router = GatewayRouter(CONFIG, InMemoryTokenMap(100, clock), resolver)
+    return router, resolver, homeservers, clock
+
+
+def route(router: GatewayRouter, path: bytes, token: str | None = None, **kw: Any) -> Any:
+    auth = f"Bearer {token}".encode() if token else None
+    return defer.ensureDeferred(
+        router.route(b"GET", path, b"", authorization=auth, client_ip="192.0.2.1", **kw)
+    )
+
+
+def test_an_unknown_token_is_resolved_by_the_first_homeserver_that_knows_it() -> None:
+    router, _, homeservers, _ = setup()
+    d = route(router, b"/_matrix/client/v3/sync", "tok-1")
+    assert [name for name, _ in homeservers.asked] == ["hs1", "hs2"]
+    homeservers.answer("hs1", 401)
+    assert not d.called
+    homeservers.answer("hs2", 200)
+    target = settle(d)
+    assert (target.homeserver.name, target.reason, target.key) == (
+        "hs2",
+        "resolved",
+        token_key("tok-1"),
+    )
+    # Remembered: nobody is asked again.
+    again = settle(route(router, b"/_matrix/client/v3/sync", "tok-1"))
+    assert (again.homeserver.name, again.reason) == ("hs2", "token")
+    assert len(homeservers.asked) == 2
+
+
+def test_a_token_nobody_knows_is_401_and_not_asked_about_again_for_a_while() -> None:
+    router, _, homeservers, clock = setup()
+    d = route(router, b"/_matrix/client/v3/sync", "nobody")
+    homeservers.answer("hs1", 401)
+    homeservers.answer("hs2", 401)
+    with pytest.raises(errors.MatrixError) as raised:
+        settle(d)
+    assert (raised.value.status, raised.value.errcode) == (401, "M_UNKNOWN_TOKEN")
+    with pytest.raises(errors.MatrixError):
+        settle(route(router, b"/_matrix/client/v3/sync", "nobody"))
+    assert len(homeservers.asked) == 2
+    clock.advance(11)  # gateway.unknown_token_ttl
+    route(router, b"/_matrix/client/v3/sync", "nobody")
+    assert len(homeservers.asked) == 4
+
+
+def test_concurrent_requests_with_one_token_share_one_resolution() -> None:
+    router, _, homeservers, _ = setup()
+    first = route(router, b"/a", "shared")
+    second = route(router, b"/b", "shared")
+    assert len(homeservers.asked) == 2
+    homeservers.answer("hs1", 200)
+    assert settle(first).homeserver.name == settle(second).homeserver.name == "hs1"
+
+
+def test_limits_per_client_and_in_total() -> None:
+    router, _, homeservers, clock = setup()
+    pending = route(router, b"/a", "t1")  # running (concurrency 1)
+    waiting = route(router, b"/a", "t2")  # waits its turn
+    with pytest.raises(errors.MatrixError) as raised:  # the client's burst of 2 is used
+        settle(route(router, b"/a", "t3"))
+    assert (raised.value.status, raised.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    assert raised.value.retry_after is not None and raised.value.retry_after > 0
+    homeservers.answer("hs1", 200)
+    assert settle(pending).homeserver.name == "hs1"
+    homeservers.answer("hs2", 200)  # t2's turn came: hs1 and hs2 asked again
+    assert settle(waiting).homeserver.name in ("hs1", "hs2")
+    clock.advance(1)
+    assert TokenBuckets(1, 1, clock).take("x") == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "hs_name", "reason"),
+    [
+        (b"/_matrix/media/v3/download/two.example/abc", "hs2", "media"),
+        (b"/_matrix/media/r0/thumbnail/one.example/abc", "hs1", "media"),
+        (b"/_matrix/media/v3/download/elsewhere.example/abc", "hs1", "default"),
+        (b"/_matrix/client/v3/profile/%40bob%3Atwo.example/displayname", "hs2", "user-id"),
+        (b"/_matrix/client/v3/profile/@carol:one.example", "hs1", "user-id"),
+        (b"/_matrix/client/v3/publicRooms", "hs1", "default"),
+    ],
+)
+def test_requests_without_a_token(path: bytes, hs_name: str, reason: str) -> None:
+    router, _, homeservers, _ = setup()
+    target = settle(route(router, path))
+    assert (target.homeserver.name, target.reason) == (hs_name, reason)
+    assert homeservers.asked == []
+
+
+def test_registration_by_username_then_by_session() -> None:
+    router, _, _, _ = setup()
+
+    def register(body: bytes) -> Any:
+        return settle(
+            defer.ensureDeferred(
+                router.route(
+                    b"POST",
+                    b"/_matrix/client/v3/register",
+                    b"",
+                    authorization=None,
+                    client_ip="192.0.2.1",
+                    body=body,
+                )
+            )
+        )
+
+    assert register(b'{"username": "@x:two.example"}').homeserver.name == "hs2"
+    assert register(b'{"username": "newbie"}').homeserver.name == "hs1"
+    settle(defer.ensureDeferred(router.follow_registration("S1", "hs2")))
+    by_session = register(b'{"auth": {"session": "S1", "type": "m.login.dummy"}}')
+    assert (by_session.homeserver.name, by_session.reason) == ("hs2", "registration-session")
+    assert register(b"not json").reason == "default"

@@ -1,0 +1,82 @@
+"""Access tokens (where a request carries one, Synapse's checksum) and the token map."""
+
+from __future__ import annotations
+
+import binascii
+
+import pytest
+from twisted.internet import task
+
+from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap
+from synapse_base_cs_url.portal.gateway.tokens import (
+    access_token,
+    synapse_token_malformed,
+    token_key,
+    token_tag,
+)
+from tests.harness.deferreds import settle
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def synapse_token(localpart_b64: str, random: str) -> str:
+    """As Synapse's AuthHandler.generate_access_token makes one."""
+    base = f"syt_{localpart_b64}_{random}"
+    num, digits = binascii.crc32(base.encode("ascii")), ""
+    while num:
+        num, rem = divmod(num, 62)
+        digits = BASE62[rem] + digits
+    return f"{base}_{digits.rjust(6, '0')}"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "query", "token"),
+    [
+        (b"Bearer syt_abc", b"", "syt_abc"),
+        (b"bearer  syt_abc ", b"", "syt_abc"),
+        (None, b"access_token=syt_q&x=1", "syt_q"),
+        (b"Basic dXNlcg==", b"access_token=syt_q", "syt_q"),
+        (b"Bearer syt_h", b"access_token=syt_q", "syt_h"),
+        (None, b"x=1", None),
+        (b"Bearer ", b"", None),
+    ],
+)
+def test_where_the_token_is(authorization: bytes | None, query: bytes, token: str | None) -> None:
+    assert access_token(authorization, query) == token
+
+
+def test_synapse_checksums() -> None:
+    good = synapse_token("YWxpY2U", "abcdefghijABCDEFGHIJ")
+    assert not synapse_token_malformed(good)
+    assert synapse_token_malformed(good[:-1] + ("0" if good[-1] != "0" else "1"))
+    assert synapse_token_malformed("syt_only_three")
+    assert synapse_token_malformed("syt_a_b_c_d")
+    assert synapse_token_malformed("syt_\u00e9_x_000000")
+    # Other shapes are not judged: older Synapse tokens, other servers.
+    assert not synapse_token_malformed("MDAxOGxvY2F0aW9uIGhz")
+    assert not synapse_token_malformed("made-up")
+
+
+def test_keys_and_tags_never_contain_the_token() -> None:
+    token = "syt_secret_value_000000"
+    assert token not in token_key(token)
+    assert token_tag(token) == token_key(token)[:12]
+
+
+def test_the_memory_map_slides_and_is_bounded() -> None:
+    clock = task.Clock()
+    tokens = InMemoryTokenMap(max_entries=2, clock=clock)
+    settle(tokens.remember("a", "hs1", 10))
+    clock.advance(8)
+    assert settle(tokens.lookup("a", 10)) == "hs1"  # used: good for 10 more seconds
+    clock.advance(8)
+    assert settle(tokens.lookup("a", 10)) == "hs1"
+    clock.advance(11)
+    assert settle(tokens.lookup("a", 10)) is None
+    for key in ("b", "c", "d"):
+        settle(tokens.remember(key, "hs2", 10))
+    assert len(tokens) == 2
+    assert settle(tokens.lookup("b", 10)) is None  # the least recently used went first
+    settle(tokens.forget("d"))
+    assert settle(tokens.lookup("d", 10)) is None
+    assert settle(tokens.lookup("c", 10)) == "hs2"
