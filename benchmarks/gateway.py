@@ -40,34 +40,11 @@ from synapse_base_cs_url._dev.throwaway_synapse import (  # noqa: E402
     free_port,
     terminate,
 )
+from tests.harness.memory import PeakMemory, rss  # noqa: E402
 from tests.harness.nginx import NginxProcess, nginx_binary  # noqa: E402
 
 PASSWORD = "benchmark password"
 WHOAMI = "/_matrix/client/v3/account/whoami"
-
-
-def rss(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) * 1024  # type: ignore[union-attr]
-
-
-class Peak:
-    def __init__(self, pid: int) -> None:
-        self.pid, self.base = pid, rss(pid)
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss(self.pid))
-            time.sleep(0.02)
-
-    def growth(self) -> int:
-        self._stop.set()
-        self._thread.join(5)
-        return self.peak - self.base
 
 
 def start_plain_nginx(hs_port: int) -> tuple[object, str, Path]:
@@ -185,14 +162,14 @@ def big_files(direct: str, portal: PortalProcess, token: str, size: int, rounds:
     for i in range(rounds):
         order = [("direct", direct), ("portal", portal.url)]
         for where, url in order if i % 2 == 0 else order[::-1]:
-            peak = Peak(portal.pid) if where == "portal" else None
+            peak = PeakMemory(portal.pid) if where == "portal" else None
             seconds, mxc = upload(url, token, data)
             rates[f"up {where}"].append(size / seconds / 1e6)
             seconds, got = download(url, token, mxc)
             assert got == size
             rates[f"down {where}"].append(size / seconds / 1e6)
             if peak is not None:
-                growth = max(growth, peak.growth())
+                growth = max(growth, peak.stop())
     mb = size / 1024 / 1024
     print(f"\n2. {mb:.0f} MB upload then download, {rounds} rounds alternating:")
     for kind in ("up", "down"):

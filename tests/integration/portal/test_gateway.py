@@ -13,10 +13,8 @@ import hashlib
 import os
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,7 +23,6 @@ import requests
 from mautrix.client import Client as MautrixClient
 from nio import (
     AsyncClient,
-    DownloadResponse,
     LoginResponse,
     LogoutResponse,
     RoomCreateResponse,
@@ -36,7 +33,9 @@ from nio import (
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
+from tests.harness.clients import password_body
 from tests.harness.constants import PASSWORD
+from tests.harness.memory import PeakMemory
 from tests.harness.nginx import NginxProcess
 from tests.harness.portal import Homeservers
 
@@ -82,6 +81,16 @@ def gateways(homeservers: Homeservers, start_portal: Any, users: Any) -> dict[st
     }
 
 
+def portal_login(portal: PortalProcess, user: str) -> str:
+    """A password login through the portal (following its 307, if any): the access token."""
+    login = requests.post(
+        portal.url + "/_matrix/client/v3/login", json=password_body(user), timeout=30
+    )
+    assert login.status_code == 200, login.text
+    token: str = login.json()["access_token"]
+    return token
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -111,6 +120,23 @@ def messages_on(hs: SynapseProcess, room_id: str, token: str) -> list[str]:
     )
     assert result.status_code == 200, result.text
     return [e["content"].get("body", "") for e in result.json()["chunk"]]
+
+
+def media_download_path(base_url: str, mxc: str) -> str:
+    """Authenticated media (spec v1.11, Synapse 1.110+) where the server has it, else the
+    legacy path (Synapse 1.100)."""
+    server, media_id = mxc.removeprefix("mxc://").split("/")
+    versions = requests.get(base_url + "/_matrix/client/versions", timeout=30).json()["versions"]
+    prefix = "/_matrix/client/v1/media" if "v1.11" in versions else "/_matrix/media/v3"
+    return f"{prefix}/download/{server}/{media_id}"
+
+
+def download_through(base_url: str, token: str, mxc: str) -> bytes:
+    result = requests.get(
+        base_url + media_download_path(base_url, mxc), headers=bearer(token), timeout=120
+    )
+    assert result.status_code == 200, result.text[:300]
+    return result.content
 
 
 def check_session_landed(
@@ -153,9 +179,8 @@ def test_matrix_nio_through_the_portal_only(
             )
             assert isinstance(upload, UploadResponse), upload
             assert upload.content_uri.startswith(f"mxc://{hs_name}.test/")
-            download = await client.download(mxc=upload.content_uri)
-            assert isinstance(download, DownloadResponse), download
-            assert download.body == payload
+            # nio downloads from the authenticated media API only (Synapse 1.110+).
+            assert download_through(portal.url, client.access_token, upload.content_uri) == payload
             token = client.access_token
             logout = await client.logout()
             assert isinstance(logout, LogoutResponse), logout
@@ -224,16 +249,7 @@ def test_a_token_first_seen_by_a_restarted_portal_is_resolved(
     homeservers: Homeservers, start_portal: Any, users: Any
 ) -> None:
     first = start_portal("gw-before", gateway_config(homeservers, "proxy"))
-    login = requests.post(
-        first.url + "/_matrix/client/v3/login",
-        json={
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": "h2_gw_bob"},
-            "password": PASSWORD,
-        },
-        timeout=30,
-    )
-    token = login.json()["access_token"]
+    token = portal_login(first, "h2_gw_bob")
     # Learnt from the proxied login: no homeserver is asked.
     asked = whoami_requests(homeservers.hs1)
     assert requests.get(first.url + WHOAMI, headers=bearer(token), timeout=30).status_code == 200
@@ -382,8 +398,7 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
                 lambda *_: payload, content_type="application/octet-stream", filesize=FIVE_MB
             )
             assert isinstance(upload, UploadResponse), upload
-            download = await client.download(mxc=upload.content_uri)
-            assert isinstance(download, DownloadResponse) and download.body == payload
+            assert download_through(nginx.url, client.access_token, upload.content_uri) == payload
             token = client.access_token
             assert isinstance(await client.logout(), LogoutResponse)
             return room.room_id, token
@@ -403,47 +418,11 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
     check_session_landed(homeservers, "hs2", room_id, fresh["access_token"], "via nginx")
 
 
-class PeakMemory:
-    """Samples a process's resident memory in the background; ``peak`` is the most seen."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.baseline = self.now()
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def now(self) -> int:
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.now())
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        """Growth over the baseline, in bytes."""
-        self._stop.set()
-        self._thread.join(5)
-        return self.peak - self.baseline
-
-
 def test_50_mb_up_and_down_through_the_portal_keeps_its_memory_flat(
     gateways: dict[str, PortalProcess], users: Any
 ) -> None:
     portal = gateways["redirect"]
-    login = requests.post(
-        portal.url + "/_matrix/client/v3/login",
-        json={
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": "gw_alice"},
-            "password": PASSWORD,
-        },
-        timeout=30,
-    )
-    token = login.json()["access_token"]
+    token = portal_login(portal, "gw_alice")
     size, chunk = 50 * 1024 * 1024, 256 * 1024
     block = os.urandom(chunk)
     digest = hashlib.sha256(block * (size // chunk)).hexdigest()
@@ -486,11 +465,11 @@ def transfer(portal: PortalProcess, token: str, block: bytes, size: int) -> tupl
         timeout=300,
     )
     assert upload.status_code == 200, upload.text
-    server, media_id = upload.json()["content_uri"][len("mxc://") :].split("/")
+    path = media_download_path(portal.url, upload.json()["content_uri"])
     received = hashlib.sha256()
     got = 0
     with requests.get(
-        f"{portal.url}/_matrix/client/v1/media/download/{server}/{media_id}",
+        portal.url + path,
         headers=bearer(token),
         stream=True,
         timeout=300,
