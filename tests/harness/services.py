@@ -215,11 +215,14 @@ class RedisServer:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="redis-"))
         self.log_path = self.dir / "redis.log"
+        #: Redis also listens on this Unix socket (for ``unix://`` URLs).
+        self.socket_path = self.dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> RedisServer:
         argv = [
             self.binary, "--port", str(self.port), "--bind", self.host,
+            "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
         ]  # fmt: skip
         with self.log_path.open("wb") as log:

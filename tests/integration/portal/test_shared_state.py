@@ -301,3 +301,14 @@ def test_password_logins_still_route_with_redis(
     result = requests.post(pair[1].url + LOGIN, json=password_body("pat"), timeout=30)
     assert result.status_code == 200, result.text
     assert CALLBACK not in result.text
+
+
+def test_redis_on_a_unix_socket(shared: Shared) -> None:
+    config = shared.portal_config()
+    config["state"]["url"] = f"unix://{shared.redis.socket_path}?db=1"
+    portal = shared.start_portal("unix-socket", config)
+    assert get(portal.url + "/ready").status_code == 200
+    callback = cas_leg(shared.hs["hs2"], shared.cas["hs2"], start_sso(portal, "cas"), "carol")
+    token, _ = through_callback(portal, callback)
+    assert token_login(portal, token).json()["user_id"] == "@carol:ss2.test"
+    assert "state in Redis" in portal.logs() and "unix://" in portal.logs()
