@@ -151,6 +151,11 @@ def read_body(response: AgentResponse, limit: int) -> defer.Deferred[bytes]:
     return finished
 
 
+def discard_body(response: AgentResponse) -> None:
+    """Nobody will read ``response``'s body: close its connection."""
+    response.deliverBody(_Discard())
+
+
 class _Discard(Protocol):
     def connectionMade(self) -> None:
         _abort(self)

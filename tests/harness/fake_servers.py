@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -178,3 +179,52 @@ class SlowHomeserver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class UploadSink:
+    """A homeserver that reads request bodies slowly and notes, per connection, whether the
+    portal closed it before the whole body (``Content-Length``) had arrived."""
+
+    def __init__(self) -> None:
+        self.closed_early = threading.Event()
+        self.received = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            wanted = int(match.group(1)) if match else 0
+            got = len(head.split(b"\r\n\r\n", 1)[1])
+            while got < wanted:
+                time.sleep(0.01)
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.closed_early.set()
+                    return
+                got += len(data)
+                self.received = got
+
+    def close(self) -> None:
+        self._sock.close()

@@ -23,7 +23,7 @@ from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, Uploa
 from synapse_base_cs_url.portal.login.proxy import HOP_BY_HOP, forward_headers
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.upstream import AgentResponse, Upstream, read_body
+from synapse_base_cs_url.portal.upstream import AgentResponse, Upstream, discard_body, read_body
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -138,6 +138,16 @@ class Exchange:
             body=body,
             timeout=gateway.timeout_for(path, query),
         )
+
+    def abandon(self) -> None:
+        """The client left: stop sending (closing the connection to the homeserver, if the
+        request is still on its way) and drop what is left of the body."""
+        if isinstance(self.body, UploadStream):
+            self.body.discard()
+        if not self.sent.called:
+            self.sent.cancel()
+        # An answer nobody will read: close its connection; a failure nobody will answer.
+        self.sent.addCallbacks(discard_body, lambda failure: None)
 
     def _send_failed(self, failure: Any) -> Any:
         # Nobody will read the rest of an upload that could not be sent.

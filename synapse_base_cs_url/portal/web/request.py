@@ -87,6 +87,9 @@ class PortalRequest(server.Request):
 
     def connectionLost(self, reason: Failure) -> None:
         self.client_gone = True
+        if self.exchange is not None:
+            # Gone in the middle of its upload: the homeserver need not wait for the rest.
+            self.exchange.abandon()
         base: Any = super()
         base.connectionLost(reason)
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +36,7 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 from tests.harness.clients import password_body
 from tests.harness.constants import PASSWORD
+from tests.harness.fake_servers import UploadSink
 from tests.harness.memory import PeakMemory
 from tests.harness.nginx import NginxProcess
 from tests.harness.portal import Homeservers
@@ -480,3 +482,31 @@ def transfer(portal: PortalProcess, token: str, block: bytes, size: int) -> tupl
             got += len(data)
             time.sleep(0.002)  # a slow reader: the portal must wait, not buffer the file
     return 0, got, received.hexdigest()
+
+
+def test_a_client_leaving_mid_upload_releases_the_homeserver(start_portal: Any) -> None:
+    sink = UploadSink()
+    try:
+        portal = start_portal(
+            "gw-sink",
+            {
+                "public_baseurl": "https://portal.example.com",
+                "client_api": "proxy",
+                "homeservers": {"sink": {"base_url": sink.url}},
+                "default_homeserver": "sink",
+            },
+        )
+        client = socket.create_connection(("127.0.0.1", portal.port), timeout=10)
+        client.sendall(
+            b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: portal\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 10000000\r\n\r\n"
+        )
+        client.sendall(b"x" * 1_000_000)
+        deadline = time.monotonic() + 10
+        while sink.received < 100_000:  # the body is streaming through
+            assert time.monotonic() < deadline, "nothing reached the homeserver"
+            time.sleep(0.02)
+        client.close()  # the client gives up half-way
+        assert sink.closed_early.wait(10), "the portal kept the homeserver waiting"
+    finally:
+        sink.close()
