@@ -72,30 +72,42 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
 
 
 def generate_key(path: str, *, force: bool = False) -> int:
-    """Write a new signing key: 32 random bytes, readable by its owner only."""
+    """Write a new signing key: 32 random bytes, readable by its owner only. The file is
+    written whole under another name first and then renamed, so a portal reading it never
+    sees a partial key."""
     import secrets
+    import tempfile
 
     from synapse_base_cs_url.portal.config_serving import MIN_SIGNING_KEY_BYTES
 
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
+    target = os.path.abspath(path)
+    if os.path.lexists(target) and not force:
         print(
-            f"synapse-base-cs-url generate-key: {path} exists; --force replaces it (the "
-            "portal then refuses callbacks signed with the old key unless it is listed in "
-            "sso.previous_signing_key_files)",
+            f"synapse-base-cs-url generate-key: {path} exists. To rotate keys, write the new "
+            "key to another file, make it sso.signing_key_file and list this one in "
+            "sso.previous_signing_key_files; --force replaces it (callbacks signed with the "
+            "old key are then refused)",
             file=sys.stderr,
         )
         return 2
+    try:
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".signing-key-")
     except OSError as e:
         print(
-            f"synapse-base-cs-url generate-key: cannot write {path}: {e.strerror}", file=sys.stderr
+            f"synapse-base-cs-url generate-key: cannot write {path}: {e.strerror}",
+            file=sys.stderr,
         )
         return 2
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(secrets.token_bytes(MIN_SIGNING_KEY_BYTES))
+    try:
+        with os.fdopen(fd, "wb") as f:  # mkstemp: mode 0600 already
+            f.write(secrets.token_bytes(MIN_SIGNING_KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, target)
+    except OSError as e:
+        os.unlink(temporary)
+        print(f"synapse-base-cs-url generate-key: cannot write {path}: {e}", file=sys.stderr)
+        return 2
     print(f"wrote a new signing key to {path} (mode 0600)", file=sys.stderr)
     return 0
 

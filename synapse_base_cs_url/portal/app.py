@@ -39,6 +39,7 @@ from synapse_base_cs_url.portal.web.connections import PortalSite
 from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
 from synapse_base_cs_url.portal.web.routes import RouteTable
 from synapse_base_cs_url.portal.web.site import PortalResource, portal_routes
+from synapse_base_cs_url.portal.workers import unblock_signals
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -47,7 +48,7 @@ FD_MARGIN = 64
 #: How often a drain looks whether the last request has finished.
 DRAIN_POLL = 0.05
 #: Config sections that only take effect when the portal restarts.
-RESTART_ONLY = ("listen", "workers", "state", "connections")
+RESTART_ONLY = ("listen", "workers", "state", "connections", "shutdown_grace")
 
 
 class StartupError(Exception):
@@ -96,6 +97,8 @@ class PortalService:
         self._signer = signer
         self._random_signer = CallbackSigner()
         self.draining = False
+        # Read once: the parent waits for its workers with the grace they started with.
+        self._grace = config.shutdown_grace
         self._listen_fd = listen_fd
         self.port: Any = None
         self.portal = self._build(config)
@@ -115,7 +118,11 @@ class PortalService:
         # The default homeserver first: combined discovery answers take its flow objects.
         ordered = [default, *(hs for hs in config.homeservers.values() if hs is not default)]
         discovery = Discovery(
-            upstream, ordered, sso=config.sso, clock=self.reactor, ttl=config.discovery_cache_ttl
+            upstream,
+            ordered,
+            sso=config.sso if config.sso_served else None,
+            clock=self.reactor,
+            ttl=config.discovery_cache_ttl,
         )
         gateway = decisions = None
         if config.client_api is ClientApi.PROXY:
@@ -183,6 +190,8 @@ class PortalService:
             except StateUnavailable as e:
                 raise StartupError(f"portal cannot use Redis: {e}") from None
             logger.info("state in Redis %s at %s", version, self.state.address.shown())
+        if self.draining:  # told to stop while it was starting
+            return
         raise_open_files_limit(config.connections.max + FD_MARGIN)
         try:
             self.port = self._listen(config)
@@ -233,6 +242,11 @@ class PortalService:
         for section in RESTART_ONLY:
             if getattr(new, section) != getattr(old.config, section):
                 logger.warning("reload: a change to %r takes effect at the next restart", section)
+        sizes = ("sso.token_ttl", "sso.max_tokens", "gateway.max_tokens")
+        for key in sizes:
+            section, name = key.split(".")
+            if getattr(getattr(new, section), name) != getattr(getattr(old.config, section), name):
+                logger.warning("reload: a change to %r takes effect at the next restart", key)
         self.portal = self._build(new)
         self.resource.routes = self.portal.routes
         self.site.requestFactory = request_class(new.max_body_size)
@@ -252,7 +266,7 @@ class PortalService:
             await self.port.stopListening()
             self.port = None
         self.site.drain()
-        grace = self.config.shutdown_grace
+        grace = self._grace
         deadline = self.reactor.seconds() + grace
         busy = self._busy()
         if busy:
@@ -325,7 +339,12 @@ def run_portal(config: PortalConfig, config_path: str, *, listen_fd: int | None 
     failed: list[str] = []
 
     def begin() -> None:
+        # A worker's parent held these signals back until the handlers were in place.
+        unblock_signals()
+
         def fail(failure: Any) -> None:
+            if service.draining:
+                return  # stopped while starting: nothing failed
             failed.append(str(failure.value))
             logger.error("%s", failure.value)
             reactor.stop()

@@ -229,6 +229,12 @@ class PortalConfig:
         """Whether more than one process serves this config (so state must be shared)."""
         return self.workers > 1 or self.state.backend is Backend.REDIS
 
+    @property
+    def sso_served(self) -> bool:
+        """Whether the portal serves single sign-on: always for one process; for several,
+        only with an ``sso`` section (which then has the shared key and state it needs)."""
+        return self.sso.configured or not self.shared
+
     @staticmethod
     def from_config(raw: object) -> PortalConfig:
         if not isinstance(raw, Mapping):

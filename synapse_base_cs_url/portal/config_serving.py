@@ -176,6 +176,8 @@ def parse_redis_url(raw: object, path: str) -> RedisAddress:
         raise ValueError(f"{path}: invalid port") from None
     username = urllib.parse.unquote(parts.username) if parts.username else None
     password = urllib.parse.unquote(parts.password) if parts.password else None
+    if username and not password:
+        raise ValueError(f"{path}: a user name without a password (redis://user:password@host/0)")
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError(f"{path}: a unix:// URL needs a socket path (unix:///run/redis.sock)")

@@ -106,13 +106,15 @@ def _flows(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [f for f in flows if isinstance(f, dict) and isinstance(f.get("type"), str)]
 
 
-def combine_login_flows(answers: Answers, *, sso: SsoSettings) -> dict[str, Any]:
+def combine_login_flows(answers: Answers, *, sso: SsoSettings | None) -> dict[str, Any]:
+    """``sso`` ``None``: the portal serves no single sign-on, so it offers none."""
     by_server = {name: _flows(answer) for name, answer in answers}
     type_sets = [{f["type"] for f in flows} for flows in by_server.values()]
     common_types = set.intersection(*type_sets) if type_sets else set()
     first = next(iter(by_server.values()), [])
     combined = [f for f in first if f["type"] in common_types and f["type"] not in SSO_FLOW_TYPES]
-    combined += _sso_flows(by_server, sso)
+    if sso is not None:
+        combined += _sso_flows(by_server, sso)
     return {"flows": combined}
 
 
@@ -157,7 +159,7 @@ class Discovery:
         upstream: Upstream,
         homeservers: Sequence[Homeserver],
         *,
-        sso: SsoSettings,
+        sso: SsoSettings | None,
         clock: Clock,
         ttl: float,
     ) -> None:

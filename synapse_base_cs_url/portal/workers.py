@@ -52,6 +52,26 @@ def inherited_listen_fd() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+#: Signals a worker must not get before it can handle them (they are blocked while it
+#: starts and unblocked once its reactor runs: see ``unblock_signals``).
+FORWARDED = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+
+
+def unblock_signals() -> None:
+    """For a worker whose handlers are in place: let the signals its parent held in."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child, before exec)
+    """Linux: a worker gets SIGTERM (and drains) if its parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Parent:
     def __init__(self, config_path: str, workers: int, grace: float, listener: Any) -> None:
         self.config_path = config_path
@@ -63,9 +83,13 @@ class Parent:
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.started: dict[int, float] = {}
         self.stopping = False
+        self.signalled = False
         self.early_deaths = 0
+        self._stop_deadline = 0.0
 
     def spawn(self, number: int) -> None:
+        if self.stopping:
+            return
         fd = self.listener.fileno()
         env = {
             **os.environ,
@@ -74,9 +98,23 @@ class Parent:
             MULTIPROCESS_ENV: self.metrics_dir,
         }
         argv = [sys.executable, "-m", "synapse_base_cs_url", "portal", "-c", self.config_path]
-        self.children[number] = subprocess.Popen(argv, env=env, pass_fds=(fd,))
+        # The worker starts with these signals blocked (the mask survives exec) until it can
+        # handle them: a reload or stop arriving while it starts waits instead of killing it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            child = subprocess.Popen(
+                argv,
+                env=env,
+                pass_fds=(fd,),
+                # Its own session: a terminal's Ctrl-C reaches the parent, which passes it on.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (the parent has no threads)
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self.children[number] = child
         self.started[number] = time.monotonic()
-        logger.info("worker %d started (pid %d)", number, self.children[number].pid)
+        logger.info("worker %d started (pid %d)", number, child.pid)
 
     def forward(self, signum: int) -> None:
         for child in self.children.values():
@@ -92,19 +130,29 @@ class Parent:
                 self.spawn(number)
             return self._watch()
         finally:
+            # Whatever happened, no worker outlives its parent.
+            for child in self.children.values():
+                if child.poll() is None:
+                    child.kill()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _on_stop(self, signum: int, frame: object) -> None:
-        if not self.stopping:
-            self.stopping = True
-            self.listener.close()  # new connections are refused from now on
-            self._stop_deadline = time.monotonic() + self.stop_timeout
-            logger.info("stopping: draining %d worker(s)", len(self.children))
+        # Only note it here: the loop in _watch acts (signal handlers run between bytecodes,
+        # possibly in the middle of spawn()).
+        self.signalled = True
+
+    def _begin_stopping(self) -> None:
+        self.stopping = True
+        self.listener.close()  # new connections are refused from now on
+        self._stop_deadline = time.monotonic() + self.stop_timeout
+        logger.info("stopping: draining %d worker(s)", len(self.children))
         self.forward(signal.SIGTERM)
 
     def _watch(self) -> int:
         status = 0
         while self.children:
+            if self.signalled and not self.stopping:
+                self._begin_stopping()
             time.sleep(POLL)
             for number, child in list(self.children.items()):
                 code = child.poll()
@@ -128,9 +176,7 @@ class Parent:
                         code,
                         self.early_deaths,
                     )
-                    self.stopping = True
-                    self._stop_deadline = time.monotonic() + self.stop_timeout
-                    self.forward(signal.SIGTERM)
+                    self._begin_stopping()
                     status = 1
                     continue
                 logger.warning("worker %d exited with %s: starting another", number, code)

@@ -93,7 +93,8 @@ def test_generate_key_writes_a_private_random_key_once(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     refused = generate()
     assert refused.returncode == 2
-    assert "exists; --force replaces it" in refused.stderr
+    assert "exists. To rotate keys" in refused.stderr
+    assert "--force replaces it" in refused.stderr
     assert path.read_bytes() == first
     assert generate("--force").returncode == 0
     assert path.read_bytes() != first

@@ -54,6 +54,32 @@ class TokenBuckets:
         return (1 - tokens) / self._rate
 
 
+class Lookup:
+    """A token's lookup in progress, and the requests waiting for its answer."""
+
+    def __init__(self) -> None:
+        self._waiting: list[defer.Deferred[str | None]] = []
+
+    def wait(self) -> defer.Deferred[str | None]:
+        def gave_up(d: defer.Deferred[str | None]) -> None:
+            if d in self._waiting:
+                self._waiting.remove(d)
+
+        d: defer.Deferred[str | None] = defer.Deferred(gave_up)
+        self._waiting.append(d)
+        return d
+
+    def finish(self, found: str | None) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(found)
+
+    def fail(self, error: Exception) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(error)
+
+
 class Resolver:
     def __init__(
         self,
@@ -70,57 +96,71 @@ class Resolver:
         self._clock = clock
         self._buckets = TokenBuckets(settings.resolve_per_second, settings.resolve_burst, clock)
         self._running = 0
-        self._waiting: collections.deque[defer.Deferred[None]] = collections.deque()
-        self._in_flight: dict[str, list[defer.Deferred[str | None]]] = {}
+        self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
+        self._lookups: dict[str, Lookup] = {}
         self._unknown: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.asked = 0
         """whoami requests sent so far (for metrics and tests)."""
 
     async def resolve(self, token: str, key: str, client: str) -> str | None:
         """The name of the homeserver that knows ``token`` (``key`` is its hash), or
-        ``None``; :class:`MatrixError` 429 when ``client`` or the portal is over its limit."""
+        ``None``; :class:`MatrixError` 429 when ``client`` or the portal is over its limit.
+
+        One lookup per token runs at a time, on its own: a request that gives up (its
+        client left) stops waiting for it, but neither stops it nor the others waiting."""
         if synapse_token_malformed(token):
             self._on_result("malformed")
             return None
         if self._known_unknown(key):
             self._on_result("unknown")
             return None
-        waiters = self._in_flight.get(key)
-        if waiters is not None:  # someone is already asking: wait for their answer
-            d: defer.Deferred[str | None] = defer.Deferred()
-            waiters.append(d)
-            return await d
-        wait = self._buckets.take(client)
-        if wait > 0:
-            self._on_result("limited")
-            raise errors.limit_exceeded(wait)
-        if self._running >= self._settings.resolve_concurrency:
-            if len(self._waiting) >= self._settings.resolve_concurrency:
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            wait = self._buckets.take(client)
+            if wait > 0:
+                self._on_result("limited")
+                raise errors.limit_exceeded(wait)
+            if (
+                self._running >= self._settings.resolve_concurrency
+                and len(self._queue) >= self._settings.resolve_concurrency
+            ):
                 self._on_result("limited")
                 raise errors.limit_exceeded(1.0)
-            turn: defer.Deferred[None] = defer.Deferred()
-            self._waiting.append(turn)
-            await turn
-        self._running += 1
-        self._in_flight[key] = waiters = []
+            lookup = self._lookups[key] = Lookup()
+            defer.ensureDeferred(self._run(lookup, token, key))
+        return await lookup.wait()
+
+    async def _run(self, lookup: Lookup, token: str, key: str) -> None:
+        """One lookup: take a slot (waiting for one if all are taken), ask, answer everyone
+        waiting for it, give the slot to the next lookup in line."""
         try:
-            found = await self._ask_all(token)
-        except BaseException as e:
-            for w in waiters:
-                w.errback(e)
-            raise
-        finally:
-            del self._in_flight[key]
-            self._running -= 1
-            if self._waiting:
-                self._waiting.popleft().callback(None)
+            if self._running >= self._settings.resolve_concurrency:
+                turn: defer.Deferred[None] = defer.Deferred()
+                self._queue.append(turn)
+                await turn
+            self._running += 1
+            try:
+                found = await self._ask_all(token)
+            finally:
+                self._running -= 1
+                self._next_in_line()
+        except Exception as e:
+            self._lookups.pop(key, None)
+            lookup.fail(e)
+            return
+        self._lookups.pop(key, None)
         if found is None:
             self._remember_unknown(key)
         logger.info("token %s resolved: %s", token_tag(token), found or "unknown")
         self._on_result("found" if found else "unknown")
-        for w in waiters:
-            w.callback(found)
-        return found
+        lookup.finish(found)
+
+    def _next_in_line(self) -> None:
+        while self._queue:
+            turn = self._queue.popleft()
+            if not turn.called:
+                turn.callback(None)
+                return
 
     async def _ask_all(self, token: str) -> str | None:
         headers = [(b"Authorization", [b"Bearer " + token.encode("ascii", "replace")])]
@@ -131,12 +171,13 @@ class Resolver:
         self.asked += len(asks)
         found: defer.Deferred[str | None] = defer.Deferred()
         remaining = len(asks)
+        closing = False
 
         def answered(result: object, name: str) -> None:
             # A failure (unreachable, timed out, cancelled) is a "no" like any other answer.
             nonlocal remaining
             remaining -= 1
-            if found.called:
+            if found.called or closing:
                 return
             if getattr(result, "status", None) == 200:
                 found.callback(name)
@@ -148,6 +189,7 @@ class Resolver:
         try:
             return await found
         finally:
+            closing = True  # the asks cancelled now are answered by nobody
             for _, d in asks:
                 if not d.called:
                     d.cancel()

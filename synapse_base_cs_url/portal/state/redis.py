@@ -144,6 +144,8 @@ def _connect(address: RedisAddress, timeout: float) -> Any:
         "password": address.password,
         "connectTimeout": timeout,
         "replyTimeout": timeout,
+        # Values are homeserver names: "01" must stay "01", not become the number 1.
+        "convertNumbers": False,
     }
     if address.username is not None:
         common["username"] = address.username

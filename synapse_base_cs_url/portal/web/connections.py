@@ -63,9 +63,14 @@ class PortalChannel(http.HTTPChannel):
         base.dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        self._start(BODY, self.site.limits.body_timeout)
+        self._stop()
         base: Any = super()
         base.allHeadersReceived()
+        # A body the gateway streams to a homeserver takes as long as it takes (the idle
+        # timeout still cuts a silent client); any other body has body_timeout.
+        requests: list[Any] = getattr(self, "requests", [])
+        if not (requests and getattr(requests[-1], "upload", None) is not None):
+            self._start(BODY, self.site.limits.body_timeout)
 
     def lineReceived(self, line: bytes) -> None:
         if self._awaiting_request_line and line:
@@ -90,13 +95,15 @@ class PortalChannel(http.HTTPChannel):
 
     @property
     def busy(self) -> bool:
-        """Whether a request is being answered on this connection."""
+        """Whether a request is on its way on this connection: being received (its headers
+        or body are arriving) or being answered."""
         handling: bool = self._handlingRequest
-        return handling
+        return handling or self._deadline is not None or bool(getattr(self, "requests", None))
 
     def close_when_idle(self) -> None:
-        """For draining: close now if no request is being answered (otherwise the answer
-        carries ``Connection: close``)."""
+        """For draining: close now if no request is on its way; otherwise once its answer
+        is written (the connection is no longer kept alive)."""
+        self.persistent = False
         transport: Any = self.transport
         if not self.busy and transport is not None:
             transport.loseConnection()

@@ -34,6 +34,10 @@ WELL_KNOWN_PATH = b"/.well-known/matrix/client"
 HEALTH_PATH = b"/health"
 READY_PATH = b"/ready"
 METRICS_PATH = b"/metrics"
+SSO_OFF = (
+    "Single sign-on is not served by this portal: with several portal processes it needs an "
+    "'sso' section with sso.signing_key_file (and state.backend: redis) in portal.yaml"
+)
 
 
 def portal_routes(
@@ -81,10 +85,19 @@ def portal_routes(
         Route.of(WELL_KNOWN_PATH, READ, well_known_doc),
         Route.of(HEALTH_PATH, READ, health),
         Route.of(READY_PATH, READ, readiness),
-        Route.of(SSO_REDIRECT_PATH, READ, sso.redirect),
-        # GET only, not HEAD: the callback records the token.
-        Route.of(CALLBACK_PATH, [b"GET"], sso.callback),
     ]
+    if config.sso_served:
+        routes += [
+            Route.of(SSO_REDIRECT_PATH, READ, sso.redirect),
+            # GET only, not HEAD: the callback records the token.
+            Route.of(CALLBACK_PATH, [b"GET"], sso.callback),
+        ]
+    else:
+
+        def sso_off(request: PortalRequest, _: re.Match[bytes]) -> None:
+            raise errors.MatrixError(404, errors.UNRECOGNIZED, SSO_OFF)
+
+        routes += [Route.of(SSO_REDIRECT_PATH, READ, sso_off)]
     if config.metrics:
         routes.append(Route.of(METRICS_PATH, [b"GET"], metrics_page))
     if decisions is not None:

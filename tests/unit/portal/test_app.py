@@ -151,3 +151,15 @@ def test_reload_takes_a_valid_file_and_keeps_the_config_on_a_broken_one(
     transport.clear()
     channel.dataReceived(post_login())
     assert b"Location: https://hs2.example.com/" in transport.value()
+
+
+def test_several_processes_without_an_sso_section_say_so_and_offer_no_sso() -> None:
+    svc, _ = service(workers=2)
+    channel, transport = connect(svc)
+    channel.dataReceived(
+        b"GET /_matrix/client/v3/login/sso/redirect?redirectUrl=https%3A%2F%2Fapp HTTP/1.1\r\n"
+        b"Host: portal\r\n\r\n"
+    )
+    answer = transport.value()
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert b"needs an 'sso' section with sso.signing_key_file" in answer

@@ -136,3 +136,14 @@ def test_a_short_key_and_sso_with_workers_on_memory(key: str, tmp_path: Path) ->
         config(sso={"signing_key_file": str(short)})
     with pytest.raises(ValueError, match=r"state\.backend: workers: 2 with single sign-on needs"):
         config(workers=2, sso={"signing_key_file": key})
+
+
+def test_several_processes_without_an_sso_section_serve_no_sso() -> None:
+    assert config().sso_served
+    shared = config(workers=2)
+    assert not shared.sso_served  # each process would sign and remember on its own
+
+
+def test_a_redis_user_needs_a_password() -> None:
+    with pytest.raises(ValueError, match="a user name without a password"):
+        config(state={"backend": "redis", "url": "redis://portal@r/0"})

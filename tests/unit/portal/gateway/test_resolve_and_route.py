@@ -171,3 +171,29 @@ def test_registration_by_username_then_by_session() -> None:
     by_session = register(b'{"auth": {"session": "S1", "type": "m.login.dummy"}}')
     assert (by_session.homeserver.name, by_session.reason) == ("hs2", "registration-session")
     assert register(b"not json").reason == "default"
+
+
+def test_a_request_giving_up_leaves_the_lookup_to_the_others() -> None:
+    router, _, homeservers, _ = setup()
+    first = route(router, b"/a", "shared-token")
+    second = route(router, b"/b", "shared-token")
+    first.cancel()  # its client left
+    first.addErrback(lambda f: None)
+    homeservers.answer("hs1", 200)
+    assert settle(second).homeserver.name == "hs1"
+
+
+def test_two_queued_lookups_of_one_token_take_one_slot_and_give_it_back() -> None:
+    router, resolver, homeservers, clock = setup()
+    busy = route(router, b"/a", "t-busy")  # takes the only slot
+    queued = [route(router, b"/a", "t-queued"), route(router, b"/b", "t-queued")]
+    homeservers.answer("hs1", 200)
+    settle(busy)
+    homeservers.answer("hs2", 200)  # the queued lookup ran once, for both requests
+    assert {settle(d).homeserver.name for d in queued} == {"hs2"}
+    assert resolver._running == 0
+    clock.advance(10)  # the client's bucket refills
+    later = route(router, b"/c", "t-later")
+    assert len(homeservers.asked) == 6  # it got a slot at once: none was lost
+    homeservers.answer("hs1", 200)
+    assert settle(later).homeserver.name == "hs1"
