@@ -142,7 +142,7 @@ class PortalService:
             self.sso_tokens,
             self.metrics,
             self.reactor,
-            learn=gateway.router.learn if gateway is not None else None,
+            learn=gateway.router.learn_answer if gateway is not None else None,
         )
         signer = self._signer_for(config)
         sso = SsoHandler(config, self.sso_tokens, signer, self.metrics, self.reactor)

@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
+    RequestGenerationFailed,
     RequestTransmissionFailed,
     ResponseDone,
     ResponseFailed,
@@ -275,6 +276,10 @@ class Upstream:
         except Exception as e:
             if timed_out:
                 raise errors.timed_out(homeserver.name, timeout) from None
+            if isinstance(e, RequestGenerationFailed) and e.reasons:
+                # The body producer's own failure (an upload over its limit, say) is the
+                # caller's to answer.
+                raise e.reasons[0].value from None
             raise as_matrix_error(homeserver, e, self._timeouts.connect) from None
         finally:
             if timer.active():

@@ -183,7 +183,8 @@ class SlowHomeserver:
 
 class UploadSink:
     """A homeserver that reads request bodies slowly and notes, per connection, whether the
-    portal closed it before the whole body (``Content-Length``) had arrived."""
+    portal closed it before the whole body (``Content-Length``, or a chunked body's last
+    chunk) had arrived."""
 
     def __init__(self) -> None:
         self.closed_early = threading.Event()
@@ -207,14 +208,21 @@ class UploadSink:
         with conn:
             head = b""
             while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
+                try:
+                    data = conn.recv(4096)
+                except OSError:  # reset: the portal gave up on the request
+                    data = b""
                 if not data:
+                    self.closed_early.set()
                     return
                 head += data
             match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            chunked = re.search(rb"(?i)transfer-encoding:\s*chunked", head) is not None
             wanted = int(match.group(1)) if match else 0
-            got = len(head.split(b"\r\n\r\n", 1)[1])
-            while got < wanted:
+            body = head.split(b"\r\n\r\n", 1)[1]
+            got = len(body)
+            tail = body[-5:]
+            while (tail != b"0\r\n\r\n") if chunked else (got < wanted):
                 time.sleep(0.01)
                 try:
                     data = conn.recv(65536)
@@ -224,6 +232,7 @@ class UploadSink:
                     self.closed_early.set()
                     return
                 got += len(data)
+                tail = (tail + data)[-5:]
                 self.received = got
 
     def close(self) -> None:

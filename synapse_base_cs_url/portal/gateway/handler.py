@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.gateway.route import REGISTER, GatewayRouter, Target
+from synapse_base_cs_url.portal.gateway.route import REFRESH, REGISTER, GatewayRouter, Target
 from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, UploadTooLarge
 from synapse_base_cs_url.portal.login.proxy import HOP_BY_HOP, forward_headers
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -30,7 +30,6 @@ logger = logging.getLogger("synapse_base_cs_url.portal")
 
 CLIENT_API = re.compile(rb"/_matrix/(?:client|media)/.*")
 SYNC = re.compile(rb"/_matrix/client/(?:r0|v3)/sync")
-REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
 FORGETS = re.compile(rb"/_matrix/client/(?:r0|v3)/(?:logout(?:/all)?|account/deactivate)")
 #: Answers the gateway reads whole to learn from (small JSON: registration, refresh).
 LEARN_LIMIT = 64 * 1024
@@ -58,8 +57,8 @@ class Gateway:
 
     def streams(self, method: bytes, path: bytes) -> bool:
         """Whether a request's body goes to the homeserver as it arrives (everything but a
-        registration, which is routed by its body)."""
-        return not (method == b"POST" and REGISTER.fullmatch(path))
+        registration or a token refresh, which are routed by their body)."""
+        return not (method == b"POST" and (REGISTER.fullmatch(path) or REFRESH.fullmatch(path)))
 
     def begin(self, request: PortalRequest, method: bytes, uri: bytes, length: int | None) -> None:
         """Headers are in and a body follows: start the exchange now."""
@@ -107,6 +106,7 @@ class Exchange:
         self.body = body
         self.started = gateway.clock.seconds()
         self.target: Target | None = None
+        self.responding = False
         self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
         self.sent.addErrback(self._send_failed)
         self._failure: Exception | None = None
@@ -126,8 +126,12 @@ class Exchange:
         )
         if isinstance(self.body, UploadStream) and self.body.too_large:
             raise errors.too_large(gateway.config.gateway.max_upload_size)
+        # An answer the gateway reads to learn from is asked for uncompressed.
+        learns = self.method == b"POST" and bool(
+            REGISTER.fullmatch(path) or REFRESH.fullmatch(path)
+        )
         headers = forward_headers(
-            request.requestHeaders, client_ip=client_ip, scheme=scheme, keep_encoding=True
+            request.requestHeaders, client_ip=client_ip, scheme=scheme, keep_encoding=not learns
         )
         body: Any = self.body  # an UploadStream is an IBodyProducer (a zope interface)
         return await gateway.upstream.open(
@@ -144,6 +148,8 @@ class Exchange:
         request is still on its way) and drop what is left of the body."""
         if isinstance(self.body, UploadStream):
             self.body.discard()
+        if self.responding:
+            return  # respond() has the answer and deals with the client leaving
         if not self.sent.called:
             self.sent.cancel()
         # An answer nobody will read: close its connection; a failure nobody will answer.
@@ -156,6 +162,7 @@ class Exchange:
         return failure
 
     async def respond(self) -> None:
+        self.responding = True
         request = self.request
         finished = request.when_finished()
         finished.addErrback(lambda _: self.sent.cancel())
@@ -168,10 +175,17 @@ class Exchange:
             raise
         assert self.target is not None
         request.setResponseCode(response.code)
+        named = {
+            token.strip().lower()
+            for value in response.headers.getRawHeaders(b"connection") or ()
+            for token in value.split(b",")
+        }
         for name, values in response.headers.getAllRawHeaders():
             lower = name.lower()
-            if lower in HOP_BY_HOP or lower in _DROPPED or lower.startswith(b"access-control-"):
+            if lower in HOP_BY_HOP or lower in _DROPPED or lower in named:
                 continue
+            if lower.startswith(b"access-control-"):
+                continue  # the portal's own CORS headers are set
             request.responseHeaders.setRawHeaders(name, values)
         path = self.uri.partition(b"?")[0]
         if self._learns(path, response.code):
@@ -196,13 +210,17 @@ class Exchange:
         except ValueError:
             answer = None
         name = self.target.homeserver.name
-        if isinstance(answer, dict):
-            token = answer.get("access_token")
-            session = answer.get("session")
-            if response.code == 200 and isinstance(token, str) and token:
-                await self.gateway.router.learn(token, name)
-            elif response.code == 401 and isinstance(session, str) and session:
-                await self.gateway.router.follow_registration(session, name)
+        try:
+            if isinstance(answer, dict) and response.code == 200:
+                await self.gateway.router.learn_answer(answer, name)
+            elif isinstance(answer, dict) and response.code == 401:
+                session = answer.get("session")
+                if isinstance(session, str) and session:
+                    await self.gateway.router.follow_registration(session, name)
+        except errors.MatrixError as e:
+            # The homeserver did it (an account made, a token refreshed): the client must
+            # get the answer; the token is found again by a lookup when used.
+            logger.warning("client-api: could not remember where a token belongs: %s", e.message)
         self.request.set_header(b"Content-Length", str(len(data)).encode())
         if not self.request.client_gone:
             self.request.write(data)  # type: ignore[no-untyped-call]
@@ -229,7 +247,10 @@ class Exchange:
             return
         finally:
             if request.producer is not None:
-                request.unregisterProducer()  # type: ignore[no-untyped-call]
+                if request.channel is not None:
+                    request.unregisterProducer()  # type: ignore[no-untyped-call]
+                else:  # the client is gone, and with it the channel to unregister from
+                    request.producer = None
         if not request.client_gone and not request.finished:
             request.finish()  # type: ignore[no-untyped-call]
 

@@ -30,6 +30,9 @@ from synapse_base_cs_url.portal.login.decide import LoginRouter
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 
 REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
+REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
+#: Refresh tokens, by hash: ``POST /refresh`` carries no access token, only this.
+REFRESH_PREFIX = "gw:refresh:"
 MEDIA = re.compile(
     rb"/_matrix/(?:media/(?:r0|v1|v3)|client/v1/media)/(?:download|thumbnail)/([^/]+)/[^/]+(?:/.*)?"
 )
@@ -79,6 +82,10 @@ class GatewayRouter:
             return await self._by_token(token, client_ip)
         if method == b"POST" and REGISTER.fullmatch(path):
             return await self._registration(body or b"", client_ip)
+        if method == b"POST" and REFRESH.fullmatch(path):
+            refreshed = await self._refresh(body or b"")
+            if refreshed is not None:
+                return refreshed
         media = MEDIA.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
@@ -97,6 +104,22 @@ class GatewayRouter:
                 TOKEN_PREFIX + token_key(token), homeserver, self._config.gateway.token_ttl
             )
         )
+
+    async def learn_answer(self, answer: Mapping[str, object], homeserver: str) -> None:
+        """Remember the tokens of a successful login, registration or refresh answer: its
+        access token, and its refresh token (by which the next refresh is routed)."""
+        token = answer.get("access_token")
+        if isinstance(token, str) and token:
+            await self.learn(token, homeserver)
+        refresh = answer.get("refresh_token")
+        if isinstance(refresh, str) and refresh:
+            await self._guarded(
+                self._tokens.remember(
+                    REFRESH_PREFIX + token_key(refresh),
+                    homeserver,
+                    self._config.gateway.token_ttl,
+                )
+            )
 
     async def forget(self, key: str) -> None:
         """Forget a token (by its hash): it logged out, or its account was deactivated."""
@@ -138,6 +161,21 @@ class GatewayRouter:
             selection = self._logins.decide(login, PASSWORD_TYPE, client_ip)
             return Target(selection.target, "register")
         return self._default()
+
+    async def _refresh(self, body: bytes) -> Target | None:
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            return None
+        token = parsed.get("refresh_token") if isinstance(parsed, Mapping) else None
+        if not isinstance(token, str) or not token:
+            return None
+        name = await self._guarded(
+            self._tokens.lookup(REFRESH_PREFIX + token_key(token), self._config.gateway.token_ttl)
+        )
+        if name is not None and name in self._homeservers:
+            return Target(self._homeservers[name], "refresh-token")
+        return None
 
     def _by_user(self, user_id: str, client_ip: str) -> Homeserver:
         login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user_id}}

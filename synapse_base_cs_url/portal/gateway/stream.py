@@ -15,6 +15,7 @@ import collections
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
@@ -80,6 +81,7 @@ class UploadStream:
         """Nobody will read this body (the request failed before reaching a homeserver):
         drop what is held and what still comes, and let the client finish sending."""
         self.discarding = True
+        self._finished = None  # IBodyProducer: after stopProducing the Deferred never fires
         self._held.clear()
         self._held_bytes = 0
         self._resume_client()
@@ -95,6 +97,10 @@ class UploadStream:
     # -- IBodyProducer (driven by the Agent) -------------------------------------------------
 
     def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        if self.too_large:
+            return defer.fail(UploadTooLarge())
+        if self.discarding:
+            return defer.fail(defer.CancelledError())
         self._consumer = consumer
         self._finished = defer.Deferred()
         self._flush()
@@ -137,6 +143,7 @@ class UploadStream:
             self._client.resumeProducing()
 
 
+@implementer(IPushProducer)
 class Relay(Protocol):
     """Writes a homeserver's answer body to the client as it arrives; ``done`` fires when it
     has all been written (or fails when either side broke off)."""
@@ -150,8 +157,27 @@ class Relay(Protocol):
 
     def connectionMade(self) -> None:
         # The homeserver side waits whenever the client is slow to read: no buffering here.
-        self.request.registerProducer(self.transport, True)
+        self.request.registerProducer(self, True)
         self._arm()
+
+    # -- IPushProducer for the client connection: pass its backpressure to the homeserver --
+
+    def pauseProducing(self) -> None:
+        # A homeserver held back by a slow client is not silent: no idle timeout meanwhile.
+        self._disarm()
+        transport: Any = self.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.resumeProducing()
+        if not self.done.called:
+            self._arm()
+
+    def stopProducing(self) -> None:
+        self.abort()
 
     def dataReceived(self, data: bytes) -> None:
         self._arm()

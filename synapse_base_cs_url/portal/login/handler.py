@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from twisted.internet import defer
@@ -45,10 +45,10 @@ class LoginHandler:
         metrics: PortalMetrics,
         clock: Clock,
         *,
-        learn: Callable[[str, str], Awaitable[None]] | None = None,
+        learn: Callable[[Mapping[str, object], str], Awaitable[None]] | None = None,
     ) -> None:
-        """``learn(access_token, homeserver)`` is told of every login proxied through (the
-        client-server gateway remembers where the token belongs)."""
+        """``learn(answer, homeserver)`` is told of every successful login proxied through
+        (the client-server gateway remembers where its tokens belong)."""
         self._learn = learn
         self._config = config
         self._router = LoginRouter(config)
@@ -158,13 +158,13 @@ class LoginHandler:
     async def _remember_token(self, body: bytes, homeserver: str) -> None:
         assert self._learn is not None
         try:
-            token = json.loads(body).get("access_token")
-        except (ValueError, AttributeError):
+            answer = json.loads(body)
+        except ValueError:
             return
-        if not isinstance(token, str) or not token:
+        if not isinstance(answer, dict):
             return
         try:
-            await self._learn(token, homeserver)
+            await self._learn(answer, homeserver)
         except errors.MatrixError as e:
             # The login itself succeeded: the token is found again (asked for) when used.
             logger.warning("login: could not remember the token's homeserver: %s", e.message)

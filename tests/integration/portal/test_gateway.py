@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -482,6 +483,40 @@ def transfer(portal: PortalProcess, token: str, block: bytes, size: int) -> tupl
             got += len(data)
             time.sleep(0.002)  # a slow reader: the portal must wait, not buffer the file
     return 0, got, received.hexdigest()
+
+
+def test_a_chunked_upload_past_the_limit_is_refused_mid_stream(start_portal: Any) -> None:
+    sink = UploadSink()
+    try:
+        portal = start_portal(
+            "gw-limit",
+            {
+                "public_baseurl": "https://portal.example.com",
+                "client_api": "proxy",
+                "homeservers": {"sink": {"base_url": sink.url}},
+                "default_homeserver": "sink",
+                "gateway": {"max_upload_size": 300_000},
+            },
+        )
+        chunk = b"y" * 65536
+        # No Content-Length: the limit is only known to be passed part-way through.
+        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(16)) + b"0\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", portal.port), timeout=20) as client:
+            client.sendall(
+                b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: portal\r\n"
+                b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n" + body
+            )
+            answer = b""
+            while data := client.recv(65536):
+                answer += data
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        assert json.loads(payload)["errcode"] == "M_TOO_LARGE"
+        assert sink.closed_early.wait(10), "the homeserver was left waiting for the rest"
+        assert sink.received < 16 * 65536
+    finally:
+        sink.close()
 
 
 def test_a_client_leaving_mid_upload_releases_the_homeserver(start_portal: Any) -> None:

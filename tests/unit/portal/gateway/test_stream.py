@@ -4,9 +4,9 @@ then passed on as they come; each side's pace pauses the other."""
 from __future__ import annotations
 
 import pytest
-from twisted.internet import defer
+from twisted.internet import defer, task
 
-from synapse_base_cs_url.portal.gateway.stream import HOLD, UploadStream, UploadTooLarge
+from synapse_base_cs_url.portal.gateway.stream import HOLD, Relay, UploadStream, UploadTooLarge
 
 
 class Transport:
@@ -100,3 +100,66 @@ def test_a_body_that_ends_before_the_homeserver_reads(length: int) -> None:
     finished = stream.startProducing(consumer)
     assert finished.called
     assert consumer.data == b"q" * length
+
+
+def test_an_upload_known_too_large_is_never_sent() -> None:
+    stream = UploadStream(Transport(), 101, limit=100)
+    failures: list[defer.Failure] = []
+    stream.startProducing(Consumer()).addErrback(failures.append)
+    assert failures and failures[0].check(UploadTooLarge)
+
+
+def test_a_stopped_upload_never_fires() -> None:
+    stream = UploadStream(Transport(), None, limit=100)
+    finished = stream.startProducing(Consumer())
+    stream.stopProducing()  # the Agent gave up on the request
+    stream.feed(b"x")
+    stream.finish()
+    assert not finished.called
+
+
+class Answer(Transport):
+    """The homeserver connection an answer body is read from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped = False
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class ClientRequest:
+    finished = False
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.producer: object = None
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        self.producer = producer
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+def test_a_slow_client_holds_the_homeserver_back_without_timing_it_out() -> None:
+    clock, request, answer = task.Clock(), ClientRequest(), Answer()
+    relay = Relay(request, clock, idle_timeout=30)
+    relay.makeConnection(answer)
+    assert request.producer is relay
+    relay.dataReceived(b"part one")
+    relay.pauseProducing()  # the client's connection is full
+    assert answer.paused
+    clock.advance(300)  # the homeserver waits on the client: not silent
+    assert not relay.done.called and not answer.stopped
+    relay.resumeProducing()
+    assert not answer.paused
+    clock.advance(29)
+    relay.dataReceived(b", part two")
+    assert request.written == b"part one, part two"
+    clock.advance(31)  # now it is silent
+    assert answer.stopped
+    failures: list[defer.Failure] = []
+    relay.done.addErrback(failures.append)
+    assert failures and failures[0].check(defer.TimeoutError)
