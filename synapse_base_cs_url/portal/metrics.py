@@ -73,7 +73,8 @@ class PortalMetrics:
         self.client_api_requests = Counter(
             "synapse_base_cs_url_portal_client_api_requests",
             "Client-server API requests the gateway passed on, by homeserver, how it was chosen "
-            "(token, resolved, register, registration-session, media, user-id, default) and "
+            "(token, resolved, register, registration-session, refresh-token, refresh-user, media, "
+            "user-id, default) and "
             "the HTTP status the client got",
             ("homeserver", "route", "status"),
             registry=self.registry,

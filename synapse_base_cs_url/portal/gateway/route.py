@@ -4,9 +4,11 @@
    registration or token refresh passed through the portal), else the one that knows it when
    asked (``resolve``); nobody: ``401 M_UNKNOWN_TOKEN``.
 2. Without one: ``POST /register`` by its ``username`` with the login routes, and the rest
-   of that registration by its ``auth.session``; media downloads and thumbnails by the server
-   name in their path (``homeservers.<name>.server_name``); a path naming a user id by that
-   user, with the login routes; anything else: ``default_homeserver``.
+   of that registration by its ``auth.session``; ``POST /refresh`` by its refresh token
+   (learnt, else the user a Synapse refresh token names, with the login routes); media
+   downloads and thumbnails by the server name in their path
+   (``homeservers.<name>.server_name``); a path naming a user id by that user, with the
+   login routes; anything else: ``default_homeserver``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, PortalConfig
 from synapse_base_cs_url.portal.gateway.map import SESSION_PREFIX, TOKEN_PREFIX, TokenMap
 from synapse_base_cs_url.portal.gateway.resolve import Resolver
-from synapse_base_cs_url.portal.gateway.tokens import access_token, token_key
+from synapse_base_cs_url.portal.gateway.tokens import (
+    access_token,
+    synapse_refresh_localpart,
+    token_key,
+)
 from synapse_base_cs_url.portal.login.body import PASSWORD_TYPE
 from synapse_base_cs_url.portal.login.decide import LoginRouter
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
@@ -50,8 +56,8 @@ class Target:
 
     homeserver: Homeserver
     reason: str
-    """``token``, ``resolved``, ``register``, ``registration-session``, ``media``,
-    ``user-id`` or ``default``."""
+    """``token``, ``resolved``, ``register``, ``registration-session``, ``refresh-token``,
+    ``refresh-user``, ``media``, ``user-id`` or ``default``."""
     key: str | None = None
     """The hash of the request's access token, if it had one."""
 
@@ -83,7 +89,7 @@ class GatewayRouter:
         if method == b"POST" and REGISTER.fullmatch(path):
             return await self._registration(body or b"", client_ip)
         if method == b"POST" and REFRESH.fullmatch(path):
-            refreshed = await self._refresh(body or b"")
+            refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
         media = MEDIA.fullmatch(path)
@@ -157,12 +163,10 @@ class GatewayRouter:
                 return Target(self._homeservers[name], "registration-session")
         username = parsed.get("username")
         if isinstance(username, str) and username:
-            login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": username}}
-            selection = self._logins.decide(login, PASSWORD_TYPE, client_ip)
-            return Target(selection.target, "register")
+            return Target(self._by_user(username, client_ip), "register")
         return self._default()
 
-    async def _refresh(self, body: bytes) -> Target | None:
+    async def _refresh(self, body: bytes, client_ip: str) -> Target | None:
         try:
             parsed = json.loads(body) if body else {}
         except ValueError:
@@ -175,10 +179,16 @@ class GatewayRouter:
         )
         if name is not None and name in self._homeservers:
             return Target(self._homeservers[name], "refresh-token")
+        # Not seen (the login was redirected, or the state expired): a Synapse refresh token
+        # names its user, who goes where their login would.
+        localpart = synapse_refresh_localpart(token)
+        if localpart is not None:
+            return Target(self._by_user(localpart, client_ip), "refresh-user")
         return None
 
-    def _by_user(self, user_id: str, client_ip: str) -> Homeserver:
-        login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user_id}}
+    def _by_user(self, user: str, client_ip: str) -> Homeserver:
+        """Where a login by ``user`` (a user id or a localpart) would go."""
+        login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
         return self._logins.decide(login, PASSWORD_TYPE, client_ip).target
 
     def _default(self) -> Target:

@@ -3,6 +3,7 @@ remembered under (never the token itself), and whether a Synapse token is well f
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import urllib.parse
@@ -42,6 +43,15 @@ def _base62(num: int, width: int) -> str:
     return "0" * (width - len(digits)) + digits
 
 
+def _checksum_ok(parts: list[str]) -> bool:
+    base = "_".join(parts[:3])
+    try:
+        expected = _base62(binascii.crc32(base.encode("ascii")), 6)
+    except UnicodeEncodeError:
+        return False
+    return parts[3] == expected
+
+
 def synapse_token_malformed(token: str) -> bool:
     """Whether ``token`` looks like a Synapse access token (``syt_<localpart>_<random>_<crc>``)
     whose checksum is wrong: no homeserver can know it, so nobody need be asked. Tokens of
@@ -49,11 +59,21 @@ def synapse_token_malformed(token: str) -> bool:
     if not token.startswith("syt_"):
         return False
     parts = token.split("_", 4)
-    if len(parts) != 4:
-        return True
-    base = "_".join(parts[:3])
+    return len(parts) != 4 or not _checksum_ok(parts)
+
+
+def synapse_refresh_localpart(token: str) -> str | None:
+    """The localpart a well-formed Synapse refresh token (``syr_<base64 localpart>_<random>
+    _<crc>``) was issued to, else ``None``. Synapse writes it there in the clear, so a refresh
+    the portal has not seen can still be routed the way that user's login would be."""
+    if not token.startswith("syr_"):
+        return None
+    parts = token.split("_", 4)
+    if len(parts) != 4 or not _checksum_ok(parts):
+        return None
+    encoded = parts[1]
     try:
-        expected = _base62(binascii.crc32(base.encode("ascii")), 6)
-    except UnicodeEncodeError:
-        return True
-    return parts[3] != expected
+        localpart = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        return localpart.decode("utf-8") or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None

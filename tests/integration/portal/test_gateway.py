@@ -334,6 +334,43 @@ def test_registration_through_the_portal_lands_on_the_routed_homeserver(
     assert "registration-session" in metric_labels(portal)
 
 
+@pytest.mark.parametrize(
+    ("mode", "first_reason"), [("proxy", "refresh-token"), ("redirect", "refresh-user")]
+)
+def test_refreshes_go_back_to_the_users_homeserver(
+    gateways: dict[str, PortalProcess], mode: str, first_reason: str
+) -> None:
+    # A refresh carries no access token: only the refresh token in its body. A proxied login
+    # taught the portal that token; a redirected one did not, and the portal routes by the
+    # user a Synapse refresh token names.
+    portal = gateways[mode]
+    login = requests.post(
+        portal.url + "/_matrix/client/v3/login",
+        json={**password_body("h2_gw_bob"), "refresh_token": True},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    refresh = login.json()["refresh_token"]
+    for reason in (first_reason, "refresh-token"):  # then learnt from the refresh itself
+        before = route_count(portal, reason)
+        result = requests.post(
+            portal.url + "/_matrix/client/v3/refresh", json={"refresh_token": refresh}, timeout=30
+        )
+        assert result.status_code == 200, result.text
+        assert route_count(portal, reason) == before + 1
+        refresh = result.json()["refresh_token"]
+        me = requests.get(
+            portal.url + WHOAMI, headers=bearer(result.json()["access_token"]), timeout=30
+        )
+        assert me.json()["user_id"] == "@h2_gw_bob:hs2.test"
+
+
+def route_count(portal: PortalProcess, reason: str) -> float:
+    name = "synapse_base_cs_url_portal_client_api_requests_total"
+    pattern = rf'^{name}\{{[^}}]*route="{re.escape(reason)}"[^}}]*\}} (\S+)$'
+    return sum(float(m) for m in re.findall(pattern, metric_labels(portal), re.M))
+
+
 def metric_labels(portal: PortalProcess) -> str:
     return requests.get(portal.url + "/metrics", timeout=30).text
 
@@ -419,6 +456,38 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
     assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
     fresh = homeservers.hs2.password_login(localpart, PASSWORD).json()
     check_session_landed(homeservers, "hs2", room_id, fresh["access_token"], "via nginx")
+
+
+def test_registrations_and_refreshes_through_nginx_reach_the_users_homeserver(
+    nginx: NginxProcess, gateways: dict[str, PortalProcess]
+) -> None:
+    # Their homeserver is in their body: nginx hands them to the portal, not the decision.
+    username = "h2_nginx_" + secrets.token_hex(3)
+    url = nginx.url + "/_matrix/client/v3/register"
+    first = requests.post(url, json={"username": username, "password": PASSWORD}, timeout=30)
+    assert first.status_code == 401, first.text
+    done = requests.post(
+        url,
+        json={
+            "username": username,
+            "password": PASSWORD,
+            "refresh_token": True,
+            "auth": {"type": "m.login.dummy", "session": first.json()["session"]},
+        },
+        timeout=30,
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["user_id"] == f"@{username}:hs2.test"
+    refreshed = requests.post(
+        nginx.url + "/_matrix/client/v3/refresh",
+        json={"refresh_token": done.json()["refresh_token"]},
+        timeout=30,
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    me = requests.get(
+        nginx.url + WHOAMI, headers=bearer(refreshed.json()["access_token"]), timeout=30
+    )
+    assert me.json()["user_id"] == f"@{username}:hs2.test"
 
 
 def test_50_mb_up_and_down_through_the_portal_keeps_its_memory_flat(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
 
 import pytest
@@ -10,6 +11,7 @@ from twisted.internet import task
 from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap
 from synapse_base_cs_url.portal.gateway.tokens import (
     access_token,
+    synapse_refresh_localpart,
     synapse_token_malformed,
     token_key,
     token_tag,
@@ -19,9 +21,10 @@ from tests.harness.deferreds import settle
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def synapse_token(localpart_b64: str, random: str) -> str:
-    """As Synapse's AuthHandler.generate_access_token makes one."""
-    base = f"syt_{localpart_b64}_{random}"
+def synapse_token(localpart_b64: str, random: str, kind: str = "syt") -> str:
+    """As Synapse's AuthHandler.generate_access_token (``syt``) and
+    generate_refresh_token (``syr``) make one."""
+    base = f"{kind}_{localpart_b64}_{random}"
     num, digits = binascii.crc32(base.encode("ascii")), ""
     while num:
         num, rem = divmod(num, 62)
@@ -80,3 +83,20 @@ def test_the_memory_map_slides_and_is_bounded() -> None:
     settle(tokens.forget("d"))
     assert settle(tokens.lookup("d", 10)) is None
     assert settle(tokens.lookup("c", 10)) == "hs2"
+
+
+@pytest.mark.parametrize("localpart", ["alice", "h2_bob", "é.ü-x", "a"])
+def test_a_synapse_refresh_token_names_its_user(localpart: str) -> None:
+    encoded = base64.b64encode(localpart.encode()).decode().rstrip("=")  # unpaddedbase64
+    token = synapse_token(encoded, "abcdefghijABCDEFGHIJ", kind="syr")
+    assert synapse_refresh_localpart(token) == localpart
+
+
+def test_only_well_formed_refresh_tokens_name_a_user() -> None:
+    good = synapse_token("YWxpY2U", "abcdefghijABCDEFGHIJ", kind="syr")
+    assert synapse_refresh_localpart(good[:-1] + ("0" if good[-1] != "0" else "1")) is None
+    assert synapse_refresh_localpart(synapse_token("YWxpY2U", "x")) is None  # an access token
+    assert synapse_refresh_localpart(synapse_token("!!!!", "x", kind="syr")) is None
+    assert synapse_refresh_localpart(synapse_token("", "x", kind="syr")) is None
+    assert synapse_refresh_localpart("syr_only_three") is None
+    assert synapse_refresh_localpart("opaque-refresh-token") is None
