@@ -3,9 +3,10 @@
 1. With an access token: the homeserver the token map names (learnt when a login,
    registration or token refresh passed through the portal), else the one that knows it when
    asked (``resolve``); nobody: ``401 M_UNKNOWN_TOKEN``.
-2. Without one: ``POST /register`` by its ``username`` with the login routes, and the rest
-   of that registration by its ``auth.session``; ``POST /refresh`` by its refresh token
-   (learnt, else the user a Synapse refresh token names, with the login routes); media
+2. Without one: ``POST /register`` (and ``GET /register/available``) by its ``username``
+   with the login routes, and the rest of that registration by its ``auth.session``;
+   ``POST /refresh`` by its refresh token (learnt, else the user a Synapse refresh token
+   names, with the login routes); media
    downloads and thumbnails by the server name in their path
    (``homeservers.<name>.server_name``); a path naming a user id by that user, with the
    login routes; anything else: ``default_homeserver``.
@@ -37,6 +38,7 @@ from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnava
 
 REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
 REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
+AVAILABLE = re.compile(rb"/_matrix/client/(?:r0|v3)/register/available")
 #: Refresh tokens, by hash: ``POST /refresh`` carries no access token, only this.
 REFRESH_PREFIX = "gw:refresh:"
 MEDIA = re.compile(
@@ -92,6 +94,11 @@ class GatewayRouter:
             refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
+        if AVAILABLE.fullmatch(path):
+            # Whether a username is free is for the homeserver it would be registered on.
+            username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
+            if username and username[0]:
+                return Target(self._by_user(username[0], client_ip), "register")
         media = MEDIA.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))

@@ -63,10 +63,18 @@ def setup() -> tuple[GatewayRouter, Resolver, Homeservers, task.Clock]:
     return router, resolver, homeservers, clock
 
 
-def route(router: GatewayRouter, path: bytes, token: str | None = None, **kw: Any) -> Any:
+def route(
+    router: GatewayRouter,
+    path: bytes,
+    token: str | None = None,
+    *,
+    method: bytes = b"GET",
+    query: bytes = b"",
+    **kw: Any,
+) -> Any:
     auth = f"Bearer {token}".encode() if token else None
     return defer.ensureDeferred(
-        router.route(b"GET", path, b"", authorization=auth, client_ip="192.0.2.1", **kw)
+        router.route(method, path, query, authorization=auth, client_ip="192.0.2.1", **kw)
     )
 
 
@@ -197,3 +205,36 @@ def test_two_queued_lookups_of_one_token_take_one_slot_and_give_it_back() -> Non
     assert len(homeservers.asked) == 6  # it got a slot at once: none was lost
     homeservers.answer("hs1", 200)
     assert settle(later).homeserver.name == "hs1"
+
+
+@pytest.mark.parametrize(
+    ("query", "hs_name", "reason"),
+    [
+        (b"username=%40x%3Atwo.example", "hs2", "register"),
+        (b"username=newbie", "hs1", "register"),
+        (b"", "hs1", "default"),
+    ],
+)
+def test_username_availability_is_asked_where_it_would_register(
+    query: bytes, hs_name: str, reason: str
+) -> None:
+    router, _, _, _ = setup()
+    target = settle(route(router, b"/_matrix/client/v3/register/available", query=query))
+    assert (target.homeserver.name, target.reason) == (hs_name, reason)
+
+
+def test_a_refresh_goes_where_its_token_was_learnt() -> None:
+    router, _, homeservers, _ = setup()
+    answer = {"access_token": "a1", "refresh_token": "opaque-r1"}
+    settle(defer.ensureDeferred(router.learn_answer(answer, "hs2")))
+
+    def refresh(token: str) -> Any:
+        body = b'{"refresh_token": "%s"}' % token.encode()
+        path = b"/_matrix/client/v3/refresh"
+        return settle(route(router, path, method=b"POST", body=body))
+
+    learnt = refresh("opaque-r1")
+    assert (learnt.homeserver.name, learnt.reason) == ("hs2", "refresh-token")
+    assert refresh("opaque-unknown").reason == "default"
+    assert settle(route(router, b"/_matrix/client/v3/account/whoami", "a1")).reason == "token"
+    assert homeservers.asked == []
