@@ -1,4 +1,5 @@
-"""The ``synapse-base-cs-url`` command: ``portal``, ``explain``, ``diff``, ``check``, ``demo``."""
+"""The ``synapse-base-cs-url`` command: ``portal``, ``generate-key``, ``explain``, ``diff``,
+``check``, ``demo``."""
 
 from __future__ import annotations
 

@@ -6,9 +6,13 @@
 - ``login/``: ``POST /login`` from body to log line: body checks, the routing decision,
   redirect or proxy;
 - ``sso/``: single sign-on through the portal, and which homeserver issued each login token;
-- ``config`` (portal.yaml), ``upstream`` (HTTP to the homeservers), ``discovery`` (what
-  clients ask before logging in), ``errors``, ``metrics``, ``logs``, ``reactor`` (the typed
-  reactor and clock) and ``app`` (wiring and listening).
+- ``gateway/``: the rest of the client-server API for clients that stay at the portal's
+  address (``client_api: proxy``), and the decision endpoint for nginx;
+- ``state/``: state shared by several portal processes (Redis);
+- ``config`` (portal.yaml, with ``config_serving`` and ``config_gateway``), ``upstream``
+  (HTTP to the homeservers), ``discovery`` (what clients ask before logging in),
+  ``errors``, ``metrics``, ``logs``, ``reactor`` (the typed reactor and clock), ``app``
+  (wiring, listening, reload and drain) and ``workers`` (several processes on one port).
 """
 
 from __future__ import annotations

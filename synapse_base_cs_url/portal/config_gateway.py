@@ -45,7 +45,8 @@ class GatewaySettings:
     token_ttl: float = 7 * 24 * 3600.0
     """Seconds an access token's homeserver is remembered after its last use (sliding)."""
     max_tokens: int = 1_000_000
-    """Most tokens remembered at once by the memory backend (the oldest is dropped)."""
+    """Most tokens remembered at once by the memory backend (the least recently used is
+    dropped)."""
     resolve_concurrency: int = 16
     """Unknown tokens being resolved (asking the homeservers ``whoami``) at once."""
     resolve_per_second: float = 1.0
