@@ -554,63 +554,64 @@ def transfer(portal: PortalProcess, token: str, block: bytes, size: int) -> tupl
     return 0, got, received.hexdigest()
 
 
-def test_a_chunked_upload_past_the_limit_is_refused_mid_stream(start_portal: Any) -> None:
+@pytest.fixture
+def sink() -> Iterator[UploadSink]:
     sink = UploadSink()
     try:
-        portal = start_portal(
-            "gw-limit",
-            {
-                "public_baseurl": "https://portal.example.com",
-                "client_api": "proxy",
-                "homeservers": {"sink": {"base_url": sink.url}},
-                "default_homeserver": "sink",
-                "gateway": {"max_upload_size": 300_000},
-            },
-        )
-        chunk = b"y" * 65536
-        # No Content-Length: the limit is only known to be passed part-way through.
-        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(16)) + b"0\r\n\r\n"
-        with socket.create_connection(("127.0.0.1", portal.port), timeout=20) as client:
-            client.sendall(
-                b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: portal\r\n"
-                b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
-                b"Connection: close\r\n\r\n" + body
-            )
-            answer = b""
-            while data := client.recv(65536):
-                answer += data
-        head, _, payload = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 413 "), head
-        assert json.loads(payload)["errcode"] == "M_TOO_LARGE"
-        assert sink.closed_early.wait(10), "the homeserver was left waiting for the rest"
-        assert sink.received < 16 * 65536
+        yield sink
     finally:
         sink.close()
 
 
-def test_a_client_leaving_mid_upload_releases_the_homeserver(start_portal: Any) -> None:
-    sink = UploadSink()
-    try:
-        portal = start_portal(
-            "gw-sink",
-            {
-                "public_baseurl": "https://portal.example.com",
-                "client_api": "proxy",
-                "homeservers": {"sink": {"base_url": sink.url}},
-                "default_homeserver": "sink",
-            },
-        )
-        client = socket.create_connection(("127.0.0.1", portal.port), timeout=10)
+def sink_portal(start_portal: Any, sink: UploadSink, name: str, **extra: Any) -> PortalProcess:
+    """A gateway portal whose only homeserver is ``sink``."""
+    config = {
+        "public_baseurl": "https://portal.example.com",
+        "client_api": "proxy",
+        "homeservers": {"sink": {"base_url": sink.url}},
+        "default_homeserver": "sink",
+        **extra,
+    }
+    portal: PortalProcess = start_portal(name, config)
+    return portal
+
+
+def test_a_chunked_upload_past_the_limit_is_refused_mid_stream(
+    start_portal: Any, sink: UploadSink
+) -> None:
+    portal = sink_portal(start_portal, sink, "gw-limit", gateway={"max_upload_size": 300_000})
+    chunk = b"y" * 65536
+    # No Content-Length: the limit is only known to be passed part-way through.
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(16)) + b"0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", portal.port), timeout=20) as client:
         client.sendall(
             b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: portal\r\n"
-            b"Content-Type: application/octet-stream\r\nContent-Length: 10000000\r\n\r\n"
+            b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n" + body
         )
-        client.sendall(b"x" * 1_000_000)
-        deadline = time.monotonic() + 10
-        while sink.received < 100_000:  # the body is streaming through
-            assert time.monotonic() < deadline, "nothing reached the homeserver"
-            time.sleep(0.02)
-        client.close()  # the client gives up half-way
-        assert sink.closed_early.wait(10), "the portal kept the homeserver waiting"
-    finally:
-        sink.close()
+        answer = b""
+        while data := client.recv(65536):
+            answer += data
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert json.loads(payload)["errcode"] == "M_TOO_LARGE"
+    assert sink.closed_early.wait(10), "the homeserver was left waiting for the rest"
+    assert sink.received < 16 * 65536
+
+
+def test_a_client_leaving_mid_upload_releases_the_homeserver(
+    start_portal: Any, sink: UploadSink
+) -> None:
+    portal = sink_portal(start_portal, sink, "gw-sink")
+    client = socket.create_connection(("127.0.0.1", portal.port), timeout=10)
+    client.sendall(
+        b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: portal\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    client.sendall(b"x" * 1_000_000)
+    deadline = time.monotonic() + 10
+    while sink.received < 100_000:  # the body is streaming through
+        assert time.monotonic() < deadline, "nothing reached the homeserver"
+        time.sleep(0.02)
+    client.close()  # the client gives up half-way
+    assert sink.closed_early.wait(10), "the portal kept the homeserver waiting"
