@@ -135,7 +135,7 @@ class PortalService:
             )
             router = GatewayRouter(config, self.token_map, resolver)
             gateway = Gateway(config, upstream, router, self.metrics, self.reactor)
-            decisions = Decisions(config, router)
+            decisions = Decisions(config, router, self.metrics)
         login = LoginHandler(
             config,
             upstream,

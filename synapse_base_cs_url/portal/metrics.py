@@ -73,10 +73,17 @@ class PortalMetrics:
         self.client_api_requests = Counter(
             "synapse_base_cs_url_portal_client_api_requests",
             "Client-server API requests the gateway passed on, by homeserver, how it was chosen "
-            "(token, resolved, register, registration-session, refresh-token, refresh-user, media, "
-            "user-id, default) and "
-            "the HTTP status the client got",
+            "(token, resolved, register, registration-session, refresh-token, refresh-user, "
+            "media, user-id, default) and the HTTP status the client got",
             ("homeserver", "route", "status"),
+            registry=self.registry,
+        )
+        self.route_decisions = Counter(
+            "synapse_base_cs_url_portal_route_decisions",
+            "Questions answered at the decision endpoint (nginx's auth_request), by how the "
+            "homeserver was chosen (as for client_api_requests), or 'portal' when the portal "
+            "must answer the request itself",
+            ("homeserver", "route"),
             registry=self.registry,
         )
         self.token_resolutions = Counter(
@@ -105,6 +112,9 @@ class PortalMetrics:
 
     def client_api(self, homeserver: str, route: str, status: int, seconds: float) -> None:
         self.client_api_requests.labels(homeserver, route, str(status)).inc()
+
+    def route_decision(self, homeserver: str, route: str) -> None:
+        self.route_decisions.labels(homeserver, route).inc()
 
     def token_resolution(self, result: str) -> None:
         self.token_resolutions.labels(result).inc()

@@ -19,6 +19,7 @@ import logging
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.gateway.route import GatewayRouter
+from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -28,9 +29,10 @@ TOKEN_ROUTES = ("token", "resolved")
 
 
 class Decisions:
-    def __init__(self, config: PortalConfig, router: GatewayRouter) -> None:
+    def __init__(self, config: PortalConfig, router: GatewayRouter, metrics: PortalMetrics) -> None:
         self._config = config
         self._router = router
+        self._metrics = metrics
         host = config.listen.host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
@@ -68,7 +70,9 @@ class Decisions:
             # The portal itself will give the client the proper error.
             logger.info("route decision: %s %s, to the portal itself", e.status, e.errcode)
             upstream, expires = self.portal_url, 0.0
+            self._metrics.route_decision("-", "portal")
         else:
+            self._metrics.route_decision(target.homeserver.name, target.reason)
             upstream = target.homeserver.proxy_url
             cacheable = target.reason in TOKEN_ROUTES
             expires = self._config.gateway.decision_cache_ttl if cacheable else 0.0

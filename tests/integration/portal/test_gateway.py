@@ -192,9 +192,7 @@ def test_matrix_nio_through_the_portal_only(
             await client.close()
 
     room_id, token, _ = asyncio.run(session())
-    after = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
-    assert after.status_code == 401
-    assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
+    check_logged_out_and_forgotten(portal, token)
     # The room and the message live on the user's own homeserver (checked there, with a
     # fresh login, since the test's one is gone), and nowhere else.
     fresh = homeservers.by_name(hs_name).password_login(localpart, PASSWORD).json()
@@ -231,10 +229,20 @@ def test_mautrix_through_the_portal_only(
             await http.close()
 
     room_id, token = asyncio.run(session())
-    after = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
-    assert (after.status_code, after.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    check_logged_out_and_forgotten(portal, token)
     fresh = homeservers.by_name(hs_name).password_login(localpart, PASSWORD).json()
     check_session_landed(homeservers, hs_name, room_id, fresh["access_token"], text)
+
+
+def check_logged_out_and_forgotten(portal: PortalProcess, token: str) -> None:
+    """After a logout through the portal: the token is dead, the portal forgot it (so it
+    has to look it up again, and nobody knows it), and it never reached the portal's log."""
+    name = "synapse_base_cs_url_portal_token_resolutions_total"
+    unknown = metric(portal, name, result="unknown")
+    after = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
+    assert (after.status_code, after.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert metric(portal, name, result="unknown") == unknown + 1
+    assert token not in portal.logs()
 
 
 def whoami_requests(hs: SynapseProcess) -> int:
@@ -352,12 +360,12 @@ def test_refreshes_go_back_to_the_users_homeserver(
     assert login.status_code == 200, login.text
     refresh = login.json()["refresh_token"]
     for reason in (first_reason, "refresh-token"):  # then learnt from the refresh itself
-        before = route_count(portal, reason)
+        before = route_count(portal, re.escape(reason))
         result = requests.post(
             portal.url + "/_matrix/client/v3/refresh", json={"refresh_token": refresh}, timeout=30
         )
         assert result.status_code == 200, result.text
-        assert route_count(portal, reason) == before + 1
+        assert route_count(portal, re.escape(reason)) == before + 1
         refresh = result.json()["refresh_token"]
         me = requests.get(
             portal.url + WHOAMI, headers=bearer(result.json()["access_token"]), timeout=30
@@ -365,10 +373,20 @@ def test_refreshes_go_back_to_the_users_homeserver(
         assert me.json()["user_id"] == "@h2_gw_bob:hs2.test"
 
 
-def route_count(portal: PortalProcess, reason: str) -> float:
+def route_count(portal: PortalProcess, reason: str = r"[^\"]*") -> float:
+    """Client-server requests the portal passed on itself, chosen for ``reason`` (a regular
+    expression; by default: all of them)."""
     name = "synapse_base_cs_url_portal_client_api_requests_total"
-    pattern = rf'^{name}\{{[^}}]*route="{re.escape(reason)}"[^}}]*\}} (\S+)$'
+    pattern = rf'^{name}\{{[^}}]*route="{reason}"[^}}]*\}} (\S+)$'
     return sum(float(m) for m in re.findall(pattern, metric_labels(portal), re.M))
+
+
+def decisions(portal: PortalProcess) -> float:
+    """Questions the portal answered at its decision endpoint."""
+    name = "synapse_base_cs_url_portal_route_decisions_total"
+    return sum(
+        float(m) for m in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", metric_labels(portal), re.M)
+    )
 
 
 def metric_labels(portal: PortalProcess) -> str:
@@ -445,12 +463,14 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
         finally:
             await client.close()
 
-    before = portal.logs().count("client-api")
+    carried = route_count(portal)
+    decided = decisions(portal)
     room_id, token = asyncio.run(session())
     # The traffic went through nginx straight to hs2: the portal only decided.
     access = nginx.access_log()
     assert "POST /_matrix/media/v3/upload" in access or "POST /_matrix/media/r0/upload" in access
-    assert portal.logs().count("client-api") == before
+    assert route_count(portal) == carried
+    assert decisions(portal) > decided
     after = requests.get(nginx.url + WHOAMI, headers=bearer(token), timeout=30)
     assert after.status_code == 401
     assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
