@@ -39,6 +39,7 @@ from tests.harness.clients import password_body
 from tests.harness.constants import PASSWORD
 from tests.harness.fake_servers import UploadSink
 from tests.harness.memory import PeakMemory
+from tests.harness.metrics import CLIENT_API, DECISIONS, RESOLUTIONS, total
 from tests.harness.nginx import NginxProcess
 from tests.harness.portal import Homeservers
 
@@ -237,23 +238,15 @@ def test_mautrix_through_the_portal_only(
 def check_logged_out_and_forgotten(portal: PortalProcess, token: str) -> None:
     """After a logout through the portal: the token is dead, the portal forgot it (so it
     has to look it up again, and nobody knows it), and it never reached the portal's log."""
-    name = "synapse_base_cs_url_portal_token_resolutions_total"
-    unknown = metric(portal, name, result="unknown")
+    unknown = total(portal.url, RESOLUTIONS, result="unknown")
     after = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
     assert (after.status_code, after.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
-    assert metric(portal, name, result="unknown") == unknown + 1
+    assert total(portal.url, RESOLUTIONS, result="unknown") == unknown + 1
     assert token not in portal.logs()
 
 
 def whoami_requests(hs: SynapseProcess) -> int:
     return len(re.findall(r'"GET /_matrix/client/v3/account/whoami', hs.log_text()))
-
-
-def metric(portal: PortalProcess, name: str, **labels: str) -> float:
-    text = requests.get(portal.url + "/metrics", timeout=30).text
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_a_token_first_seen_by_a_restarted_portal_is_resolved(
@@ -264,16 +257,16 @@ def test_a_token_first_seen_by_a_restarted_portal_is_resolved(
     # Learnt from the proxied login: no homeserver is asked.
     asked = whoami_requests(homeservers.hs1)
     assert requests.get(first.url + WHOAMI, headers=bearer(token), timeout=30).status_code == 200
-    assert metric(first, "synapse_base_cs_url_portal_token_resolutions_total", result="found") == 0
+    assert total(first.url, RESOLUTIONS, result="found") == 0
     first.stop()
     again = start_portal("gw-after", gateway_config(homeservers, "proxy"))
     me = requests.get(again.url + WHOAMI, headers=bearer(token), timeout=30)
     assert (me.status_code, me.json()["user_id"]) == (200, "@h2_gw_bob:hs2.test")
-    assert metric(again, "synapse_base_cs_url_portal_token_resolutions_total", result="found") == 1
+    assert total(again.url, RESOLUTIONS, result="found") == 1
     assert whoami_requests(homeservers.hs1) == asked + 1  # asked once, during the resolution
     # Remembered from then on.
     requests.get(again.url + WHOAMI, headers=bearer(token), timeout=30)
-    assert metric(again, "synapse_base_cs_url_portal_token_resolutions_total", result="found") == 1
+    assert total(again.url, RESOLUTIONS, result="found") == 1
 
 
 def test_a_malformed_synapse_token_costs_no_homeserver_request(
@@ -286,10 +279,7 @@ def test_a_malformed_synapse_token_costs_no_homeserver_request(
     assert (result.status_code, result.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
     assert result.json()["soft_logout"] is False
     assert whoami_requests(homeservers.hs1) + whoami_requests(homeservers.hs2) == before
-    assert (
-        metric(portal, "synapse_base_cs_url_portal_token_resolutions_total", result="malformed")
-        >= 1
-    )
+    assert total(portal.url, RESOLUTIONS, result="malformed") >= 1
     assert made_up not in portal.logs()
 
 
@@ -339,7 +329,7 @@ def test_registration_through_the_portal_lands_on_the_routed_homeserver(
     token = done.json()["access_token"]
     me = requests.get(portal.url + WHOAMI, headers=bearer(token), timeout=30)
     assert me.json()["user_id"] == f"@{username}:hs2.test"
-    assert "registration-session" in metric_labels(portal)
+    assert total(portal.url, CLIENT_API, route="registration-session") >= 1
 
 
 @pytest.mark.parametrize(
@@ -360,37 +350,17 @@ def test_refreshes_go_back_to_the_users_homeserver(
     assert login.status_code == 200, login.text
     refresh = login.json()["refresh_token"]
     for reason in (first_reason, "refresh-token"):  # then learnt from the refresh itself
-        before = route_count(portal, re.escape(reason))
+        before = total(portal.url, CLIENT_API, route=reason)
         result = requests.post(
             portal.url + "/_matrix/client/v3/refresh", json={"refresh_token": refresh}, timeout=30
         )
         assert result.status_code == 200, result.text
-        assert route_count(portal, re.escape(reason)) == before + 1
+        assert total(portal.url, CLIENT_API, route=reason) == before + 1
         refresh = result.json()["refresh_token"]
         me = requests.get(
             portal.url + WHOAMI, headers=bearer(result.json()["access_token"]), timeout=30
         )
         assert me.json()["user_id"] == "@h2_gw_bob:hs2.test"
-
-
-def route_count(portal: PortalProcess, reason: str = r"[^\"]*") -> float:
-    """Client-server requests the portal passed on itself, chosen for ``reason`` (a regular
-    expression; by default: all of them)."""
-    name = "synapse_base_cs_url_portal_client_api_requests_total"
-    pattern = rf'^{name}\{{[^}}]*route="{reason}"[^}}]*\}} (\S+)$'
-    return sum(float(m) for m in re.findall(pattern, metric_labels(portal), re.M))
-
-
-def decisions(portal: PortalProcess) -> float:
-    """Questions the portal answered at its decision endpoint."""
-    name = "synapse_base_cs_url_portal_route_decisions_total"
-    return sum(
-        float(m) for m in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", metric_labels(portal), re.M)
-    )
-
-
-def metric_labels(portal: PortalProcess) -> str:
-    return requests.get(portal.url + "/metrics", timeout=30).text
 
 
 def test_the_decision_endpoint_answers_only_trusted_proxies(
@@ -463,14 +433,14 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
         finally:
             await client.close()
 
-    carried = route_count(portal)
-    decided = decisions(portal)
+    carried = total(portal.url, CLIENT_API)
+    decided = total(portal.url, DECISIONS)
     room_id, token = asyncio.run(session())
     # The traffic went through nginx straight to hs2: the portal only decided.
     access = nginx.access_log()
     assert "POST /_matrix/media/v3/upload" in access or "POST /_matrix/media/r0/upload" in access
-    assert route_count(portal) == carried
-    assert decisions(portal) > decided
+    assert total(portal.url, CLIENT_API) == carried
+    assert total(portal.url, DECISIONS) > decided
     after = requests.get(nginx.url + WHOAMI, headers=bearer(token), timeout=30)
     assert after.status_code == 401
     assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
