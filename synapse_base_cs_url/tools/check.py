@@ -3,7 +3,8 @@
 Every check is an HTTP(S) request a client would make, with the standard library only. A
 check never makes a failed login attempt: without a password it only reads where the portal
 sends a user (the ``307``'s ``Location``, not followed, for a login body without a
-password, which the portal routes before any homeserver sees it in redirect mode); with a
+password, asked only of a portal in redirect mode, which routes it before any homeserver
+sees it; a portal says what it is at ``/_synapse_base_cs_url/portal``); with a
 password (from the environment, never an argument) it logs in for real, checks the answer,
 and logs the new device out again.
 """
@@ -30,6 +31,7 @@ LOGIN = "/_matrix/client/v3/login"
 VERSIONS = "/_matrix/client/versions"
 WELL_KNOWN = "/.well-known/matrix/client"
 WHOAMI = "/_matrix/client/v3/account/whoami"
+PORTAL_INFO = "/_synapse_base_cs_url/portal"
 LOGOUT = "/_matrix/client/v3/logout"
 #: A web client's origin, for the CORS preflight a browser would send.
 WEB_ORIGIN = "https://app.element.io"
@@ -182,13 +184,13 @@ class Checker:
         yield self._well_known()
         yield self._login_flows()
         yield self._cors("CORS", self.url)
-        portal = self._is_portal()
-        yield Result("kind", "ok", "a login portal" if portal else "a homeserver")
+        portal = self._portal()
+        yield Result("kind", "ok", _describe_portal(portal) if portal else "a homeserver")
         if self.user is None:
             return
         base = self.url
         if portal:
-            route = self._route()
+            route = self._route(portal)
             yield route
             if route.status == "ok":
                 base = route.detail.rsplit(" ", 1)[-1]
@@ -286,20 +288,31 @@ class Checker:
             )
         return Result(name, "ok", f"{base}: preflight allows POST from any origin")
 
-    def _is_portal(self) -> bool:
-        """A portal answers what it does not serve with its own 404; a homeserver asks for a
-        token."""
+    def _portal(self) -> dict[str, object] | None:
+        """What the portal says it is (``None``: not a portal, a homeserver does not answer
+        this path)."""
         try:
-            answer = self.client.request("GET", self.url + WHOAMI)
+            answer = self.client.request("GET", self.url + PORTAL_INFO)
         except Unreachable:
-            return False
-        message = _json_field(answer, "error")
-        return answer.status == 404 and isinstance(message, str) and "login portal" in message
+            return None
+        if answer.status != 200 or _json_field(answer, "portal") != "synapse-base-cs-url":
+            return None
+        info: dict[str, object] = answer.json()
+        return info
 
-    def _route(self) -> Result:
-        """Where the portal sends the user: the ``307``'s ``Location``, not followed. The body
-        has no password, so no homeserver can count a failed login."""
+    def _route(self, portal: dict[str, object]) -> Result:
+        """Where the portal sends the user: the ``307``'s ``Location``, not followed. Asked
+        only of a portal that redirects: one that proxies would pass the password-less body
+        on, and the homeserver would count a failed login."""
         assert self.user is not None
+        if portal.get("mode") != "redirect":
+            return Result(
+                "route",
+                "warn",
+                f"the portal proxies logins (mode: {portal.get('mode')}): not asked without a "
+                "password, so that no homeserver counts a failed login",
+                "where it goes can only be seen by logging in: give --password-env",
+            )
         body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": self.user}}
         try:
             answer = self.client.request("POST", self.url + LOGIN, body)
@@ -397,6 +410,11 @@ class Checker:
                 f"HTTP {out.status}: the check's device may still exist",
                 "remove it from the user's sessions",
             )
+
+
+def _describe_portal(info: dict[str, object]) -> str:
+    gateway = ", carrying the client-server API" if info.get("client_api") == "proxy" else ""
+    return f"a login portal (mode: {info.get('mode')}{gateway})"
 
 
 def _json_field(answer: Answer, field: str) -> Any:

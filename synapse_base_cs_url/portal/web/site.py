@@ -4,6 +4,7 @@ the portal runs (a reload): requests already dispatched finish with the one they
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
@@ -14,6 +15,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from synapse_base_cs_url import __version__
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
@@ -34,6 +36,8 @@ WELL_KNOWN_PATH = b"/.well-known/matrix/client"
 HEALTH_PATH = b"/health"
 READY_PATH = b"/ready"
 METRICS_PATH = b"/metrics"
+#: What this server is, for tools (``check``): a homeserver does not answer it.
+PORTAL_INFO_PATH = b"/_synapse_base_cs_url/portal"
 SSO_OFF = (
     "Single sign-on is not served by this portal: with several portal processes it needs an "
     "'sso' section with sso.signing_key_file (and state.backend: redis) in portal.yaml"
@@ -54,6 +58,14 @@ def portal_routes(
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
     well_known = well_known_client(config.public_baseurl)
+    info = json.dumps(
+        {
+            "portal": "synapse-base-cs-url",
+            "version": __version__,
+            "mode": config.mode.value,
+            "client_api": config.client_api.value,
+        }
+    ).encode()
 
     def login_post(request: PortalRequest, _: re.Match[bytes]) -> Coroutine[Any, Any, None] | None:
         return login.handle(request)
@@ -66,6 +78,9 @@ def portal_routes(
 
     def well_known_doc(request: PortalRequest, _: re.Match[bytes]) -> None:
         request.respond(200, well_known)
+
+    def portal_info(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, info)
 
     def health(request: PortalRequest, _: re.Match[bytes]) -> None:
         request.respond(200, b"OK", content_type=b"text/plain; charset=utf-8")
@@ -84,6 +99,7 @@ def portal_routes(
         Route.of(VERSIONS_PATH, READ, versions),
         Route.of(WELL_KNOWN_PATH, READ, well_known_doc),
         Route.of(HEALTH_PATH, READ, health),
+        Route.of(PORTAL_INFO_PATH, READ, portal_info),
         Route.of(READY_PATH, READ, readiness),
     ]
     if config.sso_served:

@@ -57,7 +57,7 @@ def test_a_good_portal_deployment_is_green(
         "✓ /.well-known/matrix/client: m.homeserver.base_url https://portal.example.com",
         "✓ login flows: m.login.password",
         "✓ CORS: ",
-        "✓ kind: a login portal",
+        "✓ kind: a login portal (mode: redirect)",
         f"✓ route: the portal sends alice to {hs1}",
         f"✓ homeserver versions: {hs1}",
         "✓ homeserver CORS: ",
@@ -107,12 +107,29 @@ def test_a_portal_route_to_a_wrong_base_url(homeservers: Homeservers, start_port
 
 
 def test_a_proxying_portal_is_a_warning_without_a_password(
-    portals: dict[str, PortalProcess],
+    portals: dict[str, PortalProcess], homeservers: Homeservers
 ) -> None:
+    logins = homeservers.hs1.log_text().count('"POST /_matrix/client/v3/login')
     status, out = check(portals["proxy"].url, "--user", "alice")
     assert status == 0, out
-    assert "! route: HTTP 400: the portal proxies this login rather than redirecting" in out
+    assert "✓ kind: a login portal (mode: proxy)" in out
+    assert "! route: the portal proxies logins (mode: proxy): not asked" in out
     assert "give --password-env" in out
+    # Nothing reached a homeserver's login endpoint, so nothing counts as a failed login.
+    assert homeservers.hs1.log_text().count('"POST /_matrix/client/v3/login') == logins
+
+
+def test_a_portal_carrying_the_client_server_api(
+    homeservers: Homeservers, start_portal: Any
+) -> None:
+    named = {"hs1": homeservers.hs1, "hs2": homeservers.hs2, "plain": homeservers.plain}
+    config = {**portal_config(named), "client_api": "proxy"}
+    portal = start_portal("check-gateway", config)
+    status, out = with_password(portal.url, "--user", "h2_carol")
+    assert status == 0, out
+    assert "✓ kind: a login portal (mode: redirect, carrying the client-server API)" in out
+    assert f"✓ route: the portal sends h2_carol to {homeservers.hs2.base_url}" in out
+    assert "✓ login: logged in as @h2_carol:hs2.test" in out
 
 
 def test_missing_cors() -> None:
