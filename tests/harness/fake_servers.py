@@ -135,7 +135,8 @@ class StaticMatrixServer:
 
 class SlowHomeserver:
     """Answers ``POST /login`` only after ``delay`` seconds (a successful login of
-    ``@slow:slow.test``): logins in flight while the portal shuts down or reloads."""
+    ``@slow:slow.test``): logins in flight while the portal shuts down or reloads. Any
+    ``GET`` is answered ``{}`` after the same delay (a long poll, or a slow homeserver)."""
 
     def __init__(self, delay: float) -> None:
         import json
@@ -166,6 +167,14 @@ class SlowHomeserver:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, *args: object) -> None:
                 pass

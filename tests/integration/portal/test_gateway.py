@@ -37,7 +37,7 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 from tests.harness.clients import password_body
 from tests.harness.constants import PASSWORD
-from tests.harness.fake_servers import UploadSink
+from tests.harness.fake_servers import SlowHomeserver, UploadSink
 from tests.harness.memory import PeakMemory
 from tests.harness.metrics import CLIENT_API, DECISIONS, RESOLUTIONS, total
 from tests.harness.nginx import NginxProcess
@@ -542,6 +542,34 @@ def transfer(portal: PortalProcess, token: str, block: bytes, size: int) -> tupl
             got += len(data)
             time.sleep(0.002)  # a slow reader: the portal must wait, not buffer the file
     return 0, got, received.hexdigest()
+
+
+def test_a_sync_may_take_as_long_as_the_client_asked(start_portal: Any) -> None:
+    slow = SlowHomeserver(delay=2.0)
+    try:
+        portal = start_portal(
+            "gw-long-poll",
+            {
+                "public_baseurl": "https://portal.example.com",
+                "client_api": "proxy",
+                "homeservers": {"slow": {"base_url": slow.url}},
+                "default_homeserver": "slow",
+                "timeouts": {"client_api": 1, "long_poll_margin": 1},
+            },
+        )
+        # A long poll of 2 s (+ 1 s margin) outlasts timeouts.client_api.
+        sync = requests.get(portal.url + "/_matrix/client/v3/sync?timeout=2000", timeout=30)
+        assert sync.status_code == 200, sync.text
+        # A short one, or any other request, has timeouts.client_api.
+        started = time.monotonic()
+        for path in ("/_matrix/client/v3/sync?timeout=0", "/_matrix/client/v3/publicRooms"):
+            late = requests.get(portal.url + path, timeout=30)
+            assert late.status_code == 504, late.text
+            assert late.json()["errcode"] == "M_UNKNOWN"
+            assert "did not answer within 1s" in late.json()["error"]
+        assert time.monotonic() - started < 3.5  # each gave up after 1 s, not 2
+    finally:
+        slow.close()
 
 
 @pytest.fixture
