@@ -198,6 +198,7 @@ class UploadSink:
     def __init__(self) -> None:
         self.closed_early = threading.Event()
         self.received = 0
+        self.heads: list[bytes] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
@@ -225,6 +226,7 @@ class UploadSink:
                     self.closed_early.set()
                     return
                 head += data
+            self.heads.append(head.split(b"\r\n\r\n", 1)[0])
             match = re.search(rb"(?i)content-length:\s*(\d+)", head)
             chunked = re.search(rb"(?i)transfer-encoding:\s*chunked", head) is not None
             wanted = int(match.group(1)) if match else 0

@@ -617,6 +617,28 @@ def test_a_chunked_upload_past_the_limit_is_refused_mid_stream(
     assert sink.received < 16 * 65536
 
 
+def test_what_the_homeserver_is_told_about_the_client(start_portal: Any, sink: UploadSink) -> None:
+    portal = sink_portal(start_portal, sink, "gw-headers")
+    requests.get(
+        portal.url + "/_matrix/client/v3/publicRooms",
+        headers={
+            "Connection": "keep-alive, X-Private",
+            "X-Private": "for the portal only",
+            "Keep-Alive": "timeout=5",
+            "X-Forwarded-For": "203.0.113.9",  # made up by the client: replaced
+            "User-Agent": "gateway-test/1",
+        },
+        timeout=30,
+    )
+    head = sink.heads[-1].decode().lower()
+    assert head.startswith("get /_matrix/client/v3/publicrooms http/1.1")
+    assert "\r\nx-forwarded-for: 127.0.0.1" in head
+    assert "\r\nx-forwarded-proto: http" in head
+    assert "203.0.113.9" not in head
+    assert "x-private" not in head and "keep-alive: timeout" not in head
+    assert "\r\nuser-agent: gateway-test/1" in head
+
+
 def test_a_client_leaving_mid_upload_releases_the_homeserver(
     start_portal: Any, sink: UploadSink
 ) -> None:
