@@ -16,6 +16,7 @@ from synapse_base_cs_url._dev.throwaway_synapse import (
     http_request,
 )
 from synapse_base_cs_url.core import rendezvous_pick
+from tests.harness.cli import run_tool
 from tests.harness.constants import AS_TOKEN, PASSWORD
 from tests.harness.synapse import (
     METRICS_LISTENER,
@@ -167,6 +168,23 @@ def test_hash_pool_is_sticky_per_user_and_spreads_users(routing: RoutingHomeserv
         assert routing.login(f"@{user}:{SERVER}")["base_cs_url"] == first
         landed[user] = first
     assert sorted(landed.values()) == sorted(POOL), landed
+
+
+def test_explain_says_where_real_logins_land(routing: RoutingHomeserver) -> None:
+    users = [routing.user(unique("eu_")), routing.user(unique("bob"))]
+    users += [routing.user(localpart) for localpart in users_for_every_pool_member()]
+    for user in users:
+        landed = routing.login(user)["base_cs_url"]
+        said = run_tool("explain", "--config", str(routing.hs.config_path), user)
+        assert said.status == 0, said.err
+        assert f"\n  -> {landed}\n" in said.out, said.out
+    # A client address the homeserver takes from X-Forwarded-For, given to explain.
+    user = routing.user(unique("bob"))
+    landed = routing.login(user, forwarded_for="10.1.2.3", via_proxy=True)["base_cs_url"]
+    said = run_tool(
+        "explain", "--config", str(routing.hs.config_path), user, "--client-ip", "10.1.2.3"
+    )
+    assert (landed, f"\n  -> {INTERNAL}\n" in said.out) == (INTERNAL, True), said.out
 
 
 def test_round_robin_pool_spreads_logins(routing: RoutingHomeserver) -> None:
