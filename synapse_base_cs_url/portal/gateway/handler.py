@@ -222,9 +222,8 @@ class Exchange:
             # get the answer; the token is found again by a lookup when used.
             logger.warning("client-api: could not remember where a token belongs: %s", e.message)
         self.request.set_header(b"Content-Length", str(len(data)).encode())
-        if not self.request.client_gone:
-            self.request.write(data)  # type: ignore[no-untyped-call]
-            self.request.finish()  # type: ignore[no-untyped-call]
+        self.request.write_part(data)
+        self.request.end()
 
     async def _stream(self, response: AgentResponse) -> None:
         request = self.request
@@ -246,13 +245,8 @@ class Exchange:
                 transport.abortConnection()
             return
         finally:
-            if request.producer is not None:
-                if request.channel is not None:
-                    request.unregisterProducer()  # type: ignore[no-untyped-call]
-                else:  # the client is gone, and with it the channel to unregister from
-                    request.producer = None
-        if not request.client_gone and not request.finished:
-            request.finish()  # type: ignore[no-untyped-call]
+            request.stream_done()
+        request.end()
 
     def _count(self, status: int) -> None:
         target = self.target

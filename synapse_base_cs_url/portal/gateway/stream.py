@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -24,6 +24,9 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from synapse_base_cs_url.portal.reactor import Clock
+
+if TYPE_CHECKING:
+    from synapse_base_cs_url.portal.web.request import PortalRequest
 
 #: Bytes of a request body held while the homeserver is not yet reading it.
 HOLD = 256 * 1024
@@ -148,7 +151,7 @@ class Relay(Protocol):
     """Writes a homeserver's answer body to the client as it arrives; ``done`` fires when it
     has all been written (or fails when either side broke off)."""
 
-    def __init__(self, request: Any, clock: Clock, idle_timeout: float) -> None:
+    def __init__(self, request: PortalRequest, clock: Clock, idle_timeout: float) -> None:
         self.request = request
         self.done: defer.Deferred[None] = defer.Deferred()
         self._clock = clock
@@ -157,7 +160,7 @@ class Relay(Protocol):
 
     def connectionMade(self) -> None:
         # The homeserver side waits whenever the client is slow to read: no buffering here.
-        self.request.registerProducer(self, True)
+        self.request.stream_from(self)
         self._arm()
 
     # -- IPushProducer for the client connection: pass its backpressure to the homeserver --
@@ -181,8 +184,7 @@ class Relay(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._arm()
-        if not self.request.finished and not getattr(self.request, "client_gone", False):
-            self.request.write(data)
+        self.request.write_part(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()

@@ -16,7 +16,8 @@ A connection that misses a deadline is closed; the metrics count each kind.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -24,7 +25,16 @@ from twisted.web import http, server
 
 from synapse_base_cs_url.portal.config_serving import Connections
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.reactor import DelayedCall
+from synapse_base_cs_url.portal.reactor import DelayedCall, PortalReactor
+
+if TYPE_CHECKING:
+    from twisted.web.resource import Resource
+
+    from synapse_base_cs_url.portal.web.request import PortalRequest
+
+#: ``(request, method, target, length) -> bool``: whether the gateway takes a request's
+#: body as it arrives (and starts passing it on now).
+StreamBody = Callable[["PortalRequest", bytes, bytes, "int | None"], bool]
 
 HEADER = "header"
 BODY = "body"
@@ -143,7 +153,11 @@ class PortalSite(server.Site):
     protocol = PortalChannel  # type: ignore[assignment]  # plain HTTP/1.1, no HTTP/2 upgrade
 
     def __init__(
-        self, resource: Any, limits: Connections, metrics: PortalMetrics, reactor: Any
+        self,
+        resource: Resource,
+        limits: Connections,
+        metrics: PortalMetrics,
+        reactor: PortalReactor,
     ) -> None:
         base: Any = super()
         base.__init__(resource, timeout=limits.idle_timeout, reactor=reactor)
@@ -151,9 +165,8 @@ class PortalSite(server.Site):
         self.metrics = metrics
         self.channels: set[PortalChannel] = set()
         self.draining = False
-        self.stream_body: Any = None
-        """Set by the client-server gateway: ``(request, method, target, length) -> bool``,
-        whether it takes a request's body as it arrives."""
+        self.stream_body: StreamBody | None = None
+        """Set by the client-server gateway."""
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.channels) >= self.limits.max:

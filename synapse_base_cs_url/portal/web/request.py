@@ -9,13 +9,17 @@ the handlers use only its typed methods.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.web import server
 
 from synapse_base_cs_url.portal.errors import MatrixError
+
+if TYPE_CHECKING:
+    from synapse_base_cs_url.portal.gateway.handler import Exchange
+    from synapse_base_cs_url.portal.gateway.stream import UploadStream
 
 JSON = b"application/json"
 
@@ -38,9 +42,9 @@ class PortalRequest(server.Request):
     """The body was longer than ``max_body_size`` (only the first part of it is kept)."""
     client_gone = False
     """The client closed the connection before the answer was written."""
-    upload: Any = None
+    upload: UploadStream | None = None
     """The gateway's ``UploadStream`` when the body goes to a homeserver as it arrives."""
-    exchange: Any = None
+    exchange: Exchange | None = None
     """The gateway's exchange, when it started as the headers came in."""
     _received = 0
 
@@ -167,6 +171,32 @@ class PortalRequest(server.Request):
         if self.method_bytes != b"HEAD":
             self.write(body)  # type: ignore[no-untyped-call]
         self.finish()  # type: ignore[no-untyped-call]
+
+    # -- answers streamed by the gateway --------------------------------------------------
+
+    def stream_from(self, producer: object) -> None:
+        """Write a streamed answer as ``producer`` (a push producer) makes it: it is paused
+        while the client reads slower than it sends."""
+        self.registerProducer(producer, True)  # type: ignore[no-untyped-call]
+
+    def stream_done(self) -> None:
+        """The streamed answer's producer is finished with."""
+        if self.producer is None:
+            return
+        if self.channel is not None:
+            self.unregisterProducer()  # type: ignore[no-untyped-call]
+        else:  # the client is gone, and with it the channel to unregister from
+            self.producer = None
+
+    def write_part(self, data: bytes) -> None:
+        """Part of an answer (nothing once the client has gone or the answer has ended)."""
+        if not self.finished and not self.client_gone:
+            self.write(data)  # type: ignore[no-untyped-call]
+
+    def end(self) -> None:
+        """End an answer written in parts."""
+        if not self.finished and not self.client_gone:
+            self.finish()  # type: ignore[no-untyped-call]
 
     def respond_error(self, error: MatrixError) -> None:
         if error.retry_after is not None:

@@ -136,16 +136,16 @@ class ClientRequest:
         self.written = b""
         self.producer: object = None
 
-    def registerProducer(self, producer: object, streaming: bool) -> None:
+    def stream_from(self, producer: object) -> None:
         self.producer = producer
 
-    def write(self, data: bytes) -> None:
+    def write_part(self, data: bytes) -> None:
         self.written += data
 
 
 def test_a_slow_client_holds_the_homeserver_back_without_timing_it_out() -> None:
     clock, request, answer = task.Clock(), ClientRequest(), Answer()
-    relay = Relay(request, clock, idle_timeout=30)
+    relay = Relay(request, clock, idle_timeout=30)  # type: ignore[arg-type]
     relay.makeConnection(answer)
     assert request.producer is relay
     relay.dataReceived(b"part one")
