@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-JsonDict = dict[str, Any]
+from synapse_base_cs_url.core.json_dict import JsonDict
 
 #: Rate limits high enough that a test suite never trips them by accident.
 GENEROUS_RATELIMIT = {"per_second": 10000, "burst_count": 10000}

@@ -43,13 +43,18 @@ def _base62(num: int, width: int) -> str:
     return "0" * (width - len(digits)) + digits
 
 
+#: A Synapse token, split on ``_``: ``syt`` (access) or ``syr`` (refresh), the unpadded
+#: base64 of the localpart, 20 random letters, and the base62 CRC-32 of what precedes it.
+SYNAPSE_TOKEN_PARTS = ("kind", "localpart", "random", "crc")
+
+
 def _checksum_ok(parts: list[str]) -> bool:
-    base = "_".join(parts[:3])
+    *signed, crc = parts
     try:
-        expected = _base62(binascii.crc32(base.encode("ascii")), 6)
+        expected = _base62(binascii.crc32("_".join(signed).encode("ascii")), 6)
     except UnicodeEncodeError:
         return False
-    return parts[3] == expected
+    return crc == expected
 
 
 def synapse_token_malformed(token: str) -> bool:
@@ -59,7 +64,7 @@ def synapse_token_malformed(token: str) -> bool:
     if not token.startswith("syt_"):
         return False
     parts = token.split("_", 4)
-    return len(parts) != 4 or not _checksum_ok(parts)
+    return len(parts) != len(SYNAPSE_TOKEN_PARTS) or not _checksum_ok(parts)
 
 
 def synapse_refresh_localpart(token: str) -> str | None:
@@ -69,9 +74,9 @@ def synapse_refresh_localpart(token: str) -> str | None:
     if not token.startswith("syr_"):
         return None
     parts = token.split("_", 4)
-    if len(parts) != 4 or not _checksum_ok(parts):
+    if len(parts) != len(SYNAPSE_TOKEN_PARTS) or not _checksum_ok(parts):
         return None
-    encoded = parts[1]
+    encoded = parts[SYNAPSE_TOKEN_PARTS.index("localpart")]
     try:
         localpart = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         return localpart.decode("utf-8") or None
