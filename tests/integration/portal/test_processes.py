@@ -260,3 +260,50 @@ def test_connections_trickling_headers_are_closed_by_the_header_timeout(start: A
     open_now = re.search(r"^synapse_base_cs_url_portal_open_connections (\S+)$", metrics, re.M)
     assert open_now is not None and float(open_now.group(1)) <= 1
     assert after - before < 16 * 1024 * 1024, (before, memory.peak, after)
+
+
+def test_sighup_to_two_workers_leaves_logins_in_flight_alone(start: Any) -> None:
+    slow = SlowHomeserver(delay=2.0)
+    try:
+        config = {
+            "mode": "proxy",
+            "routes": [],
+            "homeservers": {"slow": {"base_url": slow.url}},
+            "default_homeserver": "slow",
+            "workers": 2,
+        }
+        portal = start("reload-in-flight", config)
+        with ThreadPoolExecutor(20) as pool:
+            futures = [
+                pool.submit(
+                    requests.post, portal.url + LOGIN, json=password_body(f"r{i}"), timeout=60
+                )
+                for i in range(20)
+            ]
+            deadline = time.monotonic() + 20
+            while slow.received < 20:
+                assert time.monotonic() < deadline, f"only {slow.received} reached the homeserver"
+                time.sleep(0.02)
+            portal.rewrite_config({**portal.config, "metrics": False})
+            portal.send_signal(signal.SIGHUP)  # to the parent, which passes it on
+            results = [f.result() for f in futures]
+        assert [r.status_code for r in results] == [200] * 20
+        # Both workers reloaded: neither serves /metrics any more.
+        while portal.logs().count("reloaded") < 2:
+            assert time.monotonic() < deadline + 20, portal.logs()
+            time.sleep(0.05)
+        assert {
+            requests.get(portal.url + "/metrics", timeout=30).status_code for _ in range(20)
+        } == {404}
+    finally:
+        slow.close()
+
+
+def test_an_idle_connection_is_closed_after_idle_timeout(start: Any) -> None:
+    portal = start("idle", connections={"idle_timeout": 1})
+    with socket.create_connection(("127.0.0.1", portal.port), timeout=10) as idle:
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the portal, not by the 10 s socket timeout
+        assert time.monotonic() - started < 5
+    # A connection that keeps asking is served.
+    assert login_status(portal) == 307
