@@ -159,14 +159,16 @@ def at(portal: PortalProcess, url: str) -> str:
 def test_oidc_through_the_portal_lands_on_its_homeserver(
     shared: Shared, pair: tuple[PortalProcess, PortalProcess]
 ) -> None:
-    a, _ = pair
+    a, b = pair
+    signed = shared.oidc.id_tokens_issued
     callback = oidc_leg(shared.hs["hs1"], shared.oidc, start_sso(a, OIDC_IDP), "olive")
     token, _ = through_callback(a, callback)
-    result = token_login(a, token)
+    assert shared.oidc.id_tokens_issued == signed + 1  # Synapse took the user from it
+    result = token_login(b, token)  # the other replica
     assert result.status_code == 200, result.text
     assert result.json()["user_id"] == "@olive:ss1.test"
     assert result.json()["base_cs_url"] == shared.hs["hs1"].base_url
-    assert "login route=sso homeserver=hs1 mode=proxy status=200" in a.logs()
+    assert "login route=sso homeserver=hs1 mode=proxy status=200" in b.logs()
 
 
 def test_callback_through_a_then_token_login_through_b(
