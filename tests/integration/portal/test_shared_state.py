@@ -9,6 +9,7 @@ each with its own fake identity provider on loopback, behind real portal process
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -355,3 +356,25 @@ def test_replicas_share_what_the_gateway_learnt(shared: Shared) -> None:
         assert total(b.url, RESOLUTIONS, result="found") == 1
     finally:
         redis.cleanup()
+
+
+@pytest.mark.parametrize("path", ["native", "pre-6.2"])
+def test_each_redis_command_path(shared: Shared, path: str) -> None:
+    # The commands the portal sends to a Redis of 6.2 or newer, and the ones it sends to an
+    # older one, against the real Redis: the same answers.
+    url = f"redis://127.0.0.1:{shared.redis.port}/2"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.harness.redis_probe", url, path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["put_new"] is True and seen["put_new again"] is False
+    assert (seen["take"], seen["take again"]) == ("hs2", None)
+    assert seen["get_extending"] == "hs1"
+    assert 590 <= seen["ttl"] <= 600  # extended from 5 s
+    assert seen["get_extending missing"] is None
+    assert seen["after delete"] is None
