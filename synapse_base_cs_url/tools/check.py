@@ -118,7 +118,9 @@ class Client:
         return answer
 
 
-def certificate(url: str, timeout: float, ca_file: str | None) -> Result:
+def certificate(
+    url: str, timeout: float, ca_file: str | None, name: str = "TLS certificate"
+) -> Result:
     """The TLS certificate of ``url``'s host: verified, and how long it has left."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
@@ -131,21 +133,21 @@ def certificate(url: str, timeout: float, ca_file: str | None) -> Result:
             cert = tls.getpeercert()
     except ssl.SSLCertVerificationError as e:
         return Result(
-            "TLS certificate",
+            name,
             "fail",
             f"{host}:{port}: {e.verify_message or e.reason}",
             "clients refuse this certificate: use one from a public CA (e.g. Let's Encrypt), "
             "valid for this host name, and renew it before it expires",
         )
     except (OSError, ssl.SSLError) as e:
-        return Result("TLS certificate", "fail", f"{host}:{port}: {_describe(e)}")
+        return Result(name, "fail", f"{host}:{port}: {_describe(e)}")
     not_after = ssl.cert_time_to_seconds(str((cert or {}).get("notAfter")))
     expires = datetime.datetime.fromtimestamp(not_after, datetime.timezone.utc)
     days = (expires - datetime.datetime.now(datetime.timezone.utc)).days
     detail = f"valid, expires {expires:%Y-%m-%d} ({days} days left)"
     if days < EXPIRY_WARNING_DAYS:
-        return Result("TLS certificate", "warn", detail, "renew it now")
-    return Result("TLS certificate", "ok", detail)
+        return Result(name, "warn", detail, "renew it now")
+    return Result(name, "ok", detail)
 
 
 class Checker:
@@ -166,6 +168,8 @@ class Checker:
         self.timeout = timeout
         self.ca_file = ca_file
         self.client = Client(timeout, ca_file=ca_file)
+        parts = urllib.parse.urlsplit(self.url)
+        self._hosts_checked = {(parts.hostname, parts.port or 443)}
 
     def run(self) -> list[Result]:
         return list(self._checks())
@@ -194,12 +198,22 @@ class Checker:
             yield route
             if route.status == "ok":
                 base = route.detail.rsplit(" ", 1)[-1]
+                yield from self._certificate("homeserver TLS certificate", base)
                 yield self._versions("homeserver versions", base, routed=True)
                 yield self._cors("homeserver CORS", base)
         if self.password is not None:
             yield from self._login(base)
 
     # -- the checks -------------------------------------------------------------------------
+
+    def _certificate(self, name: str, url: str) -> Iterator[Result]:
+        """The certificate of another host a client is sent to (each host checked once)."""
+        parts = urllib.parse.urlsplit(url)
+        host = (parts.hostname, parts.port or 443)
+        if parts.scheme != "https" or host in self._hosts_checked:
+            return
+        self._hosts_checked.add(host)
+        yield certificate(url, self.timeout, self.ca_file, name)
 
     def _versions(self, name: str, base: str, *, routed: bool = False) -> Result:
         try:
@@ -374,6 +388,7 @@ class Checker:
         else:
             yield Result("base_cs_url", "ok", f"{base_cs_url}, the same as well_known")
         target = base_cs_url if isinstance(base_cs_url, str) else base
+        yield from self._certificate("base_cs_url TLS certificate", target)
         yield self._versions("base URL answers", target, routed=True)
         yield from self._whoami_and_logout(target, token, str(login.get("user_id")))
 

@@ -188,3 +188,21 @@ def test_bad_certificates(
     assert "hint: clients refuse this certificate" in out
     # The rest of the list still runs (without verifying), so one fault hides no other.
     assert "✓ versions: " in out
+
+
+def test_the_certificate_of_the_homeserver_a_user_is_sent_to(
+    homeservers: Homeservers, start_portal: Any, tls_server: Any, certificates: dict[str, Pem]
+) -> None:
+    expired = tls_server("expired")
+    named = {"hs1": homeservers.hs1, "hs2": homeservers.hs2, "plain": homeservers.plain}
+    config = portal_config(named)
+    # The portal reaches hs2 itself; clients are sent to an https address whose certificate
+    # has expired.
+    config["homeservers"]["hs2"] = {"base_url": expired.url, "proxy_url": homeservers.hs2.base_url}
+    portal = start_portal("expired-homeserver", config)
+    status, out = check(portal.url, "--user", "h2_carol", "--ca-file", str(certificates["ca"].cert))
+    assert status == 1
+    assert f"✓ route: the portal sends h2_carol to {expired.url}" in out
+    assert f"✗ homeserver TLS certificate: 127.0.0.1:{expired.port}: certificate has expired" in out
+    # The portal's own address is plain http here: no certificate line for it.
+    assert "✓ TLS certificate" not in out and "✗ TLS certificate" not in out
