@@ -1,6 +1,6 @@
 """The login hook's own cost per call, in microseconds.
 
-    python -m benchmarks.hook_cost [--calls 5000] [--blocks 15]
+    python -m benchmarks.hook_cost [--calls 5000] [--blocks 15] [--compare-with DIR]
 
 A real ``BaseCsUrlModule`` is built from a parsed config and its hook is installed, by the
 module's own code, around a stand-in servlet whose ``on_POST`` returns a canned Synapse
@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -120,11 +124,50 @@ def measure(name: str, config: dict[str, Any], calls: int, blocks: int) -> dict[
     }
 
 
+def run_checkout(directory: Path, calls: int) -> dict[str, Any]:
+    """One block of a checkout's own ``benchmarks/hook_cost.py``, in a process of its own
+    with that checkout's package first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hook_cost", "--calls", str(calls), "--blocks", "1"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def compare(other: Path, calls: int, rounds: int) -> None:
+    """This checkout and ``other`` alternating, one block each per round, so that both see
+    the machine at the same moments; the median of the rounds, and their ratio."""
+    here = Path(__file__).resolve().parent.parent
+    costs: dict[str, dict[str, list[float]]] = {"this": {}, "other": {}}
+    for _ in range(rounds):
+        for label, directory in (("this", here), ("other", other)):
+            for name, figures in run_checkout(directory, calls).items():
+                costs[label].setdefault(name, []).append(figures["hook_cost_us"])
+    print(f"hook cost per call, median of {rounds} alternating rounds of {calls} calls")
+    print(f"  {'config':24} {'--compare-with':>15} {'this':>10} {'ratio':>8}")
+    for name in costs["this"]:
+        mine = statistics.median(costs["this"][name])
+        theirs = statistics.median(costs["other"].get(name, [float("nan")]))
+        print(f"  {name:24} {theirs:12.2f} us {mine:7.2f} us {theirs / mine:7.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--blocks", type=int, default=15)
+    parser.add_argument(
+        "--compare-with", type=Path, help="another checkout's directory, run side by side"
+    )
     args = parser.parse_args()
+    if args.compare_with is not None:
+        compare(args.compare_with.resolve(), args.calls, args.blocks)
+        return
     results = {name: measure(name, cfg, args.calls, args.blocks) for name, cfg in CONFIGS.items()}
     print(json.dumps(results, indent=2))
 
