@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -68,6 +68,16 @@ def check_keys(raw: Mapping[object, object], allowed: Sequence[str], path: str =
             raise ValueError(
                 f"{where}unknown key {key!r}; allowed keys: {', '.join(sorted(allowed))}"
             )
+
+
+def section(raw: object, path: str, allowed: Sequence[str]) -> Mapping[Any, object]:
+    """A config section ``path``: a mapping whose keys are all among ``allowed``."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"{path}: must be a mapping (keys: {', '.join(allowed)}), not {type_name(raw)}"
+        )
+    check_keys(raw, allowed, path)
+    return raw
 
 
 def required(raw: Mapping[object, object], key: str, path: str = "") -> object:

@@ -24,6 +24,7 @@ from synapse_base_cs_url.core.config_values import (
     prefixed,
     read_yaml,
     required,
+    section,
     strings,
     type_name,
 )
@@ -304,9 +305,7 @@ class PortalConfig:
 def _parse_listen(raw: object) -> Listen:
     if raw is None:
         return Listen()
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"listen: must be a mapping with host and port, not {type_name(raw)}")
-    check_keys(raw, LISTEN_KEYS, "listen")
+    raw = section(raw, "listen", LISTEN_KEYS)
     host = raw.get("host", DEFAULT_HOST)
     if not isinstance(host, str) or not host:
         raise ValueError(f"listen.host: must be an IP address or host name, not {host!r}")
@@ -400,11 +399,7 @@ def _parse_user_agents(raw: object) -> tuple[re.Pattern[str], ...]:
 def _parse_timeouts(raw: object) -> Timeouts:
     if raw is None:
         return Timeouts()
-    if not isinstance(raw, Mapping):
-        raise ValueError(
-            f"timeouts: must be a mapping with connect and total, not {type_name(raw)}"
-        )
-    check_keys(raw, TIMEOUT_KEYS, "timeouts")
+    raw = section(raw, "timeouts", TIMEOUT_KEYS)
     connect = positive_seconds(raw.get("connect", DEFAULT_CONNECT_TIMEOUT), "timeouts.connect")
     total = positive_seconds(raw.get("total", DEFAULT_TOTAL_TIMEOUT), "timeouts.total")
     client_api = positive_seconds(
@@ -423,11 +418,7 @@ def _parse_timeouts(raw: object) -> Timeouts:
 def _parse_upstream(raw: object) -> UpstreamSettings:
     if raw is None:
         return UpstreamSettings()
-    if not isinstance(raw, Mapping):
-        raise ValueError(
-            f"upstream: must be a mapping with {', '.join(UPSTREAM_KEYS)}, not {type_name(raw)}"
-        )
-    check_keys(raw, UPSTREAM_KEYS, "upstream")
+    raw = section(raw, "upstream", UPSTREAM_KEYS)
     return UpstreamSettings(
         max_idle_connections=positive_int(
             raw.get("max_idle_connections", DEFAULT_MAX_IDLE_CONNECTIONS),
@@ -449,11 +440,7 @@ def _parse_sso(
 ) -> SsoSettings:
     if raw is None:
         return SsoSettings(default=default)
-    if not isinstance(raw, Mapping):
-        raise ValueError(
-            f"sso: must be a mapping with default, identity_providers, ..., not {type_name(raw)}"
-        )
-    check_keys(raw, SSO_KEYS, "sso")
+    raw = section(raw, "sso", SSO_KEYS)
     if raw.get("default") is not None:
         default = prefixed("sso.default", parse_homeserver_name, raw["default"])
     idps_raw = raw.get("identity_providers")

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Mapping
 
 import attr
 
 from synapse_base_cs_url.core.config_values import (
-    check_keys,
     positive_int,
     positive_seconds,
+    section,
     strings,
-    type_name,
 )
 from synapse_base_cs_url.core.matchers import IPNetwork
 
@@ -78,9 +76,7 @@ def parse_client_api(raw: object) -> ClientApi:
 def parse_gateway(raw: object) -> GatewaySettings:
     if raw is None:
         return GatewaySettings()
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"gateway: must be a mapping, not {type_name(raw)}")
-    check_keys(raw, GATEWAY_KEYS, "gateway")
+    raw = section(raw, "gateway", GATEWAY_KEYS)
     d = GatewaySettings()
     proxies = d.trusted_proxies
     if raw.get("trusted_proxies") is not None:

@@ -16,9 +16,9 @@ import attr
 
 from synapse_base_cs_url.core.config_values import (
     as_list,
-    check_keys,
     positive_int,
     positive_seconds,
+    section,
     type_name,
 )
 
@@ -110,12 +110,7 @@ def parse_workers(raw: object) -> int:
 def parse_connections(raw: object) -> Connections:
     if raw is None:
         return Connections()
-    if not isinstance(raw, Mapping):
-        raise ValueError(
-            f"connections: must be a mapping with {', '.join(CONNECTION_KEYS)}, "
-            f"not {type_name(raw)}"
-        )
-    check_keys(raw, CONNECTION_KEYS, "connections")
+    raw = section(raw, "connections", CONNECTION_KEYS)
     defaults = Connections()
     return Connections(
         max=positive_int(raw.get("max", defaults.max), "connections.max"),
@@ -134,11 +129,7 @@ def parse_connections(raw: object) -> Connections:
 def parse_state(raw: object) -> StateSettings:
     if raw is None:
         return StateSettings()
-    if not isinstance(raw, Mapping):
-        raise ValueError(
-            f"state: must be a mapping with {', '.join(STATE_KEYS)}, not {type_name(raw)}"
-        )
-    check_keys(raw, STATE_KEYS, "state")
+    raw = section(raw, "state", STATE_KEYS)
     backend_raw = raw.get("backend", Backend.MEMORY.value)
     backend = next((b for b in Backend if b.value == backend_raw), None)
     if backend is None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import attr
 
 from synapse_base_cs_url.core import RuleSet, parse_rules
-from synapse_base_cs_url.core.config_values import boolean, check_keys, prefixed
+from synapse_base_cs_url.core.config_values import boolean, check_keys, prefixed, type_name
 from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.synapse_module.compute import ComputeHook
 from synapse_base_cs_url.synapse_module.selection import RESERVED_RULE_NAMES
@@ -61,7 +61,7 @@ class ModuleConfig:
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
-            raise ValueError(f"config: must be a mapping, not {type(raw).__name__}")
+            raise ValueError(f"config: must be a mapping, not {type_name(raw)}")
         check_keys(raw, ALLOWED_KEYS)
         base_cs_url = None
         if raw.get("base_cs_url") is not None:

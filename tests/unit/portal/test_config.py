@@ -159,7 +159,7 @@ CASES = [
         "public_baseurl: 'https://m.example.com#x' has a fragment",
     ),
     (_set("mode", "teleport"), "mode: unknown mode 'teleport'; allowed: redirect, proxy, auto"),
-    (_set("listen", 8080), "listen: must be a mapping with host and port, not int"),
+    (_set("listen", 8080), "listen: must be a mapping (keys: host, port, x_forwarded), not int"),
     (
         _set("listen.address", "::"),
         "listen: unknown key 'address'; allowed keys: host, port, x_forwarded",
@@ -180,7 +180,10 @@ CASES = [
         _set("max_body_size", "64k"),
         "max_body_size: must be a positive whole number of bytes, not '64k'",
     ),
-    (_set("timeouts", 5), "timeouts: must be a mapping with connect and total, not int"),
+    (
+        _set("timeouts", 5),
+        "timeouts: must be a mapping (keys: connect, total, client_api, long_poll_margin), not int",
+    ),
     (
         _set("timeouts", {"read": 1}),
         "timeouts: unknown key 'read'; allowed keys: client_api, connect, long_poll_margin, total",

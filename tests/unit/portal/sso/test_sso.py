@@ -162,7 +162,7 @@ def test_sso_section() -> None:
 
 
 SSO_ERRORS = [
-    ({"sso": ["hs1"]}, "sso: must be a mapping with default, identity_providers, ..., not list"),
+    ({"sso": ["hs1"]}, "sso: must be a mapping (keys: default, identity_providers, "),
     ({"sso": {"defaults": "hs1"}}, "sso: unknown key 'defaults'; allowed keys: client_whitelist"),
     ({"sso": {"default": "hs3"}}, "sso.default: unknown homeserver 'hs3'; configured "),
     # The old name of sso.default, never released, is gone:
