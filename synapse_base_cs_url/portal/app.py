@@ -112,7 +112,9 @@ class PortalService:
     def config(self) -> PortalConfig:
         return self.portal.config
 
-    def _build(self, config: PortalConfig) -> Portal:
+    def _build(self, config: PortalConfig, previous: Portal | None = None) -> Portal:
+        """Everything that serves requests under ``config`` (``previous``: what served them
+        before a reload)."""
         upstream = Upstream(self.reactor, config.timeouts, config.upstream)
         default = config.homeservers[config.default_homeserver]
         # The default homeserver first: combined discovery answers take its flow objects.
@@ -133,6 +135,8 @@ class PortalService:
                 self.reactor,
                 on_result=self.metrics.token_resolution,
             )
+            if previous is not None and previous.gateway is not None:
+                resolver.keep_limits_of(previous.gateway.router.resolver)
             router = GatewayRouter(config, self.token_map, resolver)
             gateway = Gateway(config, upstream, router, self.metrics, self.reactor)
             decisions = Decisions(config, router, self.metrics)
@@ -247,7 +251,7 @@ class PortalService:
             section, name = key.split(".")
             if getattr(getattr(new, section), name) != getattr(getattr(old.config, section), name):
                 logger.warning("reload: a change to %r takes effect at the next restart", key)
-        self.portal = self._build(new)
+        self.portal = self._build(new, old)
         self.resource.routes = self.portal.routes
         self.site.requestFactory = request_class(new.max_body_size)
         # Requests under way still use the old client: close its idle connections once

@@ -39,6 +39,10 @@ class TokenBuckets:
         self._rate, self._burst, self._clock = rate, burst, clock
         self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
 
+    def adopt(self, previous: TokenBuckets) -> None:
+        """Carry on from ``previous`` (a reload): each client keeps what it had left."""
+        self._buckets = previous._buckets
+
     def take(self, client: str) -> float:
         """0 if ``client`` may go now (and it is counted), else seconds until it may."""
         now = self._clock.seconds()
@@ -101,6 +105,14 @@ class Resolver:
         self._unknown: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.asked = 0
         """whoami requests sent so far (for metrics and tests)."""
+
+    def keep_limits_of(self, previous: Resolver) -> None:
+        """After a reload: the clients' rate buckets stay as they were (a reload must not
+        hand every client a fresh burst), and so do the tokens known to be unknown, if the
+        homeservers that were asked are the same."""
+        self._buckets.adopt(previous._buckets)
+        if previous._homeservers == self._homeservers:
+            self._unknown = previous._unknown
 
     async def resolve(self, token: str, key: str, client: str) -> str | None:
         """The name of the homeserver that knows ``token`` (``key`` is its hash), or

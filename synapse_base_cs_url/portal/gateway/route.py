@@ -69,7 +69,7 @@ class GatewayRouter:
         self._config = config
         self._homeservers = config.homeservers
         self._tokens = tokens
-        self._resolver = resolver
+        self.resolver = resolver
         self._logins = LoginRouter(config)
         self._by_server_name = {
             hs.server_name: hs for hs in config.homeservers.values() if hs.server_name
@@ -149,7 +149,7 @@ class GatewayRouter:
         name = await self._guarded(self._tokens.lookup(TOKEN_PREFIX + key, ttl))
         if name is not None and name in self._homeservers:
             return Target(self._homeservers[name], "token", key)
-        name = await self._resolver.resolve(token, key, client_ip)
+        name = await self.resolver.resolve(token, key, client_ip)
         if name is None:
             raise errors.unknown_token()
         await self._guarded(self._tokens.remember(TOKEN_PREFIX + key, name, ttl))

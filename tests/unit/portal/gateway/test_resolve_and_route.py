@@ -238,3 +238,27 @@ def test_a_refresh_goes_where_its_token_was_learnt() -> None:
     assert refresh("opaque-unknown").reason == "default"
     assert settle(route(router, b"/_matrix/client/v3/account/whoami", "a1")).reason == "token"
     assert homeservers.asked == []
+
+
+def test_a_reload_hands_no_client_a_fresh_burst() -> None:
+    router, resolver, homeservers, clock = setup()
+    for token in ("gone-1", "gone-2"):  # the client's burst of 2, each found unknown
+        pending = route(router, b"/_matrix/client/v3/sync", token)
+        homeservers.answer("hs1", 401)
+        homeservers.answer("hs2", 401)
+        with pytest.raises(errors.MatrixError):
+            settle(pending)
+    reloaded = Resolver(
+        homeservers,  # type: ignore[arg-type]
+        list(CONFIG.homeservers.values()),
+        CONFIG.gateway,
+        clock,
+    )
+    reloaded.keep_limits_of(resolver)
+    with pytest.raises(errors.MatrixError) as raised:
+        settle(reloaded.resolve("gone-3", token_key("gone-3"), "192.0.2.1"))
+    assert raised.value.status == 429
+    # A token found unknown before the reload is still known to be unknown: nobody asked.
+    asked = len(homeservers.asked)
+    assert settle(reloaded.resolve("gone-1", token_key("gone-1"), "192.0.2.9")) is None
+    assert len(homeservers.asked) == asked
