@@ -214,7 +214,7 @@ class Discovery:
             raise errors.bad_gateway(homeserver.name, f"HTTP {response.status} for {path.decode()}")
         try:
             answer = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise errors.bad_gateway(homeserver.name, "not JSON") from None
         if not isinstance(answer, dict):
             raise errors.bad_gateway(homeserver.name, "not a JSON object")

@@ -277,9 +277,9 @@ class Upstream:
             if timed_out:
                 raise errors.timed_out(homeserver.name, timeout) from None
             if isinstance(e, RequestGenerationFailed) and e.reasons:
-                # The body producer's own failure (an upload over its limit, say) is the
-                # caller's to answer.
-                raise e.reasons[0].value from None
+                reason = e.reasons[0].value
+                if isinstance(reason, (BodyRefused, defer.CancelledError)):
+                    raise reason from None  # the caller's to answer
             raise as_matrix_error(homeserver, e, self._timeouts.connect) from None
         finally:
             if timer.active():
@@ -287,6 +287,11 @@ class Upstream:
 
     async def close(self) -> None:
         await self.pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+
+
+class BodyRefused(Exception):
+    """Raised by a request's body producer that will not send the rest (an upload over its
+    limit, say): :meth:`Upstream.open` raises it as it is, for the caller to answer."""
 
 
 def as_matrix_error(homeserver: Homeserver, e: Exception, connect_timeout: float) -> Exception:

@@ -435,7 +435,7 @@ def _describe_portal(info: dict[str, object]) -> str:
 def _json_field(answer: Answer, field: str) -> Any:
     try:
         parsed = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed.get(field) if isinstance(parsed, dict) else None
 

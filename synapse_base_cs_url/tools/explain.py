@@ -142,7 +142,7 @@ def parse_body(text: str) -> JsonDict:
     """``--body``: a whole login body as JSON."""
     try:
         body = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"--body: not JSON: {e}") from None
     if not isinstance(body, dict):
         raise ValueError("--body: must be a JSON object (a /login body)")

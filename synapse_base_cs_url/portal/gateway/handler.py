@@ -207,7 +207,7 @@ class Exchange:
         data = await read_body(response, LEARN_LIMIT)
         try:
             answer = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             answer = None
         name = self.target.homeserver.name
         try:

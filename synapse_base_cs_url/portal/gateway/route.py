@@ -94,7 +94,7 @@ class GatewayRouter:
             refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
-        if AVAILABLE.fullmatch(path):
+        if method == b"GET" and AVAILABLE.fullmatch(path):
             # Whether a username is free is for the homeserver it would be registered on.
             username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
             if username and username[0]:
@@ -158,7 +158,7 @@ class GatewayRouter:
     async def _registration(self, body: bytes, client_ip: str) -> Target:
         try:
             parsed = json.loads(body) if body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             parsed = {}
         if not isinstance(parsed, Mapping):
             parsed = {}
@@ -176,7 +176,7 @@ class GatewayRouter:
     async def _refresh(self, body: bytes, client_ip: str) -> Target | None:
         try:
             parsed = json.loads(body) if body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             return None
         token = parsed.get("refresh_token") if isinstance(parsed, Mapping) else None
         if not isinstance(token, str) or not token:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -24,6 +25,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.upstream import BodyRefused
 
 if TYPE_CHECKING:
     from synapse_base_cs_url.portal.web.request import PortalRequest
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 HOLD = 256 * 1024
 
 
-class UploadTooLarge(Exception):
+class UploadTooLarge(BodyRefused):
     """The body passed ``gateway.max_upload_size``."""
 
 
@@ -149,7 +151,11 @@ class UploadStream:
 @implementer(IPushProducer)
 class Relay(Protocol):
     """Writes a homeserver's answer body to the client as it arrives; ``done`` fires when it
-    has all been written (or fails when either side broke off)."""
+    has all been written (or fails when either side broke off).
+
+    One timer, ``idle_timeout`` seconds: while the client reads, it is how long the
+    homeserver may stay silent; while the client's connection is full (the homeserver held
+    back), how long the client may go without reading. Either way, a stalled exchange ends."""
 
     def __init__(self, request: PortalRequest, clock: Clock, idle_timeout: float) -> None:
         self.request = request
@@ -157,6 +163,7 @@ class Relay(Protocol):
         self._clock = clock
         self._idle_timeout = idle_timeout
         self._timer: Any = None
+        self._paused = False
 
     def connectionMade(self) -> None:
         # The homeserver side waits whenever the client is slow to read: no buffering here.
@@ -166,13 +173,16 @@ class Relay(Protocol):
     # -- IPushProducer for the client connection: pass its backpressure to the homeserver --
 
     def pauseProducing(self) -> None:
-        # A homeserver held back by a slow client is not silent: no idle timeout meanwhile.
-        self._disarm()
+        # A homeserver held back by a slow client is not silent; the client now has
+        # idle_timeout seconds to read some of what it was sent.
+        self._paused = True
+        self._arm(self._stalled)
         transport: Any = self.transport
         if transport is not None:
             transport.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self._paused = False
         transport: Any = self.transport
         if transport is not None:
             transport.resumeProducing()
@@ -183,7 +193,8 @@ class Relay(Protocol):
         self.abort()
 
     def dataReceived(self, data: bytes) -> None:
-        self._arm()
+        if not self._paused:  # (data read before the pause still comes in)
+            self._arm()
         self.request.write_part(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -201,9 +212,9 @@ class Relay(Protocol):
         if transport is not None:
             transport.stopProducing()
 
-    def _arm(self) -> None:
+    def _arm(self, expire: Callable[[], None] | None = None) -> None:
         self._disarm()
-        self._timer = self._clock.callLater(self._idle_timeout, self._silent)
+        self._timer = self._clock.callLater(self._idle_timeout, expire or self._silent)
 
     def _disarm(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -212,6 +223,13 @@ class Relay(Protocol):
 
     def _silent(self) -> None:
         self._timer = None
+        self._give_up("the homeserver stopped sending")
+
+    def _stalled(self) -> None:
+        self._timer = None
+        self._give_up("the client stopped reading")
+
+    def _give_up(self, why: str) -> None:
         self.abort()
         if not self.done.called:
-            self.done.errback(defer.TimeoutError("the homeserver stopped sending"))
+            self.done.errback(defer.TimeoutError(why))

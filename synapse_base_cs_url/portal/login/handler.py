@@ -159,7 +159,7 @@ class LoginHandler:
         assert self._learn is not None
         try:
             answer = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(answer, dict):
             return

@@ -86,7 +86,7 @@ def amend_login_body(status: int, body: bytes, base_url: str) -> bytes:
         return body
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body
     if not isinstance(parsed, dict) or "user_id" not in parsed:
         return body

@@ -15,7 +15,6 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from synapse_base_cs_url import __version__
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
@@ -61,7 +60,6 @@ def portal_routes(
     info = json.dumps(
         {
             "portal": "synapse-base-cs-url",
-            "version": __version__,
             "mode": config.mode.value,
             "client_api": config.client_api.value,
         }

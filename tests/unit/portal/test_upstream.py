@@ -12,10 +12,16 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.upstream import Upstream, UpstreamResponse, as_matrix_error
+from synapse_base_cs_url.portal.upstream import (
+    BodyRefused,
+    Upstream,
+    UpstreamResponse,
+    as_matrix_error,
+)
 
 HS = Homeserver(name="hs1", base_url="https://hs1.example", proxy_url="http://127.0.0.1:8008")
 LOGIN = b"/_matrix/client/v3/login"
@@ -339,3 +345,50 @@ def test_cancellation_is_not_an_error_for_the_client() -> None:
     assert as_matrix_error(HS, cancelled, connect_timeout=5.0) is cancelled
     wrapped = ResponseNeverReceived([Failure(defer.CancelledError())])
     assert isinstance(as_matrix_error(HS, wrapped, connect_timeout=5.0), defer.CancelledError)
+
+
+class FailingBody:
+    """A streamed request body whose producer gives up with ``exc``."""
+
+    length = UNKNOWN_LENGTH
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        return defer.fail(self.exc)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "raised"),
+    [
+        (BodyRefused("over the limit"), BodyRefused),  # the caller answers it (413)
+        (RuntimeError("a producer bug"), MatrixError),  # a 502, never a raw exception
+    ],
+)
+def test_a_body_that_fails_while_sent(exc: Exception, raised: type[Exception]) -> None:
+    homeservers = Homeservers()
+    d = defer.ensureDeferred(
+        homeservers.upstream.open(
+            HS,
+            b"POST",
+            b"/_matrix/media/v3/upload",
+            headers=(),
+            body=FailingBody(exc),  # type: ignore[arg-type]
+            timeout=30,
+        )
+    )
+    homeservers.reactor.advance(0)
+    homeservers.accept()
+    failure = failure_of(d, raised)
+    if raised is MatrixError:
+        assert failure.value.status == 502

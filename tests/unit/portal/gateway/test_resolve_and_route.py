@@ -262,3 +262,11 @@ def test_a_reload_hands_no_client_a_fresh_burst() -> None:
     asked = len(homeservers.asked)
     assert settle(reloaded.resolve("gone-1", token_key("gone-1"), "192.0.2.9")) is None
     assert len(homeservers.asked) == asked
+
+
+@pytest.mark.parametrize("path", [b"/_matrix/client/v3/refresh", b"/_matrix/client/v3/register"])
+def test_bodies_nested_past_pythons_limit_are_not_json(path: bytes) -> None:
+    router, _, _, _ = setup()
+    body = b"[" * 100_000 + b"]" * 100_000
+    target = settle(route(router, path, method=b"POST", body=body))
+    assert target.reason == "default"

@@ -149,17 +149,36 @@ def test_a_slow_client_holds_the_homeserver_back_without_timing_it_out() -> None
     relay.makeConnection(answer)
     assert request.producer is relay
     relay.dataReceived(b"part one")
-    relay.pauseProducing()  # the client's connection is full
-    assert answer.paused
-    clock.advance(300)  # the homeserver waits on the client: not silent
+    for _ in range(5):  # the client reads, slowly: every 25 s
+        relay.pauseProducing()  # the client's connection is full
+        assert answer.paused
+        relay.dataReceived(b".")  # read before the pause: passed on, and no reprieve
+        clock.advance(25)
+        relay.resumeProducing()
+        assert not answer.paused
     assert not relay.done.called and not answer.stopped
-    relay.resumeProducing()
-    assert not answer.paused
     clock.advance(29)
     relay.dataReceived(b", part two")
-    assert request.written == b"part one, part two"
-    clock.advance(31)  # now it is silent
+    assert request.written == b"part one....., part two"
+    clock.advance(31)  # now the homeserver is silent
     assert answer.stopped
     failures: list[defer.Failure] = []
     relay.done.addErrback(failures.append)
     assert failures and failures[0].check(defer.TimeoutError)
+    assert "homeserver stopped sending" in str(failures[0].value)
+
+
+def test_a_client_that_stops_reading_is_let_go() -> None:
+    clock, request, answer = task.Clock(), ClientRequest(), Answer()
+    relay = Relay(request, clock, idle_timeout=30)  # type: ignore[arg-type]
+    relay.makeConnection(answer)
+    relay.dataReceived(b"x" * 65536)
+    relay.pauseProducing()  # and never resumed
+    relay.dataReceived(b"y")  # already read from the homeserver: no new lease of life
+    clock.advance(29)
+    assert not answer.stopped
+    clock.advance(2)
+    assert answer.stopped  # the homeserver connection is released
+    failures: list[defer.Failure] = []
+    relay.done.addErrback(failures.append)
+    assert failures and "client stopped reading" in str(failures[0].value)
