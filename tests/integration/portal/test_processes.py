@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,22 @@ def test_sighup_reloads_a_changed_route_and_keeps_a_broken_file_out(
     assert location(portal, "zed").startswith(hs2)  # nothing changed
 
 
+def logins_in_flight(
+    pool: ThreadPoolExecutor, portal: PortalProcess, slow: SlowHomeserver, count: int
+) -> list[Future[requests.Response]]:
+    """``count`` proxied logins, returned once every one of them waits on ``slow``."""
+    before = slow.received
+    futures = [
+        pool.submit(requests.post, portal.url + LOGIN, json=password_body(f"u{i}"), timeout=60)
+        for i in range(count)
+    ]
+    deadline = time.monotonic() + 20
+    while slow.received < before + count:
+        assert time.monotonic() < deadline, f"only {slow.received} reached the homeserver"
+        time.sleep(0.02)
+    return futures
+
+
 def test_sigterm_lets_every_login_in_flight_finish(start: Any) -> None:
     slow = SlowHomeserver(delay=2.0)
     try:
@@ -166,16 +182,7 @@ def test_sigterm_lets_every_login_in_flight_finish(start: Any) -> None:
             },
         )
         with ThreadPoolExecutor(50) as pool:
-            futures = [
-                pool.submit(
-                    requests.post, portal.url + LOGIN, json=password_body(f"u{i}"), timeout=60
-                )
-                for i in range(50)
-            ]
-            deadline = time.monotonic() + 20
-            while slow.received < 50:
-                assert time.monotonic() < deadline, f"only {slow.received} reached the homeserver"
-                time.sleep(0.02)
+            futures = logins_in_flight(pool, portal, slow, 50)
             portal.send_signal(signal.SIGTERM)
             # Draining: new connections are no longer accepted.
             time.sleep(0.3)
@@ -274,16 +281,8 @@ def test_sighup_to_two_workers_leaves_logins_in_flight_alone(start: Any) -> None
         }
         portal = start("reload-in-flight", config)
         with ThreadPoolExecutor(20) as pool:
-            futures = [
-                pool.submit(
-                    requests.post, portal.url + LOGIN, json=password_body(f"r{i}"), timeout=60
-                )
-                for i in range(20)
-            ]
+            futures = logins_in_flight(pool, portal, slow, 20)
             deadline = time.monotonic() + 20
-            while slow.received < 20:
-                assert time.monotonic() < deadline, f"only {slow.received} reached the homeserver"
-                time.sleep(0.02)
             portal.rewrite_config({**portal.config, "metrics": False})
             portal.send_signal(signal.SIGHUP)  # to the parent, which passes it on
             results = [f.result() for f in futures]
