@@ -440,7 +440,9 @@ def test_the_same_session_through_nginx_and_the_decision_endpoint(
     access = nginx.access_log()
     assert "POST /_matrix/media/v3/upload" in access or "POST /_matrix/media/r0/upload" in access
     assert total(portal.url, CLIENT_API) == carried
-    assert total(portal.url, DECISIONS) > decided
+    # Five requests with the session's token (room, message, upload, download, logout):
+    # nginx asked once, then used its cached decision.
+    assert 1 <= total(portal.url, DECISIONS) - decided <= 2
     after = requests.get(nginx.url + WHOAMI, headers=bearer(token), timeout=30)
     assert after.status_code == 401
     assert after.json()["errcode"] == "M_UNKNOWN_TOKEN"
