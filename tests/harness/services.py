@@ -204,9 +204,10 @@ class PostgresServer:
 
 
 class RedisServer:
-    """A throwaway Redis on 127.0.0.1:<port>, no persistence."""
+    """A throwaway Redis on 127.0.0.1:<port>, no persistence; with ``tls`` (certificate,
+    key and CA files), also TLS on ``tls_port`` (clients not asked for certificates)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path, Path] | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceError(f"redis-server not found. {INSTALL_HINT}")
@@ -217,6 +218,8 @@ class RedisServer:
         self.log_path = self.dir / "redis.log"
         #: Redis also listens on this Unix socket (for ``unix://`` URLs).
         self.socket_path = self.dir / "redis.sock"
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> RedisServer:
@@ -225,6 +228,13 @@ class RedisServer:
             "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
         ]  # fmt: skip
+        if self.tls is not None:
+            cert, key, ca = self.tls
+            argv += [
+                "--tls-port", str(self.tls_port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -113,8 +113,11 @@ class RedisState:
         try:
             return await d
         except defer.TimeoutError:
+            # txredisapi keeps reconnecting: a refused TLS handshake looks like silence.
+            tls = " (over TLS: is its certificate valid for that host, and trusted?)"
             raise StateUnavailable(
                 f"Redis at {self.address.shown()} did not answer within {self._timeout:g}s"
+                + (tls if self.address.tls else "")
             ) from None
         except Exception as e:
             raise StateUnavailable(

@@ -26,6 +26,7 @@ import requests
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.portal.sso.tokens import token_hash_for_logs
+from tests.harness.certificates import make_certificates
 from tests.harness.clients import password_body, whoami
 from tests.harness.constants import PASSWORD
 from tests.harness.fake_cas import FakeCasServer
@@ -378,3 +379,27 @@ def test_each_redis_command_path(shared: Shared, path: str) -> None:
     assert 590 <= seen["ttl"] <= 600  # extended from 5 s
     assert seen["get_extending missing"] is None
     assert seen["after delete"] is None
+
+
+def test_redis_over_tls(shared: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pems = make_certificates(tmp_path)
+    redis = RedisServer(tls=(pems["valid"].cert, pems["valid"].key, pems["ca"].cert)).start()
+    try:
+        config = shared.portal_config()
+        config["state"]["url"] = f"rediss://127.0.0.1:{redis.tls_port}/0"
+        # Not trusted: the portal stops at startup, saying why, in one line.
+        with pytest.raises(RuntimeError, match="portal exited with 1"):
+            shared.start_portal("tls-untrusted", config)
+        untrusted = shared.portals[-1].logs()
+        assert "portal cannot use Redis" in untrusted, untrusted
+        assert "is its certificate valid for that host, and trusted?" in untrusted
+        # Trusted as the system's CAs are (OpenSSL reads SSL_CERT_FILE): state over TLS.
+        monkeypatch.setenv("SSL_CERT_FILE", str(pems["ca"].cert))
+        portal = shared.start_portal("tls", config)
+        assert get(portal.url + "/ready").status_code == 200
+        callback = cas_leg(shared.hs["hs2"], shared.cas["hs2"], start_sso(portal, "cas"), "carol")
+        token, _ = through_callback(portal, callback)
+        assert token_login(portal, token).json()["user_id"] == "@carol:ss2.test"
+        assert "rediss://" in portal.logs()
+    finally:
+        redis.cleanup()
