@@ -18,9 +18,15 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.gateway.route import REFRESH, REGISTER, GatewayRouter, Target
+from synapse_base_cs_url.portal.gateway.route import (
+    REFRESH,
+    REGISTER,
+    GatewayRouter,
+    Target,
+    routed_by_body,
+)
 from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, UploadTooLarge
-from synapse_base_cs_url.portal.login.proxy import HOP_BY_HOP, forward_headers
+from synapse_base_cs_url.portal.login.proxy import forward_headers, relay_headers
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream import AgentResponse, Upstream, discard_body, read_body
@@ -33,11 +39,6 @@ SYNC = re.compile(rb"/_matrix/client/(?:r0|v3)/sync")
 FORGETS = re.compile(rb"/_matrix/client/(?:r0|v3)/(?:logout(?:/all)?|account/deactivate)")
 #: Answers the gateway reads whole to learn from (small JSON: registration, refresh).
 LEARN_LIMIT = 64 * 1024
-_DROPPED = frozenset({b"date", b"server"})
-
-
-def is_client_api(path: bytes) -> bool:
-    return CLIENT_API.fullmatch(path) is not None
 
 
 class Gateway:
@@ -58,7 +59,7 @@ class Gateway:
     def streams(self, method: bytes, path: bytes) -> bool:
         """Whether a request's body goes to the homeserver as it arrives (everything but a
         registration or a token refresh, which are routed by their body)."""
-        return not (method == b"POST" and (REGISTER.fullmatch(path) or REFRESH.fullmatch(path)))
+        return not routed_by_body(method, path)
 
     def begin(self, request: PortalRequest, method: bytes, uri: bytes, length: int | None) -> None:
         """Headers are in and a body follows: start the exchange now."""
@@ -109,7 +110,6 @@ class Exchange:
         self.responding = False
         self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
         self.sent.addErrback(self._send_failed)
-        self._failure: Exception | None = None
 
     async def _send(self) -> AgentResponse:
         gateway, request = self.gateway, self.request
@@ -127,11 +127,11 @@ class Exchange:
         if isinstance(self.body, UploadStream) and self.body.too_large:
             raise errors.too_large(gateway.config.gateway.max_upload_size)
         # An answer the gateway reads to learn from is asked for uncompressed.
-        learns = self.method == b"POST" and bool(
-            REGISTER.fullmatch(path) or REFRESH.fullmatch(path)
-        )
         headers = forward_headers(
-            request.requestHeaders, client_ip=client_ip, scheme=scheme, keep_encoding=not learns
+            request.requestHeaders,
+            client_ip=client_ip,
+            scheme=scheme,
+            keep_encoding=not routed_by_body(self.method, path),
         )
         body: Any = self.body  # an UploadStream is an IBodyProducer (a zope interface)
         return await gateway.upstream.open(
@@ -175,17 +175,7 @@ class Exchange:
             raise
         assert self.target is not None
         request.setResponseCode(response.code)
-        named = {
-            token.strip().lower()
-            for value in response.headers.getRawHeaders(b"connection") or ()
-            for token in value.split(b",")
-        }
-        for name, values in response.headers.getAllRawHeaders():
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in _DROPPED or lower in named:
-                continue
-            if lower.startswith(b"access-control-"):
-                continue  # the portal's own CORS headers are set
+        for name, values in relay_headers(response.headers, keep_length=True):
             request.responseHeaders.setRawHeaders(name, values)
         path = self.uri.partition(b"?")[0]
         if self._learns(path, response.code):

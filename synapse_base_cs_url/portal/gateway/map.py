@@ -16,6 +16,8 @@ from synapse_base_cs_url.portal.reactor import Clock
 
 TOKEN_PREFIX = "gw:token:"
 SESSION_PREFIX = "gw:uia:"
+#: Refresh tokens, by hash: ``POST /refresh`` carries no access token, only this.
+REFRESH_PREFIX = "gw:refresh:"
 
 
 class TokenMap(Protocol):

@@ -103,8 +103,6 @@ class Resolver:
         self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
         self._lookups: dict[str, Lookup] = {}
         self._unknown: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self.asked = 0
-        """whoami requests sent so far (for metrics and tests)."""
 
     def keep_limits_of(self, previous: Resolver) -> None:
         """After a reload: the clients' rate buckets stay as they were (a reload must not
@@ -180,7 +178,6 @@ class Resolver:
             (hs.name, defer.ensureDeferred(self._upstream.request(hs, b"GET", WHOAMI, headers)))
             for hs in self._homeservers
         ]
-        self.asked += len(asks)
         found: defer.Deferred[str | None] = defer.Deferred()
         remaining = len(asks)
         closing = False

@@ -25,7 +25,12 @@ import attr
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, PortalConfig
-from synapse_base_cs_url.portal.gateway.map import SESSION_PREFIX, TOKEN_PREFIX, TokenMap
+from synapse_base_cs_url.portal.gateway.map import (
+    REFRESH_PREFIX,
+    SESSION_PREFIX,
+    TOKEN_PREFIX,
+    TokenMap,
+)
 from synapse_base_cs_url.portal.gateway.resolve import Resolver
 from synapse_base_cs_url.portal.gateway.tokens import (
     access_token,
@@ -39,8 +44,6 @@ from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnava
 REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
 REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
 AVAILABLE = re.compile(rb"/_matrix/client/(?:r0|v3)/register/available")
-#: Refresh tokens, by hash: ``POST /refresh`` carries no access token, only this.
-REFRESH_PREFIX = "gw:refresh:"
 MEDIA = re.compile(
     rb"/_matrix/(?:media/(?:r0|v1|v3)|client/v1/media)/(?:download|thumbnail)/([^/]+)/[^/]+(?:/.*)?"
 )
@@ -110,29 +113,15 @@ class GatewayRouter:
             return Target(self._by_user(user_id, client_ip), "user-id")
         return self._default()
 
-    async def learn(self, token: str, homeserver: str) -> None:
-        """Remember ``token``'s homeserver (a login, registration or refresh passed through)."""
-        await self._guarded(
-            self._tokens.remember(
-                TOKEN_PREFIX + token_key(token), homeserver, self._config.gateway.token_ttl
-            )
-        )
-
     async def learn_answer(self, answer: Mapping[str, object], homeserver: str) -> None:
         """Remember the tokens of a successful login, registration or refresh answer: its
         access token, and its refresh token (by which the next refresh is routed)."""
-        token = answer.get("access_token")
-        if isinstance(token, str) and token:
-            await self.learn(token, homeserver)
-        refresh = answer.get("refresh_token")
-        if isinstance(refresh, str) and refresh:
-            await self._guarded(
-                self._tokens.remember(
-                    REFRESH_PREFIX + token_key(refresh),
-                    homeserver,
-                    self._config.gateway.token_ttl,
-                )
-            )
+        for prefix, field in ((TOKEN_PREFIX, "access_token"), (REFRESH_PREFIX, "refresh_token")):
+            secret = answer.get(field)
+            if isinstance(secret, str) and secret:
+                key = prefix + token_key(secret)
+                ttl = self._config.gateway.token_ttl
+                await self._guarded(self._tokens.remember(key, homeserver, ttl))
 
     async def forget(self, key: str) -> None:
         """Forget a token (by its hash): it logged out, or its account was deactivated."""
@@ -156,12 +145,7 @@ class GatewayRouter:
         return Target(self._homeservers[name], "resolved", key)
 
     async def _registration(self, body: bytes, client_ip: str) -> Target:
-        try:
-            parsed = json.loads(body) if body else {}
-        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
-            parsed = {}
-        if not isinstance(parsed, Mapping):
-            parsed = {}
+        parsed = _json_object(body)
         auth = parsed.get("auth")
         session = auth.get("session") if isinstance(auth, Mapping) else None
         if isinstance(session, str) and session:
@@ -174,11 +158,7 @@ class GatewayRouter:
         return self._default()
 
     async def _refresh(self, body: bytes, client_ip: str) -> Target | None:
-        try:
-            parsed = json.loads(body) if body else {}
-        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
-            return None
-        token = parsed.get("refresh_token") if isinstance(parsed, Mapping) else None
+        token = _json_object(body).get("refresh_token")
         if not isinstance(token, str) or not token:
             return None
         name = await self._guarded(
@@ -207,6 +187,22 @@ class GatewayRouter:
             return await work
         except StateUnavailable:
             raise errors.unavailable("This request", STATE_RETRY_AFTER) from None
+
+
+def routed_by_body(method: bytes, path: bytes) -> bool:
+    """A registration or a token refresh: where it goes is in its body (so the body is read
+    whole before routing, and the answer read whole to learn from)."""
+    return method == b"POST" and bool(REGISTER.fullmatch(path) or REFRESH.fullmatch(path))
+
+
+def _json_object(body: bytes) -> Mapping[str, object]:
+    """A request body's JSON object; empty if it is anything else (left to the homeserver
+    to refuse)."""
+    try:
+        parsed = json.loads(body) if body else {}
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
+        return {}
+    return parsed if isinstance(parsed, Mapping) else {}
 
 
 def _user_id_in(path: bytes) -> str | None:

@@ -78,23 +78,17 @@ class UploadStream:
         """The whole body has arrived."""
         self.complete = True
         self._resume_client()
-        if self._consumer is not None and not self._held and self._finished is not None:
-            finished, self._finished = self._finished, None
-            finished.callback(None)
+        self._finish_if_done()
 
     def discard(self) -> None:
         """Nobody will read this body (the request failed before reaching a homeserver):
         drop what is held and what still comes, and let the client finish sending."""
         self.discarding = True
         self._finished = None  # IBodyProducer: after stopProducing the Deferred never fires
-        self._held.clear()
-        self._held_bytes = 0
-        self._resume_client()
+        self._drop_held()
 
     def _abandon(self) -> None:
-        self._held.clear()
-        self._held_bytes = 0
-        self._resume_client()
+        self._drop_held()
         if self._finished is not None:
             finished, self._finished = self._finished, None
             finished.errback(UploadTooLarge() if self.too_large else defer.CancelledError())
@@ -107,12 +101,9 @@ class UploadStream:
         if self.discarding:
             return defer.fail(defer.CancelledError())
         self._consumer = consumer
-        self._finished = defer.Deferred()
+        finished = self._finished = defer.Deferred()
         self._flush()
-        finished = self._finished
-        if self.complete and not self._held and finished is not None:
-            self._finished = None
-            finished.callback(None)
+        self._finish_if_done()
         return finished
 
     def pauseProducing(self) -> None:
@@ -122,14 +113,23 @@ class UploadStream:
     def resumeProducing(self) -> None:
         self._paused_by_upstream = False
         self._flush()
-        if self.complete and not self._held and self._finished is not None:
-            finished, self._finished = self._finished, None
-            finished.callback(None)
+        self._finish_if_done()
         if self._held_bytes < HOLD:
             self._resume_client()
 
     def stopProducing(self) -> None:
         self.discard()
+
+    def _finish_if_done(self) -> None:
+        """Tell the Agent the body is sent, once all of it has arrived and been written."""
+        if self.complete and not self._held and self._finished is not None:
+            finished, self._finished = self._finished, None
+            finished.callback(None)
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self._held_bytes = 0
+        self._resume_client()
 
     def _flush(self) -> None:
         while self._held and not self._paused_by_upstream and self._consumer is not None:

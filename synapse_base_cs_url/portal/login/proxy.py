@@ -64,9 +64,14 @@ def forward_headers(
     return out
 
 
-def relay_headers(headers: Headers) -> Iterator[tuple[bytes, list[bytes]]]:
-    """The homeserver's response headers worth passing on to the client."""
-    drop = HOP_BY_HOP | _RESPONSE_DROPPED | _connection_tokens(headers)
+def relay_headers(
+    headers: Headers, *, keep_length: bool = False
+) -> Iterator[tuple[bytes, list[bytes]]]:
+    """The homeserver's response headers worth passing on to the client. ``keep_length``:
+    pass ``Content-Length`` on (the gateway relays bodies as they are; a login answer is
+    amended, so the portal writes its own)."""
+    dropped = _RESPONSE_DROPPED - {b"content-length"} if keep_length else _RESPONSE_DROPPED
+    drop = HOP_BY_HOP | dropped | _connection_tokens(headers)
     for name, values in headers.getAllRawHeaders():
         lower = name.lower()
         if lower in drop or lower.startswith(b"access-control-"):
