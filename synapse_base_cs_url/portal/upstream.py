@@ -21,8 +21,8 @@ when it is too slow. The messages never quote what the homeserver sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any, cast
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 import attr
@@ -48,6 +48,8 @@ from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSett
 from synapse_base_cs_url.portal.reactor import PortalReactor
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Failures that mean "the connection went away", as opposed to "the answer was not HTTP".
 _CLOSED = (error.ConnectionDone, error.ConnectionLost, PotentialDataLoss)
@@ -202,45 +204,13 @@ class Upstream:
     ) -> UpstreamResponse:
         """``method`` ``proxy_url + path_and_query`` on ``homeserver``; never hangs: the whole
         exchange is bounded by ``timeouts.total``."""
-        d = defer.ensureDeferred(self._exchange(homeserver, method, path_and_query, headers, body))
-        timed_out = False
 
-        def on_timeout() -> None:
-            nonlocal timed_out
-            timed_out = True
-            d.cancel()
+        async def exchange() -> UpstreamResponse:
+            response = await self._send(homeserver, method, path_and_query, headers, body)
+            content = await read_body(response, self._max_response_size)
+            return UpstreamResponse(response.code, response.headers, content)
 
-        timer = self._reactor.callLater(self._timeouts.total, on_timeout)
-        try:
-            return await d
-        except Exception as e:
-            if timed_out:
-                raise errors.timed_out(homeserver.name, self._timeouts.total) from None
-            raise as_matrix_error(homeserver, e, self._timeouts.connect) from None
-        finally:
-            if timer.active():
-                timer.cancel()
-
-    async def _exchange(
-        self,
-        homeserver: Homeserver,
-        method: bytes,
-        path_and_query: bytes,
-        headers: Iterable[tuple[bytes, list[bytes]]],
-        body: bytes | None,
-    ) -> UpstreamResponse:
-        request_headers = Headers()
-        for name, values in headers:
-            request_headers.setRawHeaders(name, values)
-        producer = cast(IBodyProducer, BytesProducer(body)) if body is not None else None
-        response = cast(
-            AgentResponse,
-            await self._agent.request(
-                method, homeserver.proxy_url.encode() + path_and_query, request_headers, producer
-            ),
-        )
-        content = await read_body(response, self._max_response_size)
-        return UpstreamResponse(response.code, response.headers, content)
+        return await self._bounded(homeserver, exchange(), self._timeouts.total)
 
     async def open(
         self,
@@ -254,6 +224,17 @@ class Upstream:
     ) -> AgentResponse:
         """Send a request whose answer is streamed by the caller: the answer's status and
         headers within ``timeout`` seconds (its body as it comes, via ``deliverBody``)."""
+        sent = self._send(homeserver, method, path_and_query, headers, body)
+        return await self._bounded(homeserver, sent, timeout)
+
+    def _send(
+        self,
+        homeserver: Homeserver,
+        method: bytes,
+        path_and_query: bytes,
+        headers: Iterable[tuple[bytes, list[bytes]]],
+        body: IBodyProducer | bytes | None,
+    ) -> defer.Deferred[AgentResponse]:
         request_headers = Headers()
         for name, values in headers:
             request_headers.setRawHeaders(name, values)
@@ -262,7 +243,20 @@ class Upstream:
         else:
             producer = body
         url = homeserver.proxy_url.encode() + path_and_query
-        d = self._agent.request(method, url, request_headers, producer)
+        return cast(
+            "defer.Deferred[AgentResponse]",
+            self._agent.request(method, url, request_headers, producer),
+        )
+
+    async def _bounded(
+        self,
+        homeserver: Homeserver,
+        work: defer.Deferred[T] | Coroutine[Any, Any, T],
+        timeout: float,
+    ) -> T:
+        """``work``, cancelled after ``timeout`` seconds; its failures as the client's answer
+        (a body producer's own refusal as it is, for the caller to answer)."""
+        d: defer.Deferred[T] = defer.ensureDeferred(work)
         timed_out = False
 
         def on_timeout() -> None:
@@ -272,7 +266,7 @@ class Upstream:
 
         timer = self._reactor.callLater(timeout, on_timeout)
         try:
-            return cast(AgentResponse, await d)
+            return await d
         except Exception as e:
             if timed_out:
                 raise errors.timed_out(homeserver.name, timeout) from None
