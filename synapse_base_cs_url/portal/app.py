@@ -4,6 +4,7 @@ site), listening, and its life: a Redis check at startup, reload on ``SIGHUP``, 
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import resource
@@ -39,7 +40,7 @@ from synapse_base_cs_url.portal.web.connections import PortalSite
 from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
 from synapse_base_cs_url.portal.web.routes import RouteTable
 from synapse_base_cs_url.portal.web.site import PortalResource, portal_routes
-from synapse_base_cs_url.portal.workers import unblock_signals
+from synapse_base_cs_url.portal.workers import unblock_signals, worker_number
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -47,8 +48,17 @@ logger = logging.getLogger("synapse_base_cs_url.portal")
 FD_MARGIN = 64
 #: How often a drain looks whether the last request has finished.
 DRAIN_POLL = 0.05
-#: Config sections that only take effect when the portal restarts.
-RESTART_ONLY = ("listen", "workers", "state", "connections", "shutdown_grace")
+#: Config settings (sections, or ``section.key``) that only take effect at a restart.
+RESTART_ONLY = (
+    "listen",
+    "workers",
+    "state",
+    "connections",
+    "shutdown_grace",
+    "sso.token_ttl",
+    "sso.max_tokens",
+    "gateway.max_tokens",
+)
 
 
 class StartupError(Exception):
@@ -243,14 +253,12 @@ class PortalService:
             logger.error("reload: invalid config %s: %s (still serving the previous one)", path, e)
             return False
         old = self.portal
-        for section in RESTART_ONLY:
-            if getattr(new, section) != getattr(old.config, section):
-                logger.warning("reload: a change to %r takes effect at the next restart", section)
-        sizes = ("sso.token_ttl", "sso.max_tokens", "gateway.max_tokens")
-        for key in sizes:
-            section, name = key.split(".")
-            if getattr(getattr(new, section), name) != getattr(getattr(old.config, section), name):
-                logger.warning("reload: a change to %r takes effect at the next restart", key)
+        for setting in RESTART_ONLY:
+            names = setting.split(".")
+            if functools.reduce(getattr, names, new) != functools.reduce(
+                getattr, names, old.config
+            ):
+                logger.warning("reload: a change to %r takes effect at the next restart", setting)
         self.portal = self._build(new, old)
         self.resource.routes = self.portal.routes
         self.site.requestFactory = request_class(new.max_body_size)
@@ -289,25 +297,6 @@ class PortalService:
         return sum(1 for channel in self.site.channels if channel.busy)
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """The listening socket a parent shares with its workers. ``SO_REUSEPORT`` also lets a
-    new portal bind the same port while the old one drains (a deploy without downtime)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def raise_open_files_limit(wanted: int) -> None:
     """Raise the soft open-files limit to the hard one (as Synapse does), and say so if it
     is still below what ``connections.max`` needs."""
@@ -334,7 +323,7 @@ def run_portal(config: PortalConfig, config_path: str, *, listen_fd: int | None 
     from twisted.internet import reactor as global_reactor
 
     reactor = cast(PortalReactor, global_reactor)
-    configure_logging(reactor)
+    configure_logging(reactor, worker=worker_number())
     try:
         service = PortalService(config, reactor, listen_fd=listen_fd)
     except ValueError as e:  # e.g. state.backend: redis without txredisapi

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import sys
 import time
 from typing import TextIO
@@ -54,8 +53,11 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().flush()
 
 
-def configure_logging(reactor: PortalReactor, level: int = logging.INFO) -> None:
-    """Log to stderr (buffered, see the module docstring) in the portal's format."""
+def configure_logging(
+    reactor: PortalReactor, level: int = logging.INFO, *, worker: int | None = None
+) -> None:
+    """Log to stderr (buffered, see the module docstring) in the portal's format; a
+    worker's lines name it."""
     try:
         fd = sys.stderr.fileno()
         stream: TextIO = io.TextIOWrapper(
@@ -66,7 +68,6 @@ def configure_logging(reactor: PortalReactor, level: int = logging.INFO) -> None
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured in tests)
         stream = sys.stderr
     handler = IterationFlushedHandler(stream, reactor)
-    worker = os.environ.get("SYNAPSE_BASE_CS_URL_PORTAL_WORKER")
     fmt = FORMAT.replace("%(name)s:", f"%(name)s: worker {worker}:") if worker else FORMAT
     handler.setFormatter(CachedTimeFormatter(fmt))
     root = logging.getLogger()

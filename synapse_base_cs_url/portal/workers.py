@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,13 +43,16 @@ POLL = 0.1
 
 def worker_number() -> int | None:
     """This process's worker number, if it is a worker."""
-    value = os.environ.get(WORKER_ENV)
-    return int(value) if value and value.isdigit() else None
+    return _number_from_env(WORKER_ENV)
 
 
 def inherited_listen_fd() -> int | None:
     """The listening socket a worker's parent passed on."""
-    value = os.environ.get(LISTEN_FD_ENV)
+    return _number_from_env(LISTEN_FD_ENV)
+
+
+def _number_from_env(name: str) -> int | None:
+    value = os.environ.get(name)
     return int(value) if value and value.isdigit() else None
 
 
@@ -191,14 +195,31 @@ class Parent:
         multiprocess.mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """The listening socket a parent shares with its workers. ``SO_REUSEPORT`` also lets a
+    new portal bind the same port while the old one drains (a deploy without downtime)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def run_parent(config_path: str, config: PortalConfig) -> int:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: parent: %(message)s",
         stream=sys.stderr,
     )
-    from synapse_base_cs_url.portal.app import reuse_port_socket
-
     host, port = config.listen.host, config.listen.port
     try:
         listener = reuse_port_socket(host, port)
