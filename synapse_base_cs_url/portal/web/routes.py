@@ -65,10 +65,6 @@ class RouteTable:
     def find(self, method: bytes, path: bytes) -> tuple[Handler, re.Match[bytes]]:
         """The handler for ``method`` on ``path``; a :class:`MatrixError` 404 or 405 if none.
         The fallback route, if any, takes what no other route knows."""
-        if self._fallback is not None and self.falls_back(method, path):
-            match = self._fallback.path.fullmatch(path)
-            assert match is not None
-            return self._fallback.handler, match
         path_known = False
         for route in self._routes:
             match = route.path.fullmatch(path)
@@ -81,6 +77,11 @@ class RouteTable:
             raise errors.method_not_allowed(
                 method.decode("ascii", "replace"), path.decode("utf-8", "replace")
             )
+        fallback = self._fallback
+        if fallback is not None and method in fallback.methods:
+            match = fallback.path.fullmatch(path)
+            if match is not None:
+                return fallback.handler, match
         raise errors.not_here(path.decode("utf-8", "replace"))
 
     def __len__(self) -> int:
