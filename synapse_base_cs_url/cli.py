@@ -67,7 +67,7 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
     listen_fd = inherited_listen_fd()
     if config.workers > 1 and listen_fd is None:
         return run_parent(config_path, config)
-    from synapse_base_cs_url.portal.app import run_portal
+    from synapse_base_cs_url.portal.process import run_portal
 
     return run_portal(config, config_path, listen_fd=listen_fd)
 

@@ -14,7 +14,7 @@ from synapse_base_cs_url.core.matchers import Matcher
 from synapse_base_cs_url.core.pools import Strategy
 from synapse_base_cs_url.portal.config import Mode
 from synapse_base_cs_url.portal.login.body import TOKEN_TYPE
-from synapse_base_cs_url.portal.login.decide import SSO_DEFAULT_ROUTE, choose_mode
+from synapse_base_cs_url.portal.login_routes import SSO_DEFAULT_ROUTE, choose_mode
 from synapse_base_cs_url.tools.configs import RoutingConfig
 
 PASSWORD_TYPE = "m.login.password"

@@ -18,11 +18,11 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.gateway.route import (
+from synapse_base_cs_url.portal.gateway.destination import (
     REFRESH,
     REGISTER,
-    GatewayRouter,
-    Target,
+    Destination,
+    Destinations,
     routed_by_body,
 )
 from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, UploadTooLarge
@@ -46,13 +46,13 @@ class Gateway:
         self,
         config: PortalConfig,
         upstream: Upstream,
-        router: GatewayRouter,
+        destinations: Destinations,
         metrics: PortalMetrics,
         clock: Clock,
     ) -> None:
         self.config = config
         self.upstream = upstream
-        self.router = router
+        self.destinations = destinations
         self.metrics = metrics
         self.clock = clock
 
@@ -106,7 +106,7 @@ class Exchange:
         self.uri = uri
         self.body = body
         self.started = gateway.clock.seconds()
-        self.target: Target | None = None
+        self.target: Destination | None = None
         self.responding = False
         self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
         self.sent.addErrback(self._send_failed)
@@ -116,7 +116,7 @@ class Exchange:
         path, _, query = self.uri.partition(b"?")
         client_ip, scheme = client_address(request, x_forwarded=gateway.config.listen.x_forwarded)
         raw_body = self.body if isinstance(self.body, bytes) else None
-        self.target = await gateway.router.route(
+        self.target = await gateway.destinations.route(
             self.method,
             path,
             query,
@@ -183,7 +183,7 @@ class Exchange:
         else:
             await self._stream(response)
             if response.code == 200 and FORGETS.fullmatch(path) and self.target.key:
-                await self.gateway.router.forget(self.target.key)
+                await self.gateway.destinations.forget(self.target.key)
         self._count(response.code)
 
     def _learns(self, path: bytes, status: int) -> bool:
@@ -202,11 +202,11 @@ class Exchange:
         name = self.target.homeserver.name
         try:
             if isinstance(answer, dict) and response.code == 200:
-                await self.gateway.router.learn_answer(answer, name)
+                await self.gateway.destinations.learn_answer(answer, name)
             elif isinstance(answer, dict) and response.code == 401:
                 session = answer.get("session")
                 if isinstance(session, str) and session:
-                    await self.gateway.router.follow_registration(session, name)
+                    await self.gateway.destinations.follow_registration(session, name)
         except errors.MatrixError as e:
             # The homeserver did it (an account made, a token refreshed): the client must
             # get the answer; the token is found again by a lookup when used.

@@ -1,166 +1,193 @@
-"""The portal's web resource: one leaf that looks each request up in the route table and
-runs its handler, answering errors as Matrix JSON. The route table can be replaced while
-the portal runs (a reload): requests already dispatched finish with the one they got."""
+"""Client connections: deadlines for slow clients, a cap on how many are open, and draining.
+
+Twisted keeps an idle or half-sent connection for 12 hours by default, and its idle timer
+restarts with every byte, so a client trickling a header a byte at a time holds a
+connection (a file descriptor) for as long as it likes. Here:
+
+- ``connections.header_timeout``: from a request's first byte to the end of its headers;
+- ``connections.body_timeout``: from the end of the headers to the end of the body;
+- ``connections.idle_timeout``: silence between requests (Twisted's own idle timer);
+- ``connections.max``: past it, a new connection is answered ``503`` and closed at once,
+  while the open ones carry on.
+
+A connection that misses a deadline is closed; the metrics count each kind.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import re
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web import server
-from twisted.web.resource import Resource
+from twisted.web import http, server
 
-from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
-from synapse_base_cs_url.portal.gateway.decision import DECISION_PATH, Decisions
-from synapse_base_cs_url.portal.gateway.handler import CLIENT_API, Gateway
-from synapse_base_cs_url.portal.login.handler import LoginHandler
+from synapse_base_cs_url.portal.config_serving import Connections
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
-from synapse_base_cs_url.portal.sso.handler import SSO_REDIRECT_PATH, SsoHandler
-from synapse_base_cs_url.portal.web.request import PortalRequest
-from synapse_base_cs_url.portal.web.routes import ANY_METHOD, READ, Route, RouteTable
+from synapse_base_cs_url.portal.reactor import DelayedCall, PortalReactor
 
-logger = logging.getLogger("synapse_base_cs_url.portal")
+if TYPE_CHECKING:
+    from twisted.web.resource import Resource
 
-LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
-VERSIONS_PATH = b"/_matrix/client/versions"
-WELL_KNOWN_PATH = b"/.well-known/matrix/client"
-HEALTH_PATH = b"/health"
-READY_PATH = b"/ready"
-METRICS_PATH = b"/metrics"
-#: What this server is, for tools (``check``): a homeserver does not answer it.
-PORTAL_INFO_PATH = b"/_synapse_base_cs_url/portal"
-SSO_OFF = (
-    "Single sign-on is not served by this portal: with several portal processes it needs an "
-    "'sso' section with sso.signing_key_file (and state.backend: redis) in portal.yaml"
+    from synapse_base_cs_url.portal.web.request import PortalRequest
+
+#: ``(request, method, target, length) -> bool``: whether the gateway takes a request's
+#: body as it arrives (and starts passing it on now).
+StreamBody = Callable[["PortalRequest", bytes, bytes, "int | None"], bool]
+
+HEADER = "header"
+BODY = "body"
+
+_BUSY_BODY = json.dumps(
+    {"errcode": "M_UNAVAILABLE", "error": "Too many connections to this portal; try again"}
+).encode()
+#: What a connection past ``connections.max`` gets before it is closed.
+BUSY_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+    + str(len(_BUSY_BODY)).encode()
+    + b"\r\n\r\n"
+    + _BUSY_BODY
 )
 
 
-def portal_routes(
-    config: PortalConfig,
-    login: LoginHandler,
-    sso: SsoHandler,
-    discovery: Discovery,
-    *,
-    metrics: PortalMetrics,
-    ready: Callable[[], Awaitable[str | None]],
-    gateway: Gateway | None = None,
-    decisions: Decisions | None = None,
-) -> RouteTable:
-    """Every path the portal serves, and with which methods. ``ready`` says why the portal
-    is not ready for traffic (``None``: it is)."""
-    well_known = well_known_client(config.public_baseurl)
-    info = json.dumps(
-        {
-            "portal": "synapse-base-cs-url",
-            "mode": config.mode.value,
-            "client_api": config.client_api.value,
-        }
-    ).encode()
+class PortalChannel(http.HTTPChannel):
+    """An HTTP connection with header and body deadlines, known to its site while open."""
 
-    def login_post(request: PortalRequest, _: re.Match[bytes]) -> Coroutine[Any, Any, None] | None:
-        return login.handle(request)
+    site: PortalSite
+    _deadline: DelayedCall | None = None
+    request_line: tuple[bytes, bytes] | None = None
+    """(method, target) of the request being received, as soon as its first line is in."""
+    _awaiting_request_line = True
 
-    async def login_flows(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, await discovery.login_flows(request.path_bytes))
+    def connectionMade(self) -> None:
+        base: Any = super()
+        base.connectionMade()
+        self.site.opened(self)
 
-    async def versions(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, await discovery.versions(request.path_bytes))
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is None and not self.busy:
+            self._start(HEADER, self.site.limits.header_timeout)
+        base: Any = super()
+        base.dataReceived(data)
 
-    def well_known_doc(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, well_known)
+    def allHeadersReceived(self) -> None:
+        self._stop()
+        base: Any = super()
+        base.allHeadersReceived()
+        # A body the gateway streams to a homeserver takes as long as it takes (the idle
+        # timeout still cuts a silent client); any other body has body_timeout.
+        requests: list[Any] = getattr(self, "requests", [])
+        if not (requests and getattr(requests[-1], "upload", None) is not None):
+            self._start(BODY, self.site.limits.body_timeout)
 
-    def portal_info(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, info)
+    def lineReceived(self, line: bytes) -> None:
+        if self._awaiting_request_line and line:
+            parts = line.split(b" ")
+            if len(parts) == 3:
+                self.request_line = (parts[0], parts[1])
+            self._awaiting_request_line = False
+        base: Any = super()
+        base.lineReceived(line)
 
-    def health(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, b"OK", content_type=b"text/plain; charset=utf-8")
+    def allContentReceived(self) -> None:
+        self._stop()
+        self._awaiting_request_line = True
+        base: Any = super()
+        base.allContentReceived()
 
-    async def readiness(request: PortalRequest, _: re.Match[bytes]) -> None:
-        problem = await ready()
-        text = b"OK" if problem is None else problem.encode()
-        request.respond(200 if problem is None else 503, text, b"text/plain; charset=utf-8")
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop()
+        self.site.closed(self)
+        base: Any = super()
+        base.connectionLost(reason)
 
-    def metrics_page(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, metrics.render(), metrics.content_type.encode())
+    @property
+    def busy(self) -> bool:
+        """Whether a request is on its way on this connection: being received (its headers
+        or body are arriving) or being answered."""
+        handling: bool = self._handlingRequest
+        return handling or self._deadline is not None or bool(getattr(self, "requests", None))
 
-    routes = [
-        Route.of(LOGIN_PATH, [b"POST"], login_post),
-        Route.of(LOGIN_PATH, READ, login_flows),
-        Route.of(VERSIONS_PATH, READ, versions),
-        Route.of(WELL_KNOWN_PATH, READ, well_known_doc),
-        Route.of(HEALTH_PATH, READ, health),
-        Route.of(PORTAL_INFO_PATH, READ, portal_info),
-        Route.of(READY_PATH, READ, readiness),
-    ]
-    if config.sso_served:
-        routes += [
-            Route.of(SSO_REDIRECT_PATH, READ, sso.redirect),
-            # GET only, not HEAD: the callback records the token.
-            Route.of(CALLBACK_PATH, [b"GET"], sso.callback),
-        ]
-    else:
+    def close_when_idle(self) -> None:
+        """For draining: close now if no request is on its way; otherwise once its answer
+        is written (the connection is no longer kept alive)."""
+        self.persistent = False
+        transport: Any = self.transport
+        if not self.busy and transport is not None:
+            transport.loseConnection()
 
-        def sso_off(request: PortalRequest, _: re.Match[bytes]) -> None:
-            raise errors.MatrixError(404, errors.UNRECOGNIZED, SSO_OFF)
+    def _start(self, kind: str, seconds: float) -> None:
+        self._stop()
+        call_later: Any = self.callLater  # the site's reactor's (set by HTTPFactory)
+        self._deadline = call_later(seconds, self._missed, kind)
 
-        routes += [Route.of(SSO_REDIRECT_PATH, READ, sso_off)]
-    if config.metrics:
-        routes.append(Route.of(METRICS_PATH, [b"GET"], metrics_page))
-    if decisions is not None:
-        decide = decisions.decide
-        routes.append(Route.of(DECISION_PATH, READ, lambda request, _: decide(request)))
-    fallback = None
-    if gateway is not None:
-        handle = gateway.handle
-        fallback = Route.of(CLIENT_API, ANY_METHOD, lambda request, _: handle(request))
-    return RouteTable(routes, fallback)
+    def _stop(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _missed(self, kind: str) -> None:
+        self._deadline = None
+        self.site.metrics.connection_timeout(kind)
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
 
-class PortalResource(Resource):
-    """Dispatches by the route table; no handler error ever reaches the client as a 500
-    with a traceback or as a hang."""
+class _Busy(Protocol):
+    """Answers ``503`` and closes: a connection past ``connections.max``."""
 
-    isLeaf = True
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.write(BUSY_ANSWER)
+        transport.loseConnection()
 
-    def __init__(self, routes: RouteTable) -> None:
-        Resource.__init__(self)  # type: ignore[no-untyped-call]
-        self.routes = routes
-        """Replaced as a whole on reload."""
 
-    def render(self, request: PortalRequest) -> int:
-        request.set_cors_headers()
-        try:
-            if request.method_bytes == b"OPTIONS":
-                # As Synapse answers every CORS preflight: 204 with the CORS headers.
-                request.respond(204, b"", content_type=None)
-            else:
-                handler, match = self.routes.find(request.method_bytes, request.path_bytes)
-                pending = handler(request, match)
-                if pending is not None:
-                    defer.ensureDeferred(pending).addErrback(self._on_error, request)
-        except errors.MatrixError as e:
-            request.respond_error(e)
-        except Exception:
-            logger.exception("unexpected error handling %s", request.describe())
-            request.respond_error(errors.internal_error())
-        return server.NOT_DONE_YET
+class PortalSite(server.Site):
+    """A Site that tracks its connections, caps them and can drain; no access log (the
+    portal logs each routed login itself)."""
 
-    def _on_error(self, failure: Failure, request: PortalRequest) -> None:
-        error = failure.value
-        if isinstance(error, errors.MatrixError):
-            request.respond_error(error)
-        elif isinstance(error, defer.CancelledError):
-            pass  # the client went away
-        else:
-            logger.error(
-                "unexpected error handling %s: %s", request.describe(), failure.getTraceback()
-            )
-            request.respond_error(errors.internal_error())
+    protocol = PortalChannel  # type: ignore[assignment]  # plain HTTP/1.1, no HTTP/2 upgrade
+
+    def __init__(
+        self,
+        resource: Resource,
+        limits: Connections,
+        metrics: PortalMetrics,
+        reactor: PortalReactor,
+    ) -> None:
+        base: Any = super()
+        base.__init__(resource, timeout=limits.idle_timeout, reactor=reactor)
+        self.limits = limits
+        self.metrics = metrics
+        self.channels: set[PortalChannel] = set()
+        self.draining = False
+        self.stream_body: StreamBody | None = None
+        """Set by the client-server gateway."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.channels) >= self.limits.max:
+            self.metrics.connection_refused()
+            return _Busy()
+        base: Any = super()
+        return base.buildProtocol(addr)
+
+    def opened(self, channel: PortalChannel) -> None:
+        self.channels.add(channel)
+        self.metrics.connections_open(len(self.channels))
+
+    def closed(self, channel: PortalChannel) -> None:
+        self.channels.discard(channel)
+        self.metrics.connections_open(len(self.channels))
+
+    def drain(self) -> None:
+        """Close idle connections now; busy ones close after their answer."""
+        self.draining = True
+        for channel in list(self.channels):
+            channel.close_when_idle()
+
+    def log(self, request: object) -> None:
+        pass

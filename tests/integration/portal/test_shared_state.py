@@ -25,7 +25,7 @@ import requests
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
-from synapse_base_cs_url.portal.sso.tokens import token_hash_for_logs
+from synapse_base_cs_url.portal.sso.login_tokens import token_tag
 from tests.harness.certificates import make_certificates
 from tests.harness.clients import password_body, whoami
 from tests.harness.constants import PASSWORD
@@ -218,7 +218,7 @@ def test_the_same_token_at_a_and_b_at_once_is_honoured_once(
     # One portal took the record (hs2 logs carol in); the other found none and sent the
     # token to the default hs1, which refuses hs2's token.
     assert sorted(r.status_code for r in answers) == [200, 403], [r.text for r in answers]
-    tag = token_hash_for_logs(token)
+    tag = token_tag(token)
     logins = [line for line in (a.logs() + b.logs()).splitlines() if f"token={tag}" in line]
     routes = sorted(line.split("login route=")[1].split()[0] for line in logins if "login " in line)
     assert routes == ["sso", "sso-default"], logins

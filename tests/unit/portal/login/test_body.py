@@ -14,7 +14,7 @@ from synapse_base_cs_url.portal.login.body import (
     check_login_body,
     parse_json_object,
 )
-from synapse_base_cs_url.portal.login.decide import LoginRouter, choose_mode
+from synapse_base_cs_url.portal.login_routes import LoginRoutes, choose_mode
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ CONFIG: dict[str, Any] = {
 def decide(body: dict[str, Any], client_ip: str = "192.0.2.1", **overrides: Any) -> tuple[str, str]:
     raw = copy.deepcopy(CONFIG)
     raw.update(overrides)
-    router = LoginRouter(PortalConfig.from_config(raw))
+    router = LoginRoutes(PortalConfig.from_config(raw))
     login = {"type": "m.login.password", **body}
     decision = router.decide(login, check_login_body(login), client_ip)
     return decision.target.name, decision.rule_name
@@ -194,7 +194,7 @@ def test_bare_localpart_is_qualified_with_server_name_only_if_configured() -> No
 
 def test_login_token_goes_to_its_issuer_else_the_default_sso_homeserver() -> None:
     assert decide({"type": "m.login.token", "token": "t"}) == ("sso", "sso-default")
-    router = LoginRouter(PortalConfig.from_config(CONFIG))
+    router = LoginRoutes(PortalConfig.from_config(CONFIG))
     body = {"type": "m.login.token", "token": "t"}
     issued = router.decide(body, "m.login.token", "192.0.2.1", token_issuer="hs2")
     assert (issued.target.name, issued.rule_name) == ("hs2", "sso")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
-from synapse_base_cs_url.portal.login.decide import LoginRouter
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 
 CONFIG = PortalConfig.from_config(
     {
@@ -28,7 +28,7 @@ CONFIG = PortalConfig.from_config(
         "server_name": "example.com",
     }
 )
-ROUTER = LoginRouter(CONFIG)
+ROUTER = LoginRoutes(CONFIG)
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(

@@ -25,10 +25,10 @@ from synapse_base_cs_url.portal.sso.callback import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso.tokens import (
+from synapse_base_cs_url.portal.sso.login_tokens import (
     InMemorySsoTokenStore,
-    token_hash_for_logs,
     token_key,
+    token_tag,
 )
 from tests.harness.deferreds import settle
 
@@ -105,7 +105,7 @@ def test_store_keeps_no_token() -> None:
     run(store.remember("syl_secret_token", "hs2"))
     assert "syl_secret_token" not in repr(store._entries)
     assert token_key("syl_secret_token") in store._entries
-    tag = token_hash_for_logs("syl_secret_token")
+    tag = token_tag("syl_secret_token")
     assert len(tag) == 12
     assert tag in token_key("syl_secret_token")
 

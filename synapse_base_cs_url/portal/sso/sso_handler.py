@@ -21,7 +21,7 @@ from synapse_base_cs_url.portal.sso.callback import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso.tokens import SsoTokenStore, token_hash_for_logs
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore, token_tag
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
@@ -96,7 +96,7 @@ class SsoHandler:
         logger.info(
             "sso callback homeserver=%s token=%s%s%s",
             callback.hs,
-            token_hash_for_logs(callback.login_token),
+            token_tag(callback.login_token),
             " confirm=page" if confirm else "",
             "" if recorded else " already_recorded",
         )

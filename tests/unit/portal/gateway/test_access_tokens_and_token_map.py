@@ -8,14 +8,14 @@ import binascii
 import pytest
 from twisted.internet import task
 
-from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap
-from synapse_base_cs_url.portal.gateway.tokens import (
+from synapse_base_cs_url.portal.gateway.access_tokens import (
     access_token,
     synapse_refresh_localpart,
     synapse_token_malformed,
     token_key,
     token_tag,
 )
+from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
 from tests.harness.deferreds import settle
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -25,20 +25,20 @@ import attr
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, PortalConfig
-from synapse_base_cs_url.portal.gateway.map import (
+from synapse_base_cs_url.portal.gateway.access_tokens import (
+    access_token,
+    synapse_refresh_localpart,
+    token_key,
+)
+from synapse_base_cs_url.portal.gateway.resolver import Resolver
+from synapse_base_cs_url.portal.gateway.token_map import (
     REFRESH_PREFIX,
     SESSION_PREFIX,
     TOKEN_PREFIX,
     TokenMap,
 )
-from synapse_base_cs_url.portal.gateway.resolve import Resolver
-from synapse_base_cs_url.portal.gateway.tokens import (
-    access_token,
-    synapse_refresh_localpart,
-    token_key,
-)
 from synapse_base_cs_url.portal.login.body import PASSWORD_TYPE
-from synapse_base_cs_url.portal.login.decide import LoginRouter
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 
 REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
@@ -56,7 +56,7 @@ T = TypeVar("T")
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
-class Target:
+class Destination:
     """Where a request goes and why (for the log line)."""
 
     homeserver: Homeserver
@@ -67,13 +67,13 @@ class Target:
     """The hash of the request's access token, if it had one."""
 
 
-class GatewayRouter:
+class Destinations:
     def __init__(self, config: PortalConfig, tokens: TokenMap, resolver: Resolver) -> None:
         self._config = config
         self._homeservers = config.homeservers
         self._tokens = tokens
         self.resolver = resolver
-        self._logins = LoginRouter(config)
+        self._logins = LoginRoutes(config)
         self._by_server_name = {
             hs.server_name: hs for hs in config.homeservers.values() if hs.server_name
         }
@@ -87,7 +87,7 @@ class GatewayRouter:
         authorization: bytes | None,
         client_ip: str,
         body: bytes | None = None,
-    ) -> Target:
+    ) -> Destination:
         token = access_token(authorization, query)
         if token is not None:
             return await self._by_token(token, client_ip)
@@ -101,16 +101,16 @@ class GatewayRouter:
             # Whether a username is free is for the homeserver it would be registered on.
             username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
             if username and username[0]:
-                return Target(self._by_user(username[0], client_ip), "register")
+                return Destination(self._by_user(username[0], client_ip), "register")
         media = MEDIA.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
             hs = self._by_server_name.get(server)
             if hs is not None:
-                return Target(hs, "media")
+                return Destination(hs, "media")
         user_id = _user_id_in(path)
         if user_id is not None:
-            return Target(self._by_user(user_id, client_ip), "user-id")
+            return Destination(self._by_user(user_id, client_ip), "user-id")
         return self._default()
 
     async def learn_answer(self, answer: Mapping[str, object], homeserver: str) -> None:
@@ -132,32 +132,32 @@ class GatewayRouter:
             self._tokens.remember(SESSION_PREFIX + session, homeserver, SESSION_TTL)
         )
 
-    async def _by_token(self, token: str, client_ip: str) -> Target:
+    async def _by_token(self, token: str, client_ip: str) -> Destination:
         key = token_key(token)
         ttl = self._config.gateway.token_ttl
         name = await self._guarded(self._tokens.lookup(TOKEN_PREFIX + key, ttl))
         if name is not None and name in self._homeservers:
-            return Target(self._homeservers[name], "token", key)
+            return Destination(self._homeservers[name], "token", key)
         name = await self.resolver.resolve(token, key, client_ip)
         if name is None:
             raise errors.unknown_token()
         await self._guarded(self._tokens.remember(TOKEN_PREFIX + key, name, ttl))
-        return Target(self._homeservers[name], "resolved", key)
+        return Destination(self._homeservers[name], "resolved", key)
 
-    async def _registration(self, body: bytes, client_ip: str) -> Target:
+    async def _registration(self, body: bytes, client_ip: str) -> Destination:
         parsed = _json_object(body)
         auth = parsed.get("auth")
         session = auth.get("session") if isinstance(auth, Mapping) else None
         if isinstance(session, str) and session:
             name = await self._guarded(self._tokens.lookup(SESSION_PREFIX + session, SESSION_TTL))
             if name is not None and name in self._homeservers:
-                return Target(self._homeservers[name], "registration-session")
+                return Destination(self._homeservers[name], "registration-session")
         username = parsed.get("username")
         if isinstance(username, str) and username:
-            return Target(self._by_user(username, client_ip), "register")
+            return Destination(self._by_user(username, client_ip), "register")
         return self._default()
 
-    async def _refresh(self, body: bytes, client_ip: str) -> Target | None:
+    async def _refresh(self, body: bytes, client_ip: str) -> Destination | None:
         token = _json_object(body).get("refresh_token")
         if not isinstance(token, str) or not token:
             return None
@@ -165,12 +165,12 @@ class GatewayRouter:
             self._tokens.lookup(REFRESH_PREFIX + token_key(token), self._config.gateway.token_ttl)
         )
         if name is not None and name in self._homeservers:
-            return Target(self._homeservers[name], "refresh-token")
+            return Destination(self._homeservers[name], "refresh-token")
         # Not seen (the login was redirected, or the state expired): a Synapse refresh token
         # names its user, who goes where their login would.
         localpart = synapse_refresh_localpart(token)
         if localpart is not None:
-            return Target(self._by_user(localpart, client_ip), "refresh-user")
+            return Destination(self._by_user(localpart, client_ip), "refresh-user")
         return None
 
     def _by_user(self, user: str, client_ip: str) -> Homeserver:
@@ -178,8 +178,8 @@ class GatewayRouter:
         login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
         return self._logins.decide(login, PASSWORD_TYPE, client_ip).target
 
-    def _default(self) -> Target:
-        return Target(self._homeservers[self._config.default_homeserver], "default")
+    def _default(self) -> Destination:
+        return Destination(self._homeservers[self._config.default_homeserver], "default")
 
     async def _guarded(self, work: Awaitable[T]) -> T:
         """The token map's answer; its state being unavailable is a 503 for the client."""

@@ -18,28 +18,28 @@ from twisted.internet import defer, task
 from synapse_base_cs_url.portal.config import PortalConfig
 from synapse_base_cs_url.portal.config_gateway import ClientApi
 from synapse_base_cs_url.portal.discovery import Discovery
-from synapse_base_cs_url.portal.gateway.decision import Decisions
+from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
+from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.handler import Gateway
-from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap, SharedTokenMap, TokenMap
-from synapse_base_cs_url.portal.gateway.resolve import Resolver
-from synapse_base_cs_url.portal.gateway.route import GatewayRouter
-from synapse_base_cs_url.portal.login.handler import LoginHandler
+from synapse_base_cs_url.portal.gateway.resolver import Resolver
+from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, SharedTokenMap, TokenMap
+from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
-from synapse_base_cs_url.portal.sso.handler import SsoHandler
-from synapse_base_cs_url.portal.sso.tokens import (
+from synapse_base_cs_url.portal.sso.login_tokens import (
     InMemorySsoTokenStore,
     SharedSsoTokenStore,
     SsoTokenStore,
 )
+from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.state.redis import RedisState, StateUnavailable
 from synapse_base_cs_url.portal.upstream import Upstream
-from synapse_base_cs_url.portal.web.connections import PortalSite
 from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
-from synapse_base_cs_url.portal.web.routes import RouteTable
-from synapse_base_cs_url.portal.web.site import PortalResource, portal_routes
+from synapse_base_cs_url.portal.web.resource import PortalResource, portal_endpoints
+from synapse_base_cs_url.portal.web.site import PortalSite
+from synapse_base_cs_url.portal.web.url_table import UrlTable
 from synapse_base_cs_url.portal.workers import unblock_signals, worker_number
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -71,11 +71,11 @@ class Portal:
 
     config: PortalConfig
     upstream: Upstream
-    routes: RouteTable
+    routes: UrlTable
     gateway: Gateway | None = None
 
 
-class PortalService:
+class PortalProcess:
     """One portal process. The reactor is the one clock of everything built here."""
 
     def __init__(
@@ -136,7 +136,7 @@ class PortalService:
             clock=self.reactor,
             ttl=config.discovery_cache_ttl,
         )
-        gateway = decisions = None
+        gateway = auth_request = None
         if config.client_api is ClientApi.PROXY:
             resolver = Resolver(
                 upstream,
@@ -146,21 +146,21 @@ class PortalService:
                 on_result=self.metrics.token_resolution,
             )
             if previous is not None and previous.gateway is not None:
-                resolver.keep_limits_of(previous.gateway.router.resolver)
-            router = GatewayRouter(config, self.token_map, resolver)
-            gateway = Gateway(config, upstream, router, self.metrics, self.reactor)
-            decisions = Decisions(config, router, self.metrics)
+                resolver.keep_limits_of(previous.gateway.destinations.resolver)
+            destinations = Destinations(config, self.token_map, resolver)
+            gateway = Gateway(config, upstream, destinations, self.metrics, self.reactor)
+            auth_request = AuthRequestEndpoint(config, destinations, self.metrics)
         login = LoginHandler(
             config,
             upstream,
             self.sso_tokens,
             self.metrics,
             self.reactor,
-            learn=gateway.router.learn_answer if gateway is not None else None,
+            learn=gateway.destinations.learn_answer if gateway is not None else None,
         )
         signer = self._signer_for(config)
         sso = SsoHandler(config, self.sso_tokens, signer, self.metrics, self.reactor)
-        routes = portal_routes(
+        routes = portal_endpoints(
             config,
             login,
             sso,
@@ -168,7 +168,7 @@ class PortalService:
             metrics=self.metrics,
             ready=self.not_ready,
             gateway=gateway,
-            decisions=decisions,
+            auth_request=auth_request,
         )
         return Portal(config, upstream, routes, gateway)
 
@@ -325,7 +325,7 @@ def run_portal(config: PortalConfig, config_path: str, *, listen_fd: int | None 
     reactor = cast(PortalReactor, global_reactor)
     configure_logging(reactor, worker=worker_number())
     try:
-        service = PortalService(config, reactor, listen_fd=listen_fd)
+        service = PortalProcess(config, reactor, listen_fd=listen_fd)
     except ValueError as e:  # e.g. state.backend: redis without txredisapi
         logger.error("portal cannot start: %s", e)
         return 1

@@ -15,8 +15,8 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from synapse_base_cs_url.portal.app import PortalService
 from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.process import PortalProcess
 from synapse_base_cs_url.portal.web.request import request_class
 
 LIMIT = 200_000
@@ -112,7 +112,7 @@ def test_client_gone_before_the_token_store_answers(
         }
     )
     store, reactor = SlowTokenStore(), MemoryReactorClock()
-    site = PortalService(config, reactor, sso_tokens=store).site
+    site = PortalProcess(config, reactor, sso_tokens=store).site
     channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(StringTransport())
     caplog.set_level(logging.INFO, logger="synapse_base_cs_url.portal")

@@ -10,10 +10,10 @@ from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.gateway.map import InMemoryTokenMap
-from synapse_base_cs_url.portal.gateway.resolve import Resolver, TokenBuckets
-from synapse_base_cs_url.portal.gateway.route import GatewayRouter
-from synapse_base_cs_url.portal.gateway.tokens import token_key
+from synapse_base_cs_url.portal.gateway.access_tokens import token_key
+from synapse_base_cs_url.portal.gateway.destination import Destinations
+from synapse_base_cs_url.portal.gateway.resolver import Resolver, TokenBuckets
+from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
 from synapse_base_cs_url.portal.upstream import UpstreamResponse
 from tests.harness.deferreds import settle
 
@@ -51,7 +51,7 @@ class Homeservers:
         raise AssertionError(f"{name} was not asked")
 
 
-def setup() -> tuple[GatewayRouter, Resolver, Homeservers, task.Clock]:
+def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
     clock, homeservers = task.Clock(), Homeservers()
     resolver = Resolver(
         homeservers,  # type: ignore[arg-type]
@@ -59,12 +59,12 @@ def setup() -> tuple[GatewayRouter, Resolver, Homeservers, task.Clock]:
         CONFIG.gateway,
         clock,
     )
-    router = GatewayRouter(CONFIG, InMemoryTokenMap(100, clock), resolver)
+    router = Destinations(CONFIG, InMemoryTokenMap(100, clock), resolver)
     return router, resolver, homeservers, clock
 
 
 def route(
-    router: GatewayRouter,
+    router: Destinations,
     path: bytes,
     token: str | None = None,
     *,

@@ -9,7 +9,7 @@ import pytest
 
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.web.request import PortalRequest
-from synapse_base_cs_url.portal.web.routes import READ, Route, RouteTable
+from synapse_base_cs_url.portal.web.url_table import READ, Endpoint, UrlTable
 
 CALLS: list[str] = []
 
@@ -21,12 +21,12 @@ def handler(name: str):  # type: ignore[no-untyped-def]
     return handle
 
 
-TABLE = RouteTable(
+TABLE = UrlTable(
     [
-        Route.of(re.compile(rb"/login/(?P<v>v[0-9])"), [b"POST"], handler("post")),
-        Route.of(re.compile(rb"/login/(?P<v>v[0-9])"), READ, handler("read")),
-        Route.of(b"/health", READ, handler("health")),
-        Route.of(b"/a.b", [b"GET"], handler("literal")),
+        Endpoint.of(re.compile(rb"/login/(?P<v>v[0-9])"), [b"POST"], handler("post")),
+        Endpoint.of(re.compile(rb"/login/(?P<v>v[0-9])"), READ, handler("read")),
+        Endpoint.of(b"/health", READ, handler("health")),
+        Endpoint.of(b"/a.b", [b"GET"], handler("literal")),
     ]
 )
 

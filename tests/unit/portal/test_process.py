@@ -14,8 +14,8 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from synapse_base_cs_url.portal.app import PortalService
 from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.process import PortalProcess
 from tests.harness.deferreds import settle
 
 RAW: dict[str, Any] = {
@@ -30,14 +30,14 @@ RAW: dict[str, Any] = {
 LOGIN = b'{"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "zed"}}'
 
 
-def service(**overrides: Any) -> tuple[PortalService, MemoryReactorClock]:
+def service(**overrides: Any) -> tuple[PortalProcess, MemoryReactorClock]:
     raw = copy.deepcopy(RAW)
     raw.update(overrides)
     reactor = MemoryReactorClock()
-    return PortalService(PortalConfig.from_config(raw), reactor), reactor
+    return PortalProcess(PortalConfig.from_config(raw), reactor), reactor
 
 
-def connect(svc: PortalService) -> tuple[Any, StringTransport]:
+def connect(svc: PortalProcess) -> tuple[Any, StringTransport]:
     channel = svc.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = StringTransport()
     channel.makeConnection(transport)

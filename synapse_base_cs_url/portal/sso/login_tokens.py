@@ -29,7 +29,7 @@ def token_key(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def token_hash_for_logs(token: str) -> str:
+def token_tag(token: str) -> str:
     """A short, non-reversible tag to correlate one token's callback and login in the logs."""
     return token_key(token)[:12]
 

@@ -18,20 +18,22 @@ import logging
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.gateway.route import GatewayRouter
+from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-DECISION_PATH = b"/_synapse_base_cs_url/route"
+AUTH_REQUEST_PATH = b"/_synapse_base_cs_url/route"
 TOKEN_ROUTES = ("token", "resolved")
 
 
-class Decisions:
-    def __init__(self, config: PortalConfig, router: GatewayRouter, metrics: PortalMetrics) -> None:
+class AuthRequestEndpoint:
+    def __init__(
+        self, config: PortalConfig, destinations: Destinations, metrics: PortalMetrics
+    ) -> None:
         self._config = config
-        self._router = router
+        self._destinations = destinations
         self._metrics = metrics
         host = config.listen.host
         if host in ("0.0.0.0", "::", ""):
@@ -59,7 +61,7 @@ class Decisions:
         path, _, query = uri.partition(b"?")
         client_ip, _ = client_address(request, x_forwarded=True)
         try:
-            target = await self._router.route(
+            target = await self._destinations.route(
                 method,
                 path,
                 query,

@@ -17,7 +17,7 @@ SSO_ROUTE = "sso"
 SSO_DEFAULT_ROUTE = "sso-default"
 
 
-class LoginRouter:
+class LoginRoutes:
     """The routes of ``portal.yaml`` applied to login bodies."""
 
     def __init__(self, config: PortalConfig) -> None:

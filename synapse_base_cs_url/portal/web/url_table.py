@@ -26,7 +26,7 @@ ANY_METHOD = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH")
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
-class Route:
+class Endpoint:
     """``methods`` of ``path`` (a regex matched against the whole path) go to ``handler``."""
 
     path: re.Pattern[bytes]
@@ -36,15 +36,15 @@ class Route:
     @classmethod
     def of(
         cls, path: bytes | re.Pattern[bytes], methods: Iterable[bytes], handler: Handler
-    ) -> Route:
+    ) -> Endpoint:
         pattern = path if isinstance(path, re.Pattern) else re.compile(re.escape(path))
         return cls(pattern, frozenset(methods), handler)
 
 
-class RouteTable:
+class UrlTable:
     """Routes tried in order; the first whose path and method both match serves."""
 
-    def __init__(self, routes: Sequence[Route], fallback: Route | None = None) -> None:
+    def __init__(self, routes: Sequence[Endpoint], fallback: Endpoint | None = None) -> None:
         self._routes = tuple(routes)
         self._fallback = fallback
 

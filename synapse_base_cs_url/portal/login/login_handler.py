@@ -17,16 +17,16 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Mode, PortalConfig
 from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import TOKEN_TYPE, check_login_body, parse_json_object
-from synapse_base_cs_url.portal.login.decide import LoginRouter, choose_mode
 from synapse_base_cs_url.portal.login.proxy import (
     amend_login_body,
     forward_headers,
     relay_headers,
 )
 from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
+from synapse_base_cs_url.portal.login_routes import LoginRoutes, choose_mode
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.sso.tokens import SsoTokenStore, token_hash_for_logs
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore, token_tag
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.upstream import Upstream
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
@@ -51,7 +51,7 @@ class LoginHandler:
         (the client-server gateway remembers where its tokens belong)."""
         self._learn = learn
         self._config = config
-        self._router = LoginRouter(config)
+        self._login_routes = LoginRoutes(config)
         self._upstream = upstream
         self._sso_tokens = sso_tokens
         self._metrics = metrics
@@ -62,7 +62,9 @@ class LoginHandler:
         attempt = self._arrived(request)
         if attempt.login_type == TOKEN_TYPE:
             return self._token_login(attempt)
-        attempt.selection = self._router.decide(attempt.body, attempt.login_type, attempt.client_ip)
+        attempt.selection = self._login_routes.decide(
+            attempt.body, attempt.login_type, attempt.client_ip
+        )
         return self._route(attempt)
 
     def _arrived(self, request: PortalRequest) -> LoginAttempt:
@@ -89,14 +91,14 @@ class LoginHandler:
     async def _token_login(self, attempt: LoginAttempt) -> None:
         # The token is single use at the homeserver: forget it here as soon as it is used.
         token: str = attempt.body["token"]
-        attempt.token_tag = token_hash_for_logs(token)
+        attempt.token_tag = token_tag(token)
         try:
             issuer = await self._sso_tokens.take(token)
         except StateUnavailable as e:
             self._metrics.reject(errors.UNAVAILABLE, 503)
             logger.warning("login token=%s: %s", attempt.token_tag, e)
             raise errors.unavailable("A token login", STATE_RETRY_AFTER) from None
-        attempt.selection = self._router.decide(
+        attempt.selection = self._login_routes.decide(
             attempt.body, TOKEN_TYPE, attempt.client_ip, token_issuer=issuer
         )
         proxying = self._route(attempt)
