@@ -32,7 +32,7 @@ from twisted.internet import defer
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, SsoSettings
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.upstream import Upstream
+from synapse_base_cs_url.portal.upstream.client import Upstream
 
 logger = logging.getLogger(__name__)
 

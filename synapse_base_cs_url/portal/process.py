@@ -35,7 +35,7 @@ from synapse_base_cs_url.portal.sso.login_tokens import (
 )
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.state.redis import RedisState, StateUnavailable
-from synapse_base_cs_url.portal.upstream import Upstream
+from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
 from synapse_base_cs_url.portal.web.resource import PortalResource, portal_endpoints
 from synapse_base_cs_url.portal.web.site import PortalSite

@@ -26,10 +26,11 @@ from synapse_base_cs_url.portal.gateway.destination import (
     routed_by_body,
 )
 from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, UploadTooLarge
-from synapse_base_cs_url.portal.login.proxy import forward_headers, relay_headers
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.upstream import AgentResponse, Upstream, discard_body, read_body
+from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, discard_body, read_body
+from synapse_base_cs_url.portal.upstream.client import Upstream
+from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")

@@ -23,7 +23,7 @@ from synapse_base_cs_url.portal.config import Homeserver
 from synapse_base_cs_url.portal.config_gateway import GatewaySettings
 from synapse_base_cs_url.portal.gateway.access_tokens import synapse_token_malformed, token_tag
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.upstream import Upstream
+from synapse_base_cs_url.portal.upstream.client import Upstream
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 

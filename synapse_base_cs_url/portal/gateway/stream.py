@@ -25,7 +25,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.upstream import BodyRefused
+from synapse_base_cs_url.portal.upstream.client import BodyRefused
 
 if TYPE_CHECKING:
     from synapse_base_cs_url.portal.web.request import PortalRequest

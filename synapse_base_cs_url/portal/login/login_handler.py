@@ -17,18 +17,15 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Mode, PortalConfig
 from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import TOKEN_TYPE, check_login_body, parse_json_object
-from synapse_base_cs_url.portal.login.proxy import (
-    amend_login_body,
-    forward_headers,
-    relay_headers,
-)
+from synapse_base_cs_url.portal.login.proxy import amend_login_body
 from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.login_routes import LoginRoutes, choose_mode
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore, token_tag
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
-from synapse_base_cs_url.portal.upstream import Upstream
+from synapse_base_cs_url.portal.upstream.client import Upstream
+from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")

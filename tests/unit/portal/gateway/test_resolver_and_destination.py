@@ -14,7 +14,7 @@ from synapse_base_cs_url.portal.gateway.access_tokens import token_key
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.resolver import Resolver, TokenBuckets
 from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
-from synapse_base_cs_url.portal.upstream import UpstreamResponse
+from synapse_base_cs_url.portal.upstream.client import UpstreamResponse
 from tests.harness.deferreds import settle
 
 CONFIG = PortalConfig.from_config(

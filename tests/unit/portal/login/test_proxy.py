@@ -16,7 +16,8 @@ from synapse_base_cs_url.portal.discovery import (
     combine_versions,
     well_known_client,
 )
-from synapse_base_cs_url.portal.login.proxy import amend_login_body, forward_headers, relay_headers
+from synapse_base_cs_url.portal.login.proxy import amend_login_body
+from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
 
 
 def test_forward_headers_strip_hop_by_hop_and_client_forwarding() -> None:

@@ -23,47 +23,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar, cast
-from typing import Protocol as TypingProtocol
 
 import attr
-from twisted.internet import defer, error
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.python.failure import Failure
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    RequestGenerationFailed,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseFailed,
-    ResponseNeverReceived,
-)
-from twisted.web.http import PotentialDataLoss
+from twisted.internet import defer
+from twisted.web.client import Agent, HTTPConnectionPool, RequestGenerationFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.reactor import PortalReactor
+from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, BytesProducer, read_body
+from synapse_base_cs_url.portal.upstream.failures import as_matrix_error
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("synapse_base_cs_url.portal.upstream")
 
 T = TypeVar("T")
-
-#: Failures that mean "the connection went away", as opposed to "the answer was not HTTP".
-_CLOSED = (error.ConnectionDone, error.ConnectionLost, PotentialDataLoss)
-
-
-class AgentResponse(TypingProtocol):
-    """What the portal reads of the Agent's ``IResponse`` (a zope interface, which mypy
-    cannot check calls against)."""
-
-    code: int
-    headers: Headers
-    length: int | object
-
-    def deliverBody(self, protocol: Protocol) -> None: ...
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -71,105 +46,6 @@ class UpstreamResponse:
     status: int
     headers: Headers
     body: bytes
-
-
-class BodyTooLarge(Exception):
-    """The homeserver's answer was longer than ``upstream.max_response_size``."""
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """A body already in memory, written in one go (``FileBodyProducer`` would wait a
-    reactor iteration per 64 kB for its cooperator)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: object) -> defer.Deferred[None]:
-        consumer.write(self._body)  # type: ignore[attr-defined]
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class BoundedBodyReader(Protocol):
-    """Collects a response body into ``finished``, failing with :class:`BodyTooLarge` (and
-    closing the connection) as soon as it passes ``limit`` bytes, as Synapse's
-    ``read_body_with_max_size`` does."""
-
-    def __init__(self, finished: defer.Deferred[bytes], limit: int) -> None:
-        self._finished = finished
-        self._limit = limit
-        self._parts: list[bytes] = []
-        self._length = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._finished.called:
-            return
-        self._length += len(data)
-        if self._length > self._limit:
-            self._finished.errback(BodyTooLarge())
-            self.abort()
-            return
-        self._parts.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._finished.called:
-            return
-        # PotentialDataLoss: a body framed by the connection's end, which is all it can be.
-        if isinstance(reason.value, (ResponseDone, PotentialDataLoss)):
-            self._finished.callback(b"".join(self._parts))
-        else:
-            self._finished.errback(reason)
-
-    def abort(self) -> None:
-        """Close the connection: what is left of the body is not wanted, and a connection
-        with an unread body cannot be reused."""
-        _abort(self)
-
-
-def read_body(response: AgentResponse, limit: int) -> defer.Deferred[bytes]:
-    """The whole body of ``response``, at most ``limit`` bytes; cancelling closes the
-    connection."""
-    if isinstance(response.length, int) and response.length > limit:
-        response.deliverBody(_Discard())  # closes the connection without reading it
-        return defer.fail(BodyTooLarge())
-    reader: BoundedBodyReader | None = None
-
-    def cancel(d: defer.Deferred[bytes]) -> None:
-        if reader is not None:
-            reader.abort()
-
-    finished: defer.Deferred[bytes] = defer.Deferred(cancel)
-    reader = BoundedBodyReader(finished, limit)
-    response.deliverBody(reader)
-    return finished
-
-
-def discard_body(response: AgentResponse) -> None:
-    """Nobody will read ``response``'s body: close its connection."""
-    response.deliverBody(_Discard())
-
-
-class _Discard(Protocol):
-    def connectionMade(self) -> None:
-        _abort(self)
-
-
-def _abort(protocol: Protocol) -> None:
-    # The body's transport proxies the connection's ``loseConnection`` (an ITransport,
-    # a zope interface mypy cannot call through).
-    transport: Any = protocol.transport
-    if transport is not None:
-        transport.loseConnection()
 
 
 class Upstream:
@@ -286,37 +162,3 @@ class Upstream:
 class BodyRefused(Exception):
     """Raised by a request's body producer that will not send the rest (an upload over its
     limit, say): :meth:`Upstream.open` raises it as it is, for the caller to answer."""
-
-
-def as_matrix_error(homeserver: Homeserver, e: Exception, connect_timeout: float) -> Exception:
-    """The client's answer for a failed exchange with ``homeserver``."""
-    if isinstance(e, defer.CancelledError):
-        return e  # the client went away; nobody to answer
-    if isinstance(e, error.TimeoutError):
-        return errors.connect_timed_out(homeserver.name, connect_timeout)
-    if isinstance(e, (error.ConnectError, error.DNSLookupError)):
-        return errors.unreachable(homeserver.name, _describe(e))
-    if isinstance(e, BodyTooLarge):
-        return errors.bad_gateway(homeserver.name, "response body too large")
-    if isinstance(e, (ResponseFailed, RequestTransmissionFailed)):
-        reasons: list[Failure] = list(e.reasons)
-        if any(isinstance(r.value, defer.CancelledError) for r in reasons):
-            return defer.CancelledError()
-    if isinstance(e, ResponseFailed):  # also ResponseNeverReceived
-        if any(isinstance(r.value, _CLOSED) for r in reasons):
-            where = (
-                "before answering"
-                if isinstance(e, ResponseNeverReceived)
-                else "in the middle of the answer"
-            )
-            return errors.unreachable(homeserver.name, f"connection closed {where}")
-        return errors.bad_gateway(homeserver.name, "not a valid HTTP/1.1 answer")
-    if isinstance(e, RequestTransmissionFailed):
-        return errors.unreachable(homeserver.name, "connection closed before answering")
-    logger.warning("unexpected error talking to %s: %r", homeserver.name, e)
-    return errors.unreachable(homeserver.name, _describe(e))
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__

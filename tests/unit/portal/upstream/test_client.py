@@ -16,12 +16,8 @@ from twisted.web.iweb import UNKNOWN_LENGTH
 
 from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.upstream import (
-    BodyRefused,
-    Upstream,
-    UpstreamResponse,
-    as_matrix_error,
-)
+from synapse_base_cs_url.portal.upstream.client import BodyRefused, Upstream, UpstreamResponse
+from synapse_base_cs_url.portal.upstream.failures import as_matrix_error
 
 HS = Homeserver(name="hs1", base_url="https://hs1.example", proxy_url="http://127.0.0.1:8008")
 LOGIN = b"/_matrix/client/v3/login"

@@ -1,0 +1,55 @@
+"""What a failed exchange with a homeserver means for the client: 502 when it cannot be
+reached, breaks the connection or answers nonsense, 504 when it is too slow, and nothing at
+all when the client itself went away. The messages never quote what the homeserver sent."""
+
+from __future__ import annotations
+
+import logging
+
+from twisted.internet import defer, error
+from twisted.python.failure import Failure
+from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
+from twisted.web.http import PotentialDataLoss
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config import Homeserver
+from synapse_base_cs_url.portal.upstream.bodies import BodyTooLarge
+
+logger = logging.getLogger("synapse_base_cs_url.portal.upstream")
+
+#: Failures that mean "the connection went away", as opposed to "the answer was not HTTP".
+_CLOSED = (error.ConnectionDone, error.ConnectionLost, PotentialDataLoss)
+
+
+def as_matrix_error(homeserver: Homeserver, e: Exception, connect_timeout: float) -> Exception:
+    """The client's answer for a failed exchange with ``homeserver``."""
+    if isinstance(e, defer.CancelledError):
+        return e  # the client went away; nobody to answer
+    if isinstance(e, error.TimeoutError):
+        return errors.connect_timed_out(homeserver.name, connect_timeout)
+    if isinstance(e, (error.ConnectError, error.DNSLookupError)):
+        return errors.unreachable(homeserver.name, _describe(e))
+    if isinstance(e, BodyTooLarge):
+        return errors.bad_gateway(homeserver.name, "response body too large")
+    if isinstance(e, (ResponseFailed, RequestTransmissionFailed)):
+        reasons: list[Failure] = list(e.reasons)
+        if any(isinstance(r.value, defer.CancelledError) for r in reasons):
+            return defer.CancelledError()
+    if isinstance(e, ResponseFailed):  # also ResponseNeverReceived
+        if any(isinstance(r.value, _CLOSED) for r in reasons):
+            where = (
+                "before answering"
+                if isinstance(e, ResponseNeverReceived)
+                else "in the middle of the answer"
+            )
+            return errors.unreachable(homeserver.name, f"connection closed {where}")
+        return errors.bad_gateway(homeserver.name, "not a valid HTTP/1.1 answer")
+    if isinstance(e, RequestTransmissionFailed):
+        return errors.unreachable(homeserver.name, "connection closed before answering")
+    logger.warning("unexpected error talking to %s: %r", homeserver.name, e)
+    return errors.unreachable(homeserver.name, _describe(e))
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
