@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
     """Load the config (reporting mistakes by key, without a traceback) and serve."""
-    from synapse_base_cs_url.portal.config import PortalConfig
+    from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 
     try:
         config = PortalConfig.load(config_path)
@@ -79,7 +79,7 @@ def generate_key(path: str, *, force: bool = False) -> int:
     import secrets
     import tempfile
 
-    from synapse_base_cs_url.portal.config_serving import MIN_SIGNING_KEY_BYTES
+    from synapse_base_cs_url.portal.config.sso import MIN_SIGNING_KEY_BYTES
 
     target = os.path.abspath(path)
     if os.path.lexists(target) and not force:

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
-from synapse_base_cs_url.portal.config import Homeserver, Mode, PortalConfig
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 
 __all__ = ["Homeserver", "Mode", "PortalConfig"]

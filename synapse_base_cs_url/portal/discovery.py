@@ -30,7 +30,8 @@ from typing import Any
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Homeserver, SsoSettings
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.sso import SsoSettings
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream.client import Upstream
 

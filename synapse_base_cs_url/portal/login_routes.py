@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from synapse_base_cs_url.core import LoginContext, Selection
-from synapse_base_cs_url.portal.config import Homeserver, Mode, PortalConfig
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.login.body import TOKEN_TYPE
 
 #: Names of what chose a homeserver when no route did: no route matched; for

@@ -15,8 +15,8 @@ from typing import Any, cast
 import attr
 from twisted.internet import defer, task
 
-from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.config_gateway import ClientApi
+from synapse_base_cs_url.portal.config.gateway import ClientApi
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery
 from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
 from synapse_base_cs_url.portal.gateway.destination import Destinations

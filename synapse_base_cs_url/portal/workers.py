@@ -26,7 +26,7 @@ import tempfile
 import time
 from typing import Any
 
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.metrics import MULTIPROCESS_ENV
 
 logger = logging.getLogger("synapse_base_cs_url.portal")

@@ -12,7 +12,7 @@ import attr
 from synapse_base_cs_url.core import JsonDict, LoginContext, RuleSet, Selection
 from synapse_base_cs_url.core.config_values import read_yaml
 from synapse_base_cs_url.core.urls import validate_base_url
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.synapse_module.config import ModuleConfig
 from synapse_base_cs_url.synapse_module.selection import DEFAULT_RULE, context_for
 

@@ -12,7 +12,7 @@ from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.explain import Explanation, RuleTrace, explain
 from synapse_base_cs_url.core.matchers import Matcher
 from synapse_base_cs_url.core.pools import Strategy
-from synapse_base_cs_url.portal.config import Mode
+from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.login.body import TOKEN_TYPE
 from synapse_base_cs_url.portal.login_routes import SSO_DEFAULT_ROUTE, choose_mode
 from synapse_base_cs_url.tools.configs import RoutingConfig

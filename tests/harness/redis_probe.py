@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from synapse_base_cs_url.portal.config_serving import parse_state
+from synapse_base_cs_url.portal.config.state import parse_state
 from synapse_base_cs_url.portal.state.redis import RedisState
 
 

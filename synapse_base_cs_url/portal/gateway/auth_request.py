@@ -17,7 +17,7 @@ import ipaddress
 import logging
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address

@@ -24,7 +24,8 @@ import attr
 
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Homeserver, PortalConfig
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.access_tokens import (
     access_token,
     synapse_refresh_localpart,

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.destination import (
     REFRESH,
     REGISTER,
@@ -82,12 +82,12 @@ class Gateway:
     def timeout_for(self, path: bytes, query: bytes) -> float:
         """Seconds until the answer must start: a /sync as long as the client asked, plus a
         margin; anything else ``timeouts.client_api``."""
-        timeouts = self.config.timeouts
+        settings = self.config.gateway
         if SYNC.fullmatch(path):
             match = re.search(rb"(?:^|&)timeout=(\d{1,9})(?:&|$)", query)
             if match is not None:
-                return int(match.group(1)) / 1000 + timeouts.long_poll_margin
-        return timeouts.client_api
+                return int(match.group(1)) / 1000 + settings.long_poll_margin
+        return settings.client_api_timeout
 
 
 class Exchange:
@@ -218,7 +218,7 @@ class Exchange:
 
     async def _stream(self, response: AgentResponse) -> None:
         request = self.request
-        relay = Relay(request, self.gateway.clock, self.gateway.config.timeouts.client_api)
+        relay = Relay(request, self.gateway.clock, self.gateway.config.gateway.client_api_timeout)
         response.deliverBody(relay)
         gone = request.when_finished()
         gone.addErrback(lambda _: relay.abort())

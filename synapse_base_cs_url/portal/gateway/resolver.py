@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Homeserver
-from synapse_base_cs_url.portal.config_gateway import GatewaySettings
+from synapse_base_cs_url.portal.config.gateway import GatewaySettings
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.gateway.access_tokens import synapse_token_malformed, token_tag
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream.client import Upstream

@@ -5,7 +5,8 @@ from __future__ import annotations
 import attr
 
 from synapse_base_cs_url.core import JsonDict, Selection
-from synapse_base_cs_url.portal.config import Homeserver, Mode
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 #: Logged (as nginx does) when the client closed the connection before the answer.

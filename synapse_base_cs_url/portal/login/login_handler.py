@@ -14,7 +14,8 @@ from typing import Any
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Mode, PortalConfig
+from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import TOKEN_TYPE, check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login.proxy import amend_login_body

@@ -6,7 +6,7 @@ so the homeserver receives the client's own ``POST /login`` from the client's ow
 
 from __future__ import annotations
 
-from synapse_base_cs_url.portal.config import Homeserver
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 TEMPORARY_REDIRECT = 307

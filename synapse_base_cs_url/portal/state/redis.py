@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from synapse_base_cs_url.portal.config_serving import RedisAddress, StateSettings
+from synapse_base_cs_url.portal.config.state import RedisAddress, StateSettings
 from synapse_base_cs_url.portal.reactor import Clock
 
 logger = logging.getLogger(__name__)

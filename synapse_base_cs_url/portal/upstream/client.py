@@ -31,7 +31,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSettings
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.upstream import Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, BytesProducer, read_body
 from synapse_base_cs_url.portal.upstream.failures import as_matrix_error

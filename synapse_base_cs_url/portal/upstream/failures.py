@@ -12,7 +12,7 @@ from twisted.web.client import RequestTransmissionFailed, ResponseFailed, Respon
 from twisted.web.http import PotentialDataLoss
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import Homeserver
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.upstream.bodies import BodyTooLarge
 
 logger = logging.getLogger("synapse_base_cs_url.portal.upstream")

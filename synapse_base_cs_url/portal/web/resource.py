@@ -16,7 +16,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
 from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, AuthRequestEndpoint
 from synapse_base_cs_url.portal.gateway.handler import CLIENT_API, Gateway

@@ -23,7 +23,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
-from synapse_base_cs_url.portal.config_serving import Connections
+from synapse_base_cs_url.portal.config.serving import Connections
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import DelayedCall, PortalReactor
 

@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.process import PortalProcess
 from tests.harness.deferreds import settle
 

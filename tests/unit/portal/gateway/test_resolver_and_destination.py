@@ -9,7 +9,7 @@ import pytest
 from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.access_tokens import token_key
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.resolver import Resolver, TokenBuckets

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from synapse_base_cs_url.core import LoginContext
-from synapse_base_cs_url.portal.config import Mode, PortalConfig
+from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.login.body import (
     check_login_body,

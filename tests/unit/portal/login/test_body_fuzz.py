@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synapse_base_cs_url.portal.config import PortalConfig
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login_routes import LoginRoutes

@@ -9,7 +9,7 @@ import pytest
 from twisted.internet import defer, task
 from twisted.web.http_headers import Headers
 
-from synapse_base_cs_url.portal.config import SsoSettings
+from synapse_base_cs_url.portal.config.sso import SsoSettings
 from synapse_base_cs_url.portal.discovery import (
     TtlCache,
     combine_login_flows,

@@ -11,7 +11,8 @@ import pytest
 from twisted.internet import task
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config import PortalConfig, SsoSettings
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.config.sso import SsoSettings
 from synapse_base_cs_url.portal.discovery import combine_login_flows
 from synapse_base_cs_url.portal.sso.callback import (
     CALLBACK_LIFETIME,

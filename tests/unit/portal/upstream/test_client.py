@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from synapse_base_cs_url.portal.config import Homeserver, Timeouts, UpstreamSettings
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.upstream import Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.upstream.client import BodyRefused, Upstream, UpstreamResponse
 from synapse_base_cs_url.portal.upstream.failures import as_matrix_error

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from synapse_base_cs_url.core import LoginContext
-from synapse_base_cs_url.portal.config import Mode, PortalConfig
+from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 
 VALID: dict[str, Any] = {
     "listen": {"host": "127.0.0.1", "port": 8080},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Mapping
 
 import attr
 
@@ -16,6 +17,14 @@ from synapse_base_cs_url.core.config_values import (
 )
 from synapse_base_cs_url.core.matchers import IPNetwork
 
+DEFAULT_CLIENT_API_TIMEOUT = 60.0
+
+DEFAULT_LONG_POLL_MARGIN = 30.0
+
+#: The gateway's keys in the ``timeouts`` section.
+GATEWAY_TIMEOUT_KEYS = ("client_api", "long_poll_margin")
+#: Bytes of an upload held while its homeserver is not reading yet (then the client waits).
+UPLOAD_HOLD = 256 * 1024
 GATEWAY_KEYS = (
     "token_ttl",
     "max_tokens",
@@ -40,6 +49,12 @@ class ClientApi(str, enum.Enum):
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
 class GatewaySettings:
+    client_api_timeout: float = DEFAULT_CLIENT_API_TIMEOUT
+    """``timeouts.client_api``: seconds until a homeserver's answer starts, for every request
+    but /sync."""
+    long_poll_margin: float = DEFAULT_LONG_POLL_MARGIN
+    """``timeouts.long_poll_margin``: seconds a /sync may take beyond the ``timeout`` the
+    client asked for."""
     token_ttl: float = 7 * 24 * 3600.0
     """Seconds an access token's homeserver is remembered after its last use (sliding)."""
     max_tokens: int = 1_000_000
@@ -73,10 +88,10 @@ def parse_client_api(raw: object) -> ClientApi:
     raise ValueError(f"client_api: unknown value {raw!r}; allowed: {allowed}")
 
 
-def parse_gateway(raw: object) -> GatewaySettings:
-    if raw is None:
-        return GatewaySettings()
-    raw = section(raw, "gateway", GATEWAY_KEYS)
+def parse_gateway(raw: object, timeouts: Mapping[object, object]) -> GatewaySettings:
+    """The ``gateway`` section, and the gateway's keys of the ``timeouts`` section (already
+    checked)."""
+    raw = {} if raw is None else section(raw, "gateway", GATEWAY_KEYS)
     d = GatewaySettings()
     proxies = d.trusted_proxies
     if raw.get("trusted_proxies") is not None:
@@ -90,6 +105,12 @@ def parse_gateway(raw: object) -> GatewaySettings:
                 raise ValueError(f"gateway.trusted_proxies[{i}]: {item!r}: {e}") from None
         proxies = tuple(found)
     return GatewaySettings(
+        client_api_timeout=positive_seconds(
+            timeouts.get("client_api", d.client_api_timeout), "timeouts.client_api"
+        ),
+        long_poll_margin=positive_seconds(
+            timeouts.get("long_poll_margin", d.long_poll_margin), "timeouts.long_poll_margin"
+        ),
         token_ttl=positive_seconds(raw.get("token_ttl", d.token_ttl), "gateway.token_ttl"),
         max_tokens=positive_int(raw.get("max_tokens", d.max_tokens), "gateway.max_tokens"),
         resolve_concurrency=positive_int(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from synapse_base_cs_url.portal.config import PortalConfig
-from synapse_base_cs_url.portal.config_serving import Backend, RedisAddress
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.config.state import Backend, RedisAddress
 
 BASE: dict[str, Any] = {
     "public_baseurl": "https://portal.example.com",

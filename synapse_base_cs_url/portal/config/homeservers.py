@@ -1,0 +1,88 @@
+"""``homeservers``: the homeservers behind the portal, and the names that refer to them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import attr
+
+from synapse_base_cs_url.core.config_values import (
+    check_keys,
+    prefixed,
+    type_name,
+)
+from synapse_base_cs_url.core.urls import validate_base_url
+
+HOMESERVER_KEYS = ("base_url", "proxy_url", "server_name")
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+# A server name as Synapse accepts it: hostname or IP literal, optional port.
+_SERVER_NAME_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Homeserver:
+    """One homeserver behind the portal."""
+
+    name: str
+    base_url: str
+    """What clients are sent to (redirect target, and the ``base_cs_url`` the portal adds)."""
+    proxy_url: str
+    """Where the portal itself connects (proxy mode, discovery); ``base_url`` unless set."""
+    server_name: str | None = None
+    """The homeserver's server name (``example.com`` in ``@alice:example.com``): media
+    downloads naming it are routed here by the client-server gateway."""
+
+
+def parse_homeservers(raw: object) -> dict[str, Homeserver]:
+    if raw is None:
+        raise ValueError("homeservers: required (a mapping of name to {base_url, proxy_url})")
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"homeservers: must be a mapping of name to settings, not {type_name(raw)}"
+        )
+    if not raw:
+        raise ValueError("homeservers: must name at least one homeserver")
+    result: dict[str, Homeserver] = {}
+    for name, settings in raw.items():
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"homeservers: invalid name {name!r}; use letters, digits, '_', '.' and '-'"
+            )
+        path = f"homeservers.{name}"
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"{path}: must be a mapping with base_url, not {type_name(settings)}")
+        check_keys(settings, HOMESERVER_KEYS, path)
+        if settings.get("base_url") is None:
+            raise ValueError(f"{path}.base_url: required")
+        base_url = prefixed(f"{path}.base_url", validate_base_url, settings["base_url"])
+        proxy_url = base_url
+        if settings.get("proxy_url") is not None:
+            proxy_url = prefixed(f"{path}.proxy_url", validate_base_url, settings["proxy_url"])
+        server_name = None
+        if settings.get("server_name") is not None:
+            server_name = prefixed(
+                f"{path}.server_name", check_server_name, settings["server_name"]
+            )
+        result[name] = Homeserver(
+            name=name, base_url=base_url, proxy_url=proxy_url, server_name=server_name
+        )
+    return result
+
+
+def homeserver_name(value: object, homeservers: Mapping[str, Homeserver]) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be the name of a homeserver, not {type_name(value)}")
+    if value not in homeservers:
+        raise ValueError(
+            f"unknown homeserver {value!r}; configured homeservers: {', '.join(homeservers)}"
+        )
+    return value
+
+
+def check_server_name(raw: object) -> str:
+    if not isinstance(raw, str) or not _SERVER_NAME_RE.fullmatch(raw):
+        raise ValueError(f"must be a server name such as example.com, not {raw!r}")
+    return raw

@@ -1,0 +1,191 @@
+"""The whole of ``portal.yaml``, parsed once at startup from its sections."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import attr
+
+from synapse_base_cs_url.core import RuleSet, parse_rules
+from synapse_base_cs_url.core.config_values import (
+    boolean,
+    check_keys,
+    non_negative_seconds,
+    positive_int,
+    prefixed,
+    read_yaml,
+    required,
+    section,
+    type_name,
+)
+from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.portal.config.gateway import (
+    GATEWAY_TIMEOUT_KEYS,
+    ClientApi,
+    GatewaySettings,
+    parse_client_api,
+    parse_gateway,
+)
+from synapse_base_cs_url.portal.config.homeservers import (
+    Homeserver,
+    homeserver_name,
+    parse_homeservers,
+)
+from synapse_base_cs_url.portal.config.login import (
+    DEFAULT_DISCOVERY_TTL,
+    DEFAULT_PROXY_USER_AGENTS,
+    Mode,
+    parse_mode,
+    parse_server_name,
+    parse_user_agents,
+)
+from synapse_base_cs_url.portal.config.serving import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WORKERS,
+    Connections,
+    Listen,
+    parse_connections,
+    parse_listen,
+    parse_workers,
+)
+from synapse_base_cs_url.portal.config.sso import SsoSettings, check_sso_sharing, parse_sso
+from synapse_base_cs_url.portal.config.state import Backend, StateSettings, parse_state
+from synapse_base_cs_url.portal.config.upstream import (
+    TIMEOUT_KEYS,
+    Timeouts,
+    UpstreamSettings,
+    parse_timeouts,
+    parse_upstream,
+)
+
+TOP_LEVEL_KEYS = (
+    "listen",
+    "public_baseurl",
+    "mode",
+    "homeservers",
+    "routes",
+    "default_homeserver",
+    "sso",
+    "server_name",
+    "proxy_user_agents",
+    "max_body_size",
+    "timeouts",
+    "upstream",
+    "discovery_cache_ttl",
+    "metrics",
+    "workers",
+    "shutdown_grace",
+    "connections",
+    "state",
+    "client_api",
+    "gateway",
+)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class PortalConfig:
+    """Everything in ``portal.yaml``, validated."""
+
+    listen: Listen
+    public_baseurl: str
+    mode: Mode
+    homeservers: Mapping[str, Homeserver]
+    routes: RuleSet[str]
+    """Targets are homeserver names (keys of ``homeservers``)."""
+    default_homeserver: str
+    sso: SsoSettings
+    server_name: str | None
+    proxy_user_agents: tuple[re.Pattern[str], ...]
+    max_body_size: int
+    timeouts: Timeouts
+    upstream: UpstreamSettings
+    discovery_cache_ttl: float
+    metrics: bool
+    workers: int = DEFAULT_WORKERS
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    connections: Connections = attr.Factory(Connections)
+    state: StateSettings = attr.Factory(StateSettings)
+    client_api: ClientApi = ClientApi.REFUSE
+    gateway: GatewaySettings = attr.Factory(GatewaySettings)
+
+    @property
+    def shared(self) -> bool:
+        """Whether more than one process serves this config (so state must be shared)."""
+        return self.workers > 1 or self.state.backend is Backend.REDIS
+
+    @property
+    def sso_served(self) -> bool:
+        """Whether the portal serves single sign-on: always for one process; for several,
+        only with an ``sso`` section (which then has the shared key and state it needs)."""
+        return self.sso.configured or not self.shared
+
+    @staticmethod
+    def from_config(raw: object) -> PortalConfig:
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"config: must be a mapping of keys to values, not {type_name(raw)}")
+        check_keys(raw, TOP_LEVEL_KEYS, "config")
+        homeservers = parse_homeservers(raw.get("homeservers"))
+
+        def parse_homeserver_name(value: object) -> str:
+            return homeserver_name(value, homeservers)
+
+        routes = parse_rules(
+            raw.get("routes"),
+            key="routes",
+            parse_target=parse_homeserver_name,
+            target_key="homeserver",
+        )
+        default = required(raw, "default_homeserver")
+        default_hs = prefixed("default_homeserver", parse_homeserver_name, default)
+        sso = parse_sso(raw.get("sso"), default_hs, parse_homeserver_name)
+        workers = parse_workers(raw.get("workers"))
+        timeouts_raw = raw.get("timeouts")
+        timeouts: Mapping[object, object] = (
+            {}
+            if timeouts_raw is None
+            else section(timeouts_raw, "timeouts", TIMEOUT_KEYS + GATEWAY_TIMEOUT_KEYS)
+        )
+        state = parse_state(raw.get("state"))
+        check_sso_sharing(sso, workers, state)
+        return PortalConfig(
+            listen=parse_listen(raw.get("listen")),
+            public_baseurl=prefixed(
+                "public_baseurl", validate_base_url, required(raw, "public_baseurl")
+            ),
+            mode=parse_mode(raw.get("mode", Mode.REDIRECT.value)),
+            homeservers=homeservers,
+            routes=routes,
+            default_homeserver=default_hs,
+            sso=sso,
+            server_name=parse_server_name(raw.get("server_name")),
+            proxy_user_agents=parse_user_agents(
+                raw.get("proxy_user_agents", list(DEFAULT_PROXY_USER_AGENTS))
+            ),
+            max_body_size=positive_int(
+                raw.get("max_body_size", DEFAULT_MAX_BODY_SIZE),
+                "max_body_size",
+                "whole number of bytes",
+            ),
+            timeouts=parse_timeouts(timeouts),
+            upstream=parse_upstream(raw.get("upstream")),
+            discovery_cache_ttl=non_negative_seconds(
+                raw.get("discovery_cache_ttl", DEFAULT_DISCOVERY_TTL), "discovery_cache_ttl"
+            ),
+            metrics=boolean(raw.get("metrics", True), "metrics"),
+            workers=workers,
+            shutdown_grace=non_negative_seconds(
+                raw.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE), "shutdown_grace"
+            ),
+            connections=parse_connections(raw.get("connections")),
+            state=state,
+            client_api=parse_client_api(raw.get("client_api")),
+            gateway=parse_gateway(raw.get("gateway"), timeouts),
+        )
+
+    @staticmethod
+    def load(path: str | Path) -> PortalConfig:
+        """Read and validate a YAML file; problems reading it are ``ValueError`` too."""
+        return PortalConfig.from_config(read_yaml(path))
