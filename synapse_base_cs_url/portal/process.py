@@ -1,6 +1,6 @@
-"""The portal process: wiring (config -> upstream client, discovery, handlers, route table,
-site), listening, and its life: a Redis check at startup, reload on ``SIGHUP``, drain on
-``SIGTERM``."""
+"""The portal process and its life: a Redis check at startup, listening (on its own port or
+its parent's socket), reload on ``SIGHUP``, drain on ``SIGTERM``, the open-files limit.
+What it serves is built by ``wiring.py``."""
 
 from __future__ import annotations
 
@@ -12,34 +12,19 @@ import signal
 import socket
 from typing import Any, cast
 
-import attr
 from twisted.internet import defer, task
 
-from synapse_base_cs_url.portal.config.gateway import ClientApi
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.discovery import Discovery
-from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
-from synapse_base_cs_url.portal.gateway.destination import Destinations
-from synapse_base_cs_url.portal.gateway.handler import Gateway
-from synapse_base_cs_url.portal.gateway.resolver import Resolver
-from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, SharedTokenMap, TokenMap
-from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.logs import configure_logging
-from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
-from synapse_base_cs_url.portal.sso.login_tokens import (
-    InMemorySsoTokenStore,
-    SharedSsoTokenStore,
-    SsoTokenStore,
-)
-from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
-from synapse_base_cs_url.portal.state.redis import RedisState, StateUnavailable
-from synapse_base_cs_url.portal.upstream.client import Upstream
-from synapse_base_cs_url.portal.web.request import PortalRequest, request_class
-from synapse_base_cs_url.portal.web.resource import PortalResource, portal_endpoints
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.state.redis import StateUnavailable
+from synapse_base_cs_url.portal.web.body_sink import BodySink
+from synapse_base_cs_url.portal.web.request import PortalRequest, RequestSettings, request_class
+from synapse_base_cs_url.portal.web.resource import PortalResource
 from synapse_base_cs_url.portal.web.site import PortalSite
-from synapse_base_cs_url.portal.web.url_table import UrlTable
+from synapse_base_cs_url.portal.wiring import Lasting, build_portal
 from synapse_base_cs_url.portal.workers import unblock_signals, worker_number
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -65,18 +50,10 @@ class StartupError(Exception):
     """The portal cannot start; the message is the one line it prints."""
 
 
-@attr.s(auto_attribs=True, frozen=True, slots=True)
-class Portal:
-    """What one config builds; replaced as a whole on reload."""
-
-    config: PortalConfig
-    upstream: Upstream
-    routes: UrlTable
-    gateway: Gateway | None = None
-
-
 class PortalProcess:
-    """One portal process. The reactor is the one clock of everything built here."""
+    """One portal process: starts (the Redis check, listening on its port or its parent's
+    socket), reloads on ``SIGHUP`` and drains on ``SIGTERM``. What it serves is built by
+    ``wiring.py``. The reactor is the one clock of everything built here."""
 
     def __init__(
         self,
@@ -88,110 +65,33 @@ class PortalProcess:
         listen_fd: int | None = None,
     ) -> None:
         self.reactor = reactor
-        self.metrics = PortalMetrics()
-        self.state = RedisState(config.state, reactor) if config.state.redis is not None else None
-        if sso_tokens is None:
-            sso_tokens = (
-                SharedSsoTokenStore(self.state, config.sso.token_ttl)
-                if self.state is not None
-                else InMemorySsoTokenStore(config.sso.token_ttl, config.sso.max_tokens, reactor)
-            )
-        self.sso_tokens = sso_tokens
-        self.token_map: TokenMap = (
-            SharedTokenMap(self.state)
-            if self.state is not None
-            else InMemoryTokenMap(config.gateway.max_tokens, reactor)
-        )
-        # Without sso.signing_key_file: one random key for the life of the process, so that
-        # a reload does not invalidate the SSO logins in progress.
-        self._signer = signer
-        self._random_signer = CallbackSigner()
+        self.lasting = Lasting.build(config, reactor, sso_tokens=sso_tokens, signer=signer)
+        self.metrics = self.lasting.metrics
+        self.state = self.lasting.state
         self.draining = False
         # Read once: the parent waits for its workers with the grace they started with.
         self._grace = config.shutdown_grace
         self._listen_fd = listen_fd
         self.port: Any = None
-        self.portal = self._build(config)
-        self.resource = PortalResource(self.portal.routes)
+        self.portal = build_portal(config, reactor, self.lasting, ready=self.not_ready)
+        self.resource = PortalResource(self.portal.endpoints)
         self.site = PortalSite(self.resource, config.connections, self.metrics, reactor)
-        self.site.requestFactory = request_class(config.max_body_size)
+        self.site.requestFactory = self._request_class(config)
         self.site.displayTracebacks = False
-        self.site.stream_body = self._stream_body
 
     @property
     def config(self) -> PortalConfig:
         return self.portal.config
 
-    def _build(self, config: PortalConfig, previous: Portal | None = None) -> Portal:
-        """Everything that serves requests under ``config`` (``previous``: what served them
-        before a reload)."""
-        upstream = Upstream(self.reactor, config.timeouts, config.upstream)
-        default = config.homeservers[config.default_homeserver]
-        # The default homeserver first: combined discovery answers take its flow objects.
-        ordered = [default, *(hs for hs in config.homeservers.values() if hs is not default)]
-        discovery = Discovery(
-            upstream,
-            ordered,
-            sso=config.sso if config.sso_served else None,
-            clock=self.reactor,
-            ttl=config.discovery_cache_ttl,
-        )
-        gateway = auth_request = None
-        if config.client_api is ClientApi.PROXY:
-            resolver = Resolver(
-                upstream,
-                list(config.homeservers.values()),
-                config.gateway,
-                self.reactor,
-                on_result=self.metrics.token_resolution,
-            )
-            if previous is not None and previous.gateway is not None:
-                resolver.keep_limits_of(previous.gateway.destinations.resolver)
-            destinations = Destinations(config, self.token_map, resolver)
-            gateway = Gateway(config, upstream, destinations, self.metrics, self.reactor)
-            auth_request = AuthRequestEndpoint(config, destinations, self.metrics)
-        login = LoginHandler(
-            config,
-            upstream,
-            self.sso_tokens,
-            self.metrics,
-            self.reactor,
-            learn=gateway.destinations.learn_answer if gateway is not None else None,
-        )
-        signer = self._signer_for(config)
-        sso = SsoHandler(config, self.sso_tokens, signer, self.metrics, self.reactor)
-        routes = portal_endpoints(
-            config,
-            login,
-            sso,
-            discovery,
-            metrics=self.metrics,
-            ready=self.not_ready,
-            gateway=gateway,
-            auth_request=auth_request,
-        )
-        return Portal(config, upstream, routes, gateway)
+    def _request_class(self, config: PortalConfig) -> type[PortalRequest]:
+        settings = RequestSettings(max_body_size=config.max_body_size, stream_bodies=self._sink)
+        return request_class(settings)
 
-    def _stream_body(
+    def _sink(
         self, request: PortalRequest, method: bytes, target: bytes, length: int | None
-    ) -> bool:
-        """Whether the gateway takes this request's body as it arrives (and starts now)."""
-        gateway = self.portal.gateway
-        path = target.partition(b"?")[0]
-        if gateway is None or not self.portal.routes.falls_back(method, path):
-            return False
-        if not gateway.streams(method, path):
-            return False
-        gateway.begin(request, method, target, length)
-        return True
-
-    def _signer_for(self, config: PortalConfig) -> CallbackSigner:
-        if self._signer is not None:
-            return self._signer
-        keys = config.sso.signing_keys
-        if keys is None:
-            return self._random_signer
-        return CallbackSigner(keys.current, keys.previous)
+    ) -> BodySink | None:
+        # The portal serving now (a reload replaces it) decides.
+        return self.portal.stream_bodies(request, method, target, length)
 
     # -- life -------------------------------------------------------------------------------
 
@@ -259,9 +159,11 @@ class PortalProcess:
                 getattr, names, old.config
             ):
                 logger.warning("reload: a change to %r takes effect at the next restart", setting)
-        self.portal = self._build(new, old)
-        self.resource.routes = self.portal.routes
-        self.site.requestFactory = request_class(new.max_body_size)
+        self.portal = build_portal(
+            new, self.reactor, self.lasting, ready=self.not_ready, previous=old
+        )
+        self.resource.routes = self.portal.endpoints
+        self.site.requestFactory = self._request_class(new)
         # Requests under way still use the old client: close its idle connections once
         # they are surely done.
         self.reactor.callLater(

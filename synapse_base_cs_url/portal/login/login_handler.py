@@ -131,7 +131,7 @@ class LoginHandler:
                 b"POST",
                 request.uri_bytes,
                 forward_headers(
-                    request.requestHeaders, client_ip=attempt.client_ip, scheme=attempt.scheme
+                    request.headers, client_ip=attempt.client_ip, scheme=attempt.scheme
                 ),
                 request.body(),
             )
@@ -147,8 +147,7 @@ class LoginHandler:
         except defer.CancelledError:
             self._log(attempt, CLIENT_CLOSED, CLIENT_LEFT)
             raise
-        for name, values in relay_headers(response.headers):
-            request.responseHeaders.setRawHeaders(name, values)
+        request.add_headers(relay_headers(response.headers))
         body = amend_login_body(response.status, response.body, hs.base_url)
         if self._learn is not None and response.status == 200:
             await self._remember_token(body, hs.name)

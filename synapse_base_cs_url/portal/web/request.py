@@ -9,19 +9,41 @@ the handlers use only its typed methods.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Protocol, cast
 
+import attr
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.http_headers import Headers
 
 from synapse_base_cs_url.portal.errors import MatrixError
-
-if TYPE_CHECKING:
-    from synapse_base_cs_url.portal.gateway.handler import Exchange
-    from synapse_base_cs_url.portal.gateway.stream import UploadStream
+from synapse_base_cs_url.portal.web.body_sink import BodySink
 
 JSON = b"application/json"
+
+StreamBodies = Callable[["PortalRequest", bytes, bytes, "int | None"], "BodySink | None"]
+"""``(request, method, target, length)``, called once a request's headers are in and a body
+follows: the sink its body goes to as it arrives, or ``None`` to keep it in memory."""
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class RequestSettings:
+    """What every request of a site needs to know, passed through the site's
+    ``requestFactory`` (:func:`request_class`): replaced as a whole on reload."""
+
+    max_body_size: int = 64 * 1024
+    """Bytes of a body kept in memory; past it the request is ``too_large``."""
+    stream_bodies: StreamBodies | None = None
+    """Decides which bodies go to a :class:`BodySink` instead (the gateway's uploads)."""
+
+
+class _SiteState(Protocol):
+    """What a request reads of its site (``PortalSite``, which imports this module)."""
+
+    draining: bool
+
 
 #: Exactly what Synapse's ``synapse.http.server.set_cors_headers`` sends for client API paths,
 #: so browser clients see the same policy from the portal as from the homeserver.
@@ -37,15 +59,15 @@ class PortalRequest(server.Request):
     """A request that keeps its body in memory, stops keeping it past ``max_body_size``
     bytes, and knows whether its client has gone."""
 
-    max_body_size = 64 * 1024
+    settings: ClassVar[RequestSettings] = RequestSettings()
     too_large = False
-    """The body was longer than ``max_body_size`` (only the first part of it is kept)."""
+    """The body was longer than ``settings.max_body_size`` (only the first part is kept)."""
     client_gone = False
     """The client closed the connection before the answer was written."""
-    upload: UploadStream | None = None
-    """The gateway's ``UploadStream`` when the body goes to a homeserver as it arrives."""
-    exchange: Exchange | None = None
-    """The gateway's exchange, when it started as the headers came in."""
+    body_sink: BodySink | None = None
+    """Where the body goes as it arrives, when :attr:`RequestSettings.stream_bodies` chose
+    one (the body is then not kept here)."""
+    _line: tuple[bytes, bytes] | None = None
     _received = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,14 +80,19 @@ class PortalRequest(server.Request):
 
     # -- receiving (called by Twisted's HTTP channel) -------------------------------------------
 
+    def line_received(self, method: bytes, target: bytes) -> None:
+        """Called by the channel as soon as the request line is in (Twisted tells the
+        request its method and path only once the whole body has arrived)."""
+        self._line = (method, target)
+
     def gotLength(self, length: int | None) -> None:
-        # The client-server gateway streams bodies: hand this one over as it arrives.
-        start = getattr(getattr(self.channel, "site", None), "stream_body", None)
-        line = getattr(self.channel, "request_line", None)
-        if start is not None and line is not None and length != 0 and start(self, *line, length):
-            self.content = io.BytesIO()
-            return
-        if length is not None and length > self.max_body_size:
+        stream_bodies = self.settings.stream_bodies
+        if stream_bodies is not None and self._line is not None and length != 0:
+            self.body_sink = stream_bodies(self, *self._line, length)
+            if self.body_sink is not None:
+                self.content = io.BytesIO()
+                return
+        if length is not None and length > self.settings.max_body_size:
             self.too_large = True
         # Always in memory (at most max_body_size is kept): Twisted would spool a body
         # without Content-Length, or of 100 kB or more, to a temporary file, i.e. write
@@ -73,27 +100,27 @@ class PortalRequest(server.Request):
         self.content = io.BytesIO()
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self.upload is not None:
-            self.upload.feed(data)
+        if self.body_sink is not None:
+            self.body_sink.feed(data)
             return
         self._received += len(data)
-        if self._received > self.max_body_size:
+        if self._received > self.settings.max_body_size:
             self.too_large = True
         if not self.too_large:
             base: Any = super()
             base.handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if self.upload is not None:
-            self.upload.finish()
+        if self.body_sink is not None:
+            self.body_sink.finish()
         base: Any = super()
         base.requestReceived(command, path, version)
 
     def connectionLost(self, reason: Failure) -> None:
         self.client_gone = True
-        if self.exchange is not None:
+        if self.body_sink is not None:
             # Gone in the middle of its upload: the homeserver need not wait for the rest.
-            self.exchange.abandon()
+            self.body_sink.abandon()
         base: Any = super()
         base.connectionLost(reason)
 
@@ -121,13 +148,19 @@ class PortalRequest(server.Request):
         return self.uri_bytes.partition(b"?")[2]
 
     def body(self) -> bytes:
-        """The body received (at most ``max_body_size`` bytes of it)."""
+        """The body received (at most ``settings.max_body_size`` bytes of it)."""
         content: Any = self.content
         if content is None:
             return b""
         content.seek(0)
         data: bytes = content.read()
         return data
+
+    @property
+    def headers(self) -> Headers:
+        """The request's headers (to pass on upstream)."""
+        headers: Headers = self.requestHeaders
+        return headers
 
     def header(self, name: bytes) -> bytes | None:
         """The last value of request header ``name``."""
@@ -153,6 +186,15 @@ class PortalRequest(server.Request):
     def set_header(self, name: bytes, value: bytes) -> None:
         self.setHeader(name, value)  # type: ignore[no-untyped-call]
 
+    def set_status(self, status: int) -> None:
+        """The status of an answer written in parts (:meth:`write_part`, :meth:`end`)."""
+        self.setResponseCode(status)
+
+    def add_headers(self, headers: Iterable[tuple[bytes, list[bytes]]]) -> None:
+        """Answer headers (each name with all its values), e.g. relayed from a homeserver."""
+        for name, values in headers:
+            self.responseHeaders.setRawHeaders(name, values)
+
     def set_cors_headers(self) -> None:
         for name, value in CORS_HEADERS:
             self.set_header(name, value)
@@ -162,7 +204,8 @@ class PortalRequest(server.Request):
         if self.client_gone or self.finished:
             return
         self.setResponseCode(status)
-        if getattr(self.site, "draining", False):
+        site = cast("_SiteState | None", self.site)
+        if site is not None and site.draining:
             # The portal is shutting down: this connection ends with this answer.
             self.set_header(b"Connection", b"close")
         if content_type is not None:
@@ -188,6 +231,20 @@ class PortalRequest(server.Request):
         else:  # the client is gone, and with it the channel to unregister from
             self.producer = None
 
+    def client_transport(self) -> Any:
+        """The client connection, to pause and resume reading from it (an upload's
+        backpressure); ``None`` once it is gone. Twisted's transports are zope interfaces,
+        which the type checker cannot see through."""
+        channel: Any = self.channel
+        return None if channel is None else channel.transport
+
+    def abort_connection(self) -> None:
+        """Cut the client's connection: an answer broke off half-way, and the client must
+        not take what it got for the whole of it."""
+        transport = self.client_transport()
+        if transport is not None:
+            transport.abortConnection()
+
     def write_part(self, data: bytes) -> None:
         """Part of an answer (nothing once the client has gone or the answer has ended)."""
         if not self.finished and not self.client_gone:
@@ -211,8 +268,9 @@ class PortalRequest(server.Request):
         )
 
 
-def request_class(max_body_size: int) -> type[PortalRequest]:
-    return type("PortalRequest", (PortalRequest,), {"max_body_size": max_body_size})
+def request_class(settings: RequestSettings) -> type[PortalRequest]:
+    """A request class for a site's ``requestFactory``, whose requests see ``settings``."""
+    return type("PortalRequest", (PortalRequest,), {"settings": settings})
 
 
 def client_address(request: PortalRequest, *, x_forwarded: bool) -> tuple[str, str]:

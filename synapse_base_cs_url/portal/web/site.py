@@ -16,7 +16,6 @@ A connection that misses a deadline is closed; the metrics count each kind.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import Protocol, connectionDone
@@ -26,15 +25,10 @@ from twisted.web import http, server
 from synapse_base_cs_url.portal.config.serving import Connections
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import DelayedCall, PortalReactor
+from synapse_base_cs_url.portal.web.request import PortalRequest
 
 if TYPE_CHECKING:
     from twisted.web.resource import Resource
-
-    from synapse_base_cs_url.portal.web.request import PortalRequest
-
-#: ``(request, method, target, length) -> bool``: whether the gateway takes a request's
-#: body as it arrives (and starts passing it on now).
-StreamBody = Callable[["PortalRequest", bytes, bytes, "int | None"], bool]
 
 HEADER = "header"
 BODY = "body"
@@ -57,8 +51,6 @@ class PortalChannel(http.HTTPChannel):
 
     site: PortalSite
     _deadline: DelayedCall | None = None
-    request_line: tuple[bytes, bytes] | None = None
-    """(method, target) of the request being received, as soon as its first line is in."""
     _awaiting_request_line = True
 
     def connectionMade(self) -> None:
@@ -76,20 +68,30 @@ class PortalChannel(http.HTTPChannel):
         self._stop()
         base: Any = super()
         base.allHeadersReceived()
-        # A body the gateway streams to a homeserver takes as long as it takes (the idle
-        # timeout still cuts a silent client); any other body has body_timeout.
-        requests: list[Any] = getattr(self, "requests", [])
-        if not (requests and getattr(requests[-1], "upload", None) is not None):
+        # A body streamed to a sink (the gateway's uploads) takes as long as it takes (the
+        # idle timeout still cuts a silent client); any other body has body_timeout.
+        receiving = self._receiving()
+        if receiving is None or receiving.body_sink is None:
             self._start(BODY, self.site.limits.body_timeout)
 
     def lineReceived(self, line: bytes) -> None:
-        if self._awaiting_request_line and line:
-            parts = line.split(b" ")
-            if len(parts) == 3:
-                self.request_line = (parts[0], parts[1])
-            self._awaiting_request_line = False
+        first = self._awaiting_request_line and bool(line)
         base: Any = super()
         base.lineReceived(line)
+        if first:
+            self._awaiting_request_line = False
+            # Twisted has just made the request for this line: tell it its method and
+            # target now, so that it can decide where its body goes once the headers are in.
+            parts = line.split(b" ")
+            receiving = self._receiving()
+            if len(parts) == 3 and receiving is not None:
+                receiving.line_received(parts[0], parts[1])
+
+    def _receiving(self) -> PortalRequest | None:
+        """The request whose headers or body are arriving (the newest on the connection)."""
+        requests: list[object] = self.requests
+        newest = requests[-1] if requests else None
+        return newest if isinstance(newest, PortalRequest) else None
 
     def allContentReceived(self) -> None:
         self._stop()
@@ -108,7 +110,7 @@ class PortalChannel(http.HTTPChannel):
         """Whether a request is on its way on this connection: being received (its headers
         or body are arriving) or being answered."""
         handling: bool = self._handlingRequest
-        return handling or self._deadline is not None or bool(getattr(self, "requests", None))
+        return handling or self._deadline is not None or bool(self.requests)
 
     def close_when_idle(self) -> None:
         """For draining: close now if no request is on its way; otherwise once its answer
@@ -165,8 +167,6 @@ class PortalSite(server.Site):
         self.metrics = metrics
         self.channels: set[PortalChannel] = set()
         self.draining = False
-        self.stream_body: StreamBody | None = None
-        """Set by the client-server gateway."""
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.channels) >= self.limits.max:

@@ -17,7 +17,7 @@ from twisted.web.resource import Resource
 
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.process import PortalProcess
-from synapse_base_cs_url.portal.web.request import request_class
+from synapse_base_cs_url.portal.web.request import RequestSettings, request_class
 
 LIMIT = 200_000
 
@@ -37,7 +37,7 @@ class Capture(Resource):
 def send(data: bytes) -> tuple[Any, bytes, bool]:
     resource = Capture()
     site = server.Site(resource)  # type: ignore[no-untyped-call]
-    site.requestFactory = request_class(LIMIT)
+    site.requestFactory = request_class(RequestSettings(max_body_size=LIMIT))
     channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(StringTransport())
     channel.dataReceived(data)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from twisted.internet import defer, task
 
-from synapse_base_cs_url.portal.gateway.stream import HOLD, Relay, UploadStream, UploadTooLarge
+from synapse_base_cs_url.portal.config.gateway import UPLOAD_HOLD as HOLD
+from synapse_base_cs_url.portal.gateway.relay import Relay
+from synapse_base_cs_url.portal.gateway.upload_stream import UploadStream, UploadTooLarge
 
 
 class Transport:

@@ -1,11 +1,5 @@
-"""The gateway's requests: route, forward with streaming bodies, relay the answer, and learn
-or forget tokens on the way.
-
-A request with a body starts its exchange as soon as its headers are in (``begin``), so the
-body streams to the homeserver while it arrives; the answer is written once Twisted hands
-the complete request to the resource (``handle``). A request without a body, or a
-registration (routed by what its body says), starts there.
-"""
+"""One client-server request through the gateway: route it, forward it with its body
+streaming, relay the answer, and learn or forget tokens on the way."""
 
 from __future__ import annotations
 
@@ -14,10 +8,11 @@ import logging
 import re
 from typing import Any
 
+import attr
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.config.gateway import GatewaySettings
 from synapse_base_cs_url.portal.gateway.destination import (
     REFRESH,
     REGISTER,
@@ -25,7 +20,8 @@ from synapse_base_cs_url.portal.gateway.destination import (
     Destinations,
     routed_by_body,
 )
-from synapse_base_cs_url.portal.gateway.stream import Relay, UploadStream, UploadTooLarge
+from synapse_base_cs_url.portal.gateway.relay import Relay
+from synapse_base_cs_url.portal.gateway.upload_stream import UploadStream, UploadTooLarge
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, discard_body, read_body
@@ -35,67 +31,43 @@ from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-CLIENT_API = re.compile(rb"/_matrix/(?:client|media)/.*")
 SYNC = re.compile(rb"/_matrix/client/(?:r0|v3)/sync")
 FORGETS = re.compile(rb"/_matrix/client/(?:r0|v3)/(?:logout(?:/all)?|account/deactivate)")
 #: Answers the gateway reads whole to learn from (small JSON: registration, refresh).
 LEARN_LIMIT = 64 * 1024
 
 
-class Gateway:
-    def __init__(
-        self,
-        config: PortalConfig,
-        upstream: Upstream,
-        destinations: Destinations,
-        metrics: PortalMetrics,
-        clock: Clock,
-    ) -> None:
-        self.config = config
-        self.upstream = upstream
-        self.destinations = destinations
-        self.metrics = metrics
-        self.clock = clock
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class Forwarding:
+    """What every exchange of one gateway uses; built again on reload."""
 
-    def streams(self, method: bytes, path: bytes) -> bool:
-        """Whether a request's body goes to the homeserver as it arrives (everything but a
-        registration or a token refresh, which are routed by their body)."""
-        return not routed_by_body(method, path)
+    settings: GatewaySettings
+    x_forwarded: bool
+    """Whether the client's address comes from the reverse proxy's ``X-Forwarded-*``."""
+    upstream: Upstream
+    destinations: Destinations
+    metrics: PortalMetrics
+    clock: Clock
 
-    def begin(self, request: PortalRequest, method: bytes, uri: bytes, length: int | None) -> None:
-        """Headers are in and a body follows: start the exchange now."""
-        transport: Any = request.channel.transport
-        stream = UploadStream(transport, length, self.config.gateway.max_upload_size)
-        request.upload = stream
-        request.exchange = Exchange(self, request, method, uri, stream)
 
-    async def handle(self, request: PortalRequest) -> None:
-        """The complete request is in: answer it."""
-        exchange = request.exchange
-        if exchange is None:
-            body = request.body() if request.method_bytes == b"POST" else None
-            if request.too_large:
-                raise errors.too_large(self.config.max_body_size)
-            exchange = Exchange(self, request, request.method_bytes, request.uri_bytes, body)
-        await exchange.respond()
-
-    def timeout_for(self, path: bytes, query: bytes) -> float:
-        """Seconds until the answer must start: a /sync as long as the client asked, plus a
-        margin; anything else ``timeouts.client_api``."""
-        settings = self.config.gateway
-        if SYNC.fullmatch(path):
-            match = re.search(rb"(?:^|&)timeout=(\d{1,9})(?:&|$)", query)
-            if match is not None:
-                return int(match.group(1)) / 1000 + settings.long_poll_margin
-        return settings.client_api_timeout
+def timeout_for(settings: GatewaySettings, path: bytes, query: bytes) -> float:
+    """Seconds until the answer must start: a /sync as long as the client asked, plus a
+    margin; anything else ``timeouts.client_api``."""
+    if SYNC.fullmatch(path):
+        match = re.search(rb"(?:^|&)timeout=(\d{1,9})(?:&|$)", query)
+        if match is not None:
+            return int(match.group(1)) / 1000 + settings.long_poll_margin
+    return settings.client_api_timeout
 
 
 class Exchange:
-    """One gateway request and its homeserver's answer."""
+    """One gateway request and its homeserver's answer. An exchange started before its body
+    arrived is that body's :class:`~synapse_base_cs_url.portal.web.body_sink.BodySink`: it
+    owns the :class:`UploadStream` the body goes through."""
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: Forwarding,
         request: PortalRequest,
         method: bytes,
         uri: bytes,
@@ -115,7 +87,7 @@ class Exchange:
     async def _send(self) -> AgentResponse:
         gateway, request = self.gateway, self.request
         path, _, query = self.uri.partition(b"?")
-        client_ip, scheme = client_address(request, x_forwarded=gateway.config.listen.x_forwarded)
+        client_ip, scheme = client_address(request, x_forwarded=gateway.x_forwarded)
         raw_body = self.body if isinstance(self.body, bytes) else None
         self.target = await gateway.destinations.route(
             self.method,
@@ -126,10 +98,10 @@ class Exchange:
             body=raw_body,
         )
         if isinstance(self.body, UploadStream) and self.body.too_large:
-            raise errors.too_large(gateway.config.gateway.max_upload_size)
+            raise errors.too_large(gateway.settings.max_upload_size)
         # An answer the gateway reads to learn from is asked for uncompressed.
         headers = forward_headers(
-            request.requestHeaders,
+            request.headers,
             client_ip=client_ip,
             scheme=scheme,
             keep_encoding=not routed_by_body(self.method, path),
@@ -141,8 +113,18 @@ class Exchange:
             self.uri,
             headers=headers,
             body=body,
-            timeout=gateway.timeout_for(path, query),
+            timeout=timeout_for(gateway.settings, path, query),
         )
+
+    # -- BodySink: the request hands its body over as it arrives ----------------------------
+
+    def feed(self, data: bytes) -> None:
+        if isinstance(self.body, UploadStream):
+            self.body.feed(data)
+
+    def finish(self) -> None:
+        if isinstance(self.body, UploadStream):
+            self.body.finish()
 
     def abandon(self) -> None:
         """The client left: stop sending (closing the connection to the homeserver, if the
@@ -170,14 +152,13 @@ class Exchange:
         try:
             response = await self.sent
         except UploadTooLarge:
-            raise errors.too_large(self.gateway.config.gateway.max_upload_size) from None
+            raise errors.too_large(self.gateway.settings.max_upload_size) from None
         except errors.MatrixError as e:
             self._count(e.status)
             raise
         assert self.target is not None
-        request.setResponseCode(response.code)
-        for name, values in relay_headers(response.headers, keep_length=True):
-            request.responseHeaders.setRawHeaders(name, values)
+        request.set_status(response.code)
+        request.add_headers(relay_headers(response.headers, keep_length=True))
         path = self.uri.partition(b"?")[0]
         if self._learns(path, response.code):
             await self._learn_and_write(response, path)
@@ -218,7 +199,7 @@ class Exchange:
 
     async def _stream(self, response: AgentResponse) -> None:
         request = self.request
-        relay = Relay(request, self.gateway.clock, self.gateway.config.gateway.client_api_timeout)
+        relay = Relay(request, self.gateway.clock, self.gateway.settings.client_api_timeout)
         response.deliverBody(relay)
         gone = request.when_finished()
         gone.addErrback(lambda _: relay.abort())
@@ -231,9 +212,7 @@ class Exchange:
                 self.uri.partition(b"?")[0].decode("utf-8", "replace"),
                 type(e).__name__,
             )
-            transport: Any = request.channel.transport if request.channel else None
-            if transport is not None:
-                transport.abortConnection()
+            request.abort_connection()
             return
         finally:
             request.stream_done()

@@ -1,0 +1,118 @@
+"""The portal's URL map: every path it serves, with which methods, and which handler answers.
+
+The web layer (``web/``) only dispatches; what is served lives here, next to the wiring that
+builds the handlers (``wiring.py``), so that ``web/`` depends on nothing above it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
+from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, AuthRequestEndpoint
+from synapse_base_cs_url.portal.gateway.gateway import CLIENT_API, Gateway
+from synapse_base_cs_url.portal.login.login_handler import LoginHandler
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
+from synapse_base_cs_url.portal.sso.sso_handler import SSO_REDIRECT_PATH, SsoHandler
+from synapse_base_cs_url.portal.web.request import PortalRequest
+from synapse_base_cs_url.portal.web.url_table import ANY_METHOD, READ, Endpoint, UrlTable
+
+LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
+VERSIONS_PATH = b"/_matrix/client/versions"
+WELL_KNOWN_PATH = b"/.well-known/matrix/client"
+HEALTH_PATH = b"/health"
+READY_PATH = b"/ready"
+METRICS_PATH = b"/metrics"
+#: What this server is, for tools (``check``): a homeserver does not answer it.
+PORTAL_INFO_PATH = b"/_synapse_base_cs_url/portal"
+SSO_OFF = (
+    "Single sign-on is not served by this portal: with several portal processes it needs an "
+    "'sso' section with sso.signing_key_file (and state.backend: redis) in portal.yaml"
+)
+
+
+def portal_endpoints(
+    config: PortalConfig,
+    login: LoginHandler,
+    sso: SsoHandler,
+    discovery: Discovery,
+    *,
+    metrics: PortalMetrics,
+    ready: Callable[[], Awaitable[str | None]],
+    gateway: Gateway | None = None,
+    auth_request: AuthRequestEndpoint | None = None,
+) -> UrlTable:
+    """Every path the portal serves, and with which methods. ``ready`` says why the portal
+    is not ready for traffic (``None``: it is)."""
+    well_known = well_known_client(config.public_baseurl)
+    info = json.dumps(
+        {
+            "portal": "synapse-base-cs-url",
+            "mode": config.mode.value,
+            "client_api": config.client_api.value,
+        }
+    ).encode()
+
+    def login_post(request: PortalRequest, _: re.Match[bytes]) -> Coroutine[Any, Any, None] | None:
+        return login.handle(request)
+
+    async def login_flows(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, await discovery.login_flows(request.path_bytes))
+
+    async def versions(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, await discovery.versions(request.path_bytes))
+
+    def well_known_doc(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, well_known)
+
+    def portal_info(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, info)
+
+    def health(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, b"OK", content_type=b"text/plain; charset=utf-8")
+
+    async def readiness(request: PortalRequest, _: re.Match[bytes]) -> None:
+        problem = await ready()
+        text = b"OK" if problem is None else problem.encode()
+        request.respond(200 if problem is None else 503, text, b"text/plain; charset=utf-8")
+
+    def metrics_page(request: PortalRequest, _: re.Match[bytes]) -> None:
+        request.respond(200, metrics.render(), metrics.content_type.encode())
+
+    routes = [
+        Endpoint.of(LOGIN_PATH, [b"POST"], login_post),
+        Endpoint.of(LOGIN_PATH, READ, login_flows),
+        Endpoint.of(VERSIONS_PATH, READ, versions),
+        Endpoint.of(WELL_KNOWN_PATH, READ, well_known_doc),
+        Endpoint.of(HEALTH_PATH, READ, health),
+        Endpoint.of(PORTAL_INFO_PATH, READ, portal_info),
+        Endpoint.of(READY_PATH, READ, readiness),
+    ]
+    if config.sso_served:
+        routes += [
+            Endpoint.of(SSO_REDIRECT_PATH, READ, sso.redirect),
+            # GET only, not HEAD: the callback records the token.
+            Endpoint.of(CALLBACK_PATH, [b"GET"], sso.callback),
+        ]
+    else:
+
+        def sso_off(request: PortalRequest, _: re.Match[bytes]) -> None:
+            raise errors.MatrixError(404, errors.UNRECOGNIZED, SSO_OFF)
+
+        routes += [Endpoint.of(SSO_REDIRECT_PATH, READ, sso_off)]
+    if config.metrics:
+        routes.append(Endpoint.of(METRICS_PATH, [b"GET"], metrics_page))
+    if auth_request is not None:
+        decide = auth_request.decide
+        routes.append(Endpoint.of(AUTH_REQUEST_PATH, READ, lambda request, _: decide(request)))
+    fallback = None
+    if gateway is not None:
+        handle = gateway.handle
+        fallback = Endpoint.of(CLIENT_API, ANY_METHOD, lambda request, _: handle(request))
+    return UrlTable(routes, fallback)

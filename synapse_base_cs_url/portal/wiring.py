@@ -1,0 +1,175 @@
+"""Wiring: what one ``portal.yaml`` builds (the upstream client, discovery, the login, SSO
+and gateway handlers, and the URL map that serves them), apart from the process that runs
+it (``process.py``), as Synapse keeps ``homeserver.py`` apart from ``app/_base.py``.
+
+A reload builds a new :class:`Portal` from the new config; what must outlive a reload (the
+metrics, the shared state, the token stores, the SSO signer) is built once per process
+(:class:`Lasting`) and handed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import attr
+
+from synapse_base_cs_url.portal.config.gateway import ClientApi
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.discovery import Discovery
+from synapse_base_cs_url.portal.endpoints import portal_endpoints
+from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
+from synapse_base_cs_url.portal.gateway.destination import Destinations
+from synapse_base_cs_url.portal.gateway.gateway import Gateway
+from synapse_base_cs_url.portal.gateway.resolver import Resolver
+from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, SharedTokenMap, TokenMap
+from synapse_base_cs_url.portal.login.login_handler import LoginHandler
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.reactor import PortalReactor
+from synapse_base_cs_url.portal.sso.callback import CallbackSigner
+from synapse_base_cs_url.portal.sso.login_tokens import (
+    InMemorySsoTokenStore,
+    SharedSsoTokenStore,
+    SsoTokenStore,
+)
+from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
+from synapse_base_cs_url.portal.state.redis import RedisState
+from synapse_base_cs_url.portal.upstream.client import Upstream
+from synapse_base_cs_url.portal.web.body_sink import BodySink
+from synapse_base_cs_url.portal.web.request import PortalRequest
+from synapse_base_cs_url.portal.web.url_table import UrlTable
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class Lasting:
+    """What one portal process keeps for its whole life, across reloads."""
+
+    metrics: PortalMetrics
+    state: RedisState | None
+    """The shared state (``state.backend: redis``), or ``None`` for memory."""
+    sso_tokens: SsoTokenStore
+    token_map: TokenMap
+    signer: CallbackSigner | None
+    """A signer fixed by the caller (tests); ``None``: from the config's key files."""
+    random_signer: CallbackSigner
+    """Without ``sso.signing_key_file``: one random key for the life of the process, so that
+    a reload does not invalidate the SSO logins in progress."""
+
+    @classmethod
+    def build(
+        cls,
+        config: PortalConfig,
+        reactor: PortalReactor,
+        *,
+        sso_tokens: SsoTokenStore | None = None,
+        signer: CallbackSigner | None = None,
+    ) -> Lasting:
+        """``ValueError`` if the state backend cannot be used (txredisapi missing)."""
+        state = RedisState(config.state, reactor) if config.state.redis is not None else None
+        if sso_tokens is None:
+            sso_tokens = (
+                SharedSsoTokenStore(state, config.sso.token_ttl)
+                if state is not None
+                else InMemorySsoTokenStore(config.sso.token_ttl, config.sso.max_tokens, reactor)
+            )
+        token_map: TokenMap = (
+            SharedTokenMap(state)
+            if state is not None
+            else InMemoryTokenMap(config.gateway.max_tokens, reactor)
+        )
+        return cls(
+            metrics=PortalMetrics(),
+            state=state,
+            sso_tokens=sso_tokens,
+            token_map=token_map,
+            signer=signer,
+            random_signer=CallbackSigner(),
+        )
+
+    def signer_for(self, config: PortalConfig) -> CallbackSigner:
+        if self.signer is not None:
+            return self.signer
+        keys = config.sso.signing_keys
+        if keys is None:
+            return self.random_signer
+        return CallbackSigner(keys.current, keys.previous)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Portal:
+    """What one config builds; replaced as a whole on reload."""
+
+    config: PortalConfig
+    upstream: Upstream
+    endpoints: UrlTable
+    gateway: Gateway | None = None
+
+    def stream_bodies(
+        self, request: PortalRequest, method: bytes, target: bytes, length: int | None
+    ) -> BodySink | None:
+        """Where a request's body goes as it arrives: the gateway's exchange, started now,
+        for a client-server request it carries whose body is not needed to route it."""
+        gateway = self.gateway
+        path = target.partition(b"?")[0]
+        if gateway is None or not self.endpoints.falls_back(method, path):
+            return None
+        if not gateway.streams(method, path):
+            return None
+        return gateway.begin(request, method, target, length)
+
+
+def build_portal(
+    config: PortalConfig,
+    reactor: PortalReactor,
+    lasting: Lasting,
+    *,
+    ready: Callable[[], Awaitable[str | None]],
+    previous: Portal | None = None,
+) -> Portal:
+    """Everything that serves requests under ``config`` (``previous``: what served them
+    before a reload; ``ready`` says why the process is not ready for traffic)."""
+    upstream = Upstream(reactor, config.timeouts, config.upstream)
+    default = config.homeservers[config.default_homeserver]
+    # The default homeserver first: combined discovery answers take its flow objects.
+    ordered = [default, *(hs for hs in config.homeservers.values() if hs is not default)]
+    discovery = Discovery(
+        upstream,
+        ordered,
+        sso=config.sso if config.sso_served else None,
+        clock=reactor,
+        ttl=config.discovery_cache_ttl,
+    )
+    metrics = lasting.metrics
+    gateway = auth_request = None
+    if config.client_api is ClientApi.PROXY:
+        resolver = Resolver(
+            upstream,
+            list(config.homeservers.values()),
+            config.gateway,
+            reactor,
+            on_result=metrics.token_resolution,
+        )
+        if previous is not None and previous.gateway is not None:
+            resolver.keep_limits_of(previous.gateway.destinations.resolver)
+        destinations = Destinations(config, lasting.token_map, resolver)
+        gateway = Gateway(config, upstream, destinations, metrics, reactor)
+        auth_request = AuthRequestEndpoint(config, destinations, metrics)
+    login = LoginHandler(
+        config,
+        upstream,
+        lasting.sso_tokens,
+        metrics,
+        reactor,
+        learn=gateway.destinations.learn_answer if gateway is not None else None,
+    )
+    sso = SsoHandler(config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor)
+    endpoints = portal_endpoints(
+        config,
+        login,
+        sso,
+        discovery,
+        metrics=metrics,
+        ready=ready,
+        gateway=gateway,
+        auth_request=auth_request,
+    )
+    return Portal(config, upstream, endpoints, gateway)
