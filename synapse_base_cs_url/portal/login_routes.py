@@ -1,16 +1,19 @@
-"""Choosing the homeserver and the mode (redirect or proxy) for one login."""
+"""The login routes: which homeserver a login goes to (``routes`` of ``portal.yaml``, then
+``default_homeserver``; for ``m.login.token``, the homeserver that issued the token).
+
+Used by the login handler, by the gateway (a registration, a refresh or a path naming a user
+goes where that user's login would) and by the tools (``explain``, ``diff``), so it lives
+outside the ``login/`` package."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from synapse_base_cs_url.core import LoginContext, Selection
+from synapse_base_cs_url.core.login_types import PASSWORD_TYPE, TOKEN_TYPE
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
-from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.login.body import TOKEN_TYPE
 
 #: Names of what chose a homeserver when no route did: no route matched; for
 #: ``m.login.token``, the portal saw which homeserver issued the token, or it did not.
@@ -51,11 +54,7 @@ class LoginRoutes:
             return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
         return Selection(self._homeservers[selection.target], selection.rule_name)
 
-
-def choose_mode(mode: Mode, user_agent: str | None, patterns: Sequence[re.Pattern[str]]) -> Mode:
-    """``redirect`` or ``proxy``: ``auto`` proxies User-Agents matching ``patterns``."""
-    if mode is not Mode.AUTO:
-        return mode
-    if user_agent and any(p.search(user_agent) for p in patterns):
-        return Mode.PROXY
-    return Mode.REDIRECT
+    def for_user(self, user: str, client_ip: str) -> Homeserver:
+        """Where a password login by ``user`` (a user id or a localpart) would go."""
+        login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
+        return self.decide(login, PASSWORD_TYPE, client_ip).target

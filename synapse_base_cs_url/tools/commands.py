@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
 from synapse_base_cs_url.tools import configs
 from synapse_base_cs_url.tools.check import Checker
 from synapse_base_cs_url.tools.diff import Move, Router, diff, report
-from synapse_base_cs_url.tools.explain import PASSWORD_TYPE, explain_login, login_body, parse_body
+from synapse_base_cs_url.tools.explain import explain_login, login_body, parse_body
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,7 +12,6 @@ from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.rules import RuleSet
 from synapse_base_cs_url.tools.configs import RoutingConfig
 
-PASSWORD_TYPE = "m.login.password"
 #: What a user gets from a round-robin pool: no one target, so never counted as a move.
 ROTATES = "(round robin: {members})"
 

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from synapse_base_cs_url.core import JsonDict, LoginContext
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.explain import Explanation, RuleTrace, explain
+from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.core.matchers import Matcher
 from synapse_base_cs_url.core.pools import Strategy
 from synapse_base_cs_url.portal.config.login import Mode
-from synapse_base_cs_url.portal.login.body import TOKEN_TYPE
-from synapse_base_cs_url.portal.login_routes import SSO_DEFAULT_ROUTE, choose_mode
+from synapse_base_cs_url.portal.login.mode import choose_mode
+from synapse_base_cs_url.portal.login_routes import SSO_DEFAULT_ROUTE
 from synapse_base_cs_url.tools.configs import RoutingConfig
 
-PASSWORD_TYPE = "m.login.password"
 _PHONE = re.compile(r"\+?[0-9][0-9 ()-]{4,}")
 
 

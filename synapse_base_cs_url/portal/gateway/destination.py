@@ -38,7 +38,6 @@ from synapse_base_cs_url.portal.gateway.token_map import (
     TOKEN_PREFIX,
     TokenMap,
 )
-from synapse_base_cs_url.portal.login.body import PASSWORD_TYPE
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 
@@ -176,8 +175,7 @@ class Destinations:
 
     def _by_user(self, user: str, client_ip: str) -> Homeserver:
         """Where a login by ``user`` (a user id or a localpart) would go."""
-        login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
-        return self._logins.decide(login, PASSWORD_TYPE, client_ip).target
+        return self._logins.for_user(user, client_ip)
 
     def _default(self) -> Destination:
         return Destination(self._homeservers[self._config.default_homeserver], "default")

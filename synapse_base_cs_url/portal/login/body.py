@@ -13,11 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from synapse_base_cs_url.core.login_types import APPSERVICE_TYPE, PASSWORD_TYPE, TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
-
-PASSWORD_TYPE = "m.login.password"
-TOKEN_TYPE = "m.login.token"
-APPSERVICE_TYPE = "m.login.application_service"
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

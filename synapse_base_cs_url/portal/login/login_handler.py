@@ -13,14 +13,16 @@ from typing import Any
 
 from twisted.internet import defer
 
+from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
-from synapse_base_cs_url.portal.login.body import TOKEN_TYPE, check_login_body, parse_json_object
+from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
+from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body
 from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
-from synapse_base_cs_url.portal.login_routes import LoginRoutes, choose_mode
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore, token_tag

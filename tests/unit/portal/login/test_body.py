@@ -15,7 +15,8 @@ from synapse_base_cs_url.portal.login.body import (
     check_login_body,
     parse_json_object,
 )
-from synapse_base_cs_url.portal.login_routes import LoginRoutes, choose_mode
+from synapse_base_cs_url.portal.login.mode import choose_mode
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 
 
 @pytest.mark.parametrize(
