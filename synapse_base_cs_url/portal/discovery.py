@@ -29,6 +29,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.sso import SsoSettings
@@ -213,10 +214,7 @@ class Discovery:
         response = await self._upstream.request(homeserver, b"GET", path)
         if response.status != 200:
             raise errors.bad_gateway(homeserver.name, f"HTTP {response.status} for {path.decode()}")
-        try:
-            answer = json.loads(response.body)
-        except (ValueError, RecursionError):
-            raise errors.bad_gateway(homeserver.name, "not JSON") from None
-        if not isinstance(answer, dict):
+        answer = json_object(response.body)
+        if answer is None:
             raise errors.bad_gateway(homeserver.name, "not a JSON object")
         return answer

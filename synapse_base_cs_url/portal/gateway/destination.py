@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from collections.abc import Awaitable, Mapping
@@ -23,6 +22,7 @@ from typing import TypeVar
 import attr
 
 from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
@@ -197,11 +197,7 @@ def routed_by_body(method: bytes, path: bytes) -> bool:
 def _json_object(body: bytes) -> Mapping[str, object]:
     """A request body's JSON object; empty if it is anything else (left to the homeserver
     to refuse)."""
-    try:
-        parsed = json.loads(body) if body else {}
-    except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
-        return {}
-    return parsed if isinstance(parsed, Mapping) else {}
+    return json_object(body) or {}
 
 
 def _user_id_in(path: bytes) -> str | None:

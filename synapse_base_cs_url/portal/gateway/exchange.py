@@ -3,7 +3,6 @@ streaming, relay the answer, and learn or forget tokens on the way."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import attr
 from twisted.internet import defer
 
+from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.gateway import GatewaySettings
 from synapse_base_cs_url.portal.gateway.destination import (
@@ -177,15 +177,12 @@ class Exchange:
     async def _learn_and_write(self, response: AgentResponse, path: bytes) -> None:
         assert self.target is not None
         data = await read_body(response, LEARN_LIMIT)
-        try:
-            answer = json.loads(data)
-        except (ValueError, RecursionError):
-            answer = None
+        answer = json_object(data)
         name = self.target.homeserver.name
         try:
-            if isinstance(answer, dict) and response.code == 200:
+            if answer is not None and response.code == 200:
                 await self.gateway.destinations.learn_answer(answer, name)
-            elif isinstance(answer, dict) and response.code == 401:
+            elif answer is not None and response.code == 401:
                 session = answer.get("session")
                 if isinstance(session, str) and session:
                     await self.gateway.destinations.follow_registration(session, name)

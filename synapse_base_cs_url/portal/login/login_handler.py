@@ -6,13 +6,13 @@ A password (or third-party id, or appservice) login is decided at once from its 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from twisted.internet import defer
 
+from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.login import Mode
@@ -158,11 +158,8 @@ class LoginHandler:
 
     async def _remember_token(self, body: bytes, homeserver: str) -> None:
         assert self._learn is not None
-        try:
-            answer = json.loads(body)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(answer, dict):
+        answer = json_object(body)
+        if answer is None:
             return
         try:
             await self._learn(answer, homeserver)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.core.login_response import with_base_url
 
 
@@ -20,11 +21,8 @@ def amend_login_body(status: int, body: bytes, base_url: str) -> bytes:
     """
     if status != 200:
         return body
-    try:
-        parsed: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        return body
-    if not isinstance(parsed, dict) or "user_id" not in parsed:
+    parsed = json_object(body)
+    if parsed is None or "user_id" not in parsed:
         return body
     existing_base = _url_or_none(parsed.get("base_cs_url"))
     existing_well_known = _url_or_none(_well_known_base_url(parsed))
