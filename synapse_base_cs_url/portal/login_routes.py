@@ -1,5 +1,8 @@
-"""The login routes: which homeserver a login goes to (``routes`` of ``portal.yaml``, then
-``default_homeserver``; for ``m.login.token``, the homeserver that issued the token).
+"""The login routes: which homeserver a login goes to. A full Matrix ID whose server name is a
+configured homeserver's ``server_name`` goes to that homeserver (where several entries share
+one server name, as ingress points of one homeserver, the routes choose among them); anything
+else by the ``routes`` of ``portal.yaml``, then ``default_homeserver``; ``m.login.token`` to
+the homeserver that issued the token.
 
 Used by the login handler, by the gateway (a registration, a refresh or a path naming a user
 goes where that user's login would) and by the tools (``explain``, ``diff``), so it lives
@@ -10,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from synapse_base_cs_url.core import LoginContext, Selection
+from synapse_base_cs_url.core import LoginContext, RuleSet, Selection
+from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE, TOKEN_TYPE
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
@@ -20,6 +24,37 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 DEFAULT_ROUTE = "default"
 SSO_ROUTE = "sso"
 SSO_DEFAULT_ROUTE = "sso-default"
+#: What chose a homeserver for a user id naming its ``server_name``.
+SERVER_NAME_ROUTE = "server-name"
+
+
+def server_names(homeservers: Mapping[str, Homeserver]) -> dict[str, tuple[str, ...]]:
+    """Each configured ``server_name`` (lower-cased: a DNS name) and the homeservers that
+    have it, in config order."""
+    found: dict[str, tuple[str, ...]] = {}
+    for hs in homeservers.values():
+        if hs.server_name:
+            key = hs.server_name.lower()
+            found[key] = (*found.get(key, ()), hs.name)
+    return found
+
+
+def select_by_server_name(
+    routes: RuleSet[str], ctx: LoginContext, names: Mapping[str, tuple[str, ...]]
+) -> Selection[str] | None:
+    """The homeserver whose ``server_name`` the login's user id names, before any route: its
+    account can only live there. Among several with that name, the first route that picks one
+    of them chooses; if none does, the first of them."""
+    if not names or ctx.user_id is None or localpart_of(ctx.user_id) is None:
+        return None
+    candidates = names.get(ctx.user_id.partition(":")[2].lower())
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        chosen = routes.select(ctx)
+        if chosen is not None and chosen.target in candidates:
+            return chosen
+    return Selection(candidates[0], SERVER_NAME_ROUTE)
 
 
 class LoginRoutes:
@@ -28,6 +63,7 @@ class LoginRoutes:
     def __init__(self, config: PortalConfig) -> None:
         self._config = config
         self._homeservers = config.homeservers
+        self._server_names = server_names(config.homeservers)
 
     def decide(
         self,
@@ -49,7 +85,9 @@ class LoginRoutes:
         ctx = LoginContext.from_login_body(
             body, client_ip=client_ip, server_name=self._config.server_name
         )
-        selection = self._config.routes.select(ctx)
+        selection = select_by_server_name(
+            self._config.routes, ctx, self._server_names
+        ) or self._config.routes.select(ctx)
         if selection is None:
             return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
         return Selection(self._homeservers[selection.target], selection.rule_name)

@@ -13,6 +13,7 @@ from synapse_base_cs_url.core import JsonDict, LoginContext, RuleSet, Selection
 from synapse_base_cs_url.core.config_values import read_yaml
 from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.login_routes import select_by_server_name, server_names
 from synapse_base_cs_url.synapse_module.config import ModuleConfig
 from synapse_base_cs_url.synapse_module.selection import DEFAULT_RULE, context_for
 
@@ -54,8 +55,16 @@ class RoutingConfig:
     def select(self, ctx: LoginContext) -> Selection[str]:
         """Where a login with ``ctx`` goes by the rules, else the default (``compute`` is not
         called: it is the admin's own code, tried before the rules at run time)."""
-        selection = self.rules.select(ctx)
+        selection = self.by_server_name(ctx) or self.rules.select(ctx)
         return selection if selection is not None else Selection(self.default, DEFAULT_RULE)
+
+    def by_server_name(self, ctx: LoginContext) -> Selection[str] | None:
+        """The portal's step before its routes: a user id naming a homeserver's
+        ``server_name`` goes there."""
+        if self.portal is None:
+            return None
+        names = server_names(self.portal.homeservers)
+        return select_by_server_name(self.rules, ctx, names)
 
     def describe(self, target: str) -> str:
         """A target as an operator reads it: a URL, or ``hs2 (https://hs2.example.com)``."""

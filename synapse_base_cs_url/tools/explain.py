@@ -15,7 +15,7 @@ from synapse_base_cs_url.core.matchers import Matcher
 from synapse_base_cs_url.core.pools import Strategy
 from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.login.mode import choose_mode
-from synapse_base_cs_url.portal.login_routes import SSO_DEFAULT_ROUTE
+from synapse_base_cs_url.portal.login_routes import SERVER_NAME_ROUTE, SSO_DEFAULT_ROUTE
 from synapse_base_cs_url.tools.configs import RoutingConfig
 
 _PHONE = re.compile(r"\+?[0-9][0-9 ()-]{4,}")
@@ -75,6 +75,12 @@ def explain_login(
             f"  compute {config.module.compute.path} is asked first at run time (explain does "
             "not call it); when it returns nothing, the rules below decide"
         )
+    by_name = config.by_server_name(ctx)
+    if by_name is not None and by_name.rule_name == SERVER_NAME_ROUTE:
+        server = (ctx.user_id or "").partition(":")[2]
+        yield f"  -> {config.describe(by_name.target)}{_mode(config, user_agent)}"
+        yield f"  chosen by: its server name {server!r} (homeservers.{by_name.target}.server_name)"
+        return
     found = explain(config.rules, ctx)
     selection = found.selection or config.select(ctx)
     yield f"  -> {config.describe(selection.target)}{_mode(config, user_agent)}"

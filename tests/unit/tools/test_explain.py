@@ -209,3 +209,14 @@ def test_missing_file_and_bad_body(tmp_path: Path, module_file: str) -> None:
     assert ran.status == 2
     assert "--body: must be a JSON object" in ran.err
     assert run_tool("explain", "-c", module_file).status == 2
+
+
+def test_portal_a_user_id_naming_a_server_name(tmp_path: Path) -> None:
+    homeservers = {
+        "hs1": {"base_url": "https://hs1.example.com"},
+        "hs2": {"base_url": "https://hs2.example.com", "server_name": "hs2.example.com"},
+    }
+    path = portal_yaml(tmp_path, homeservers=homeservers, routes=[])
+    out = explain("-c", path, "@bob:hs2.example.com")
+    assert "-> hs2 (https://hs2.example.com)" in out
+    assert "chosen by: its server name 'hs2.example.com' (homeservers.hs2.server_name)" in out
