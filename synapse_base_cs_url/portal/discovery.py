@@ -34,6 +34,8 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.sso import SsoSettings
 from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from synapse_base_cs_url.portal.state.single_flight import SingleFlight
 from synapse_base_cs_url.portal.upstream.client import Upstream
 
 logger = logging.getLogger(__name__)
@@ -44,40 +46,33 @@ Answers = list[tuple[str, dict[str, Any]]]
 """(homeserver name, JSON object) for every homeserver that answered, in config order."""
 
 
+#: Discovery documents kept (one per path a client asks: a handful).
+MAX_DOCUMENTS = 64
+
+
 class TtlCache:
-    """Values by key for ``ttl`` seconds; concurrent misses for one key share one fetch."""
+    """Documents by path for ``ttl`` seconds (``0``: not kept); concurrent misses for one
+    path share one fetch, and a failure is not kept."""
 
     def __init__(self, clock: Clock, ttl: float) -> None:
-        self._clock = clock
         self._ttl = ttl
-        self._values: dict[bytes, tuple[float, bytes]] = {}
-        self._waiting: dict[bytes, list[defer.Deferred[bytes]]] = {}
+        self._values: ExpiringMap[bytes, bytes] = ExpiringMap(
+            clock, max_entries=MAX_DOCUMENTS, ttl=max(ttl, 1.0), sliding=False
+        )
+        self._fetches: SingleFlight[bytes, bytes] = SingleFlight()
 
     async def get(self, key: bytes, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
         hit = self._values.get(key)
         if hit is not None:
-            expiry, value = hit
-            if expiry > self._clock.seconds():
-                return value
-        waiting = self._waiting.get(key)
-        if waiting is not None:
-            d: defer.Deferred[bytes] = defer.Deferred()
-            waiting.append(d)
-            return await d
-        self._waiting[key] = waiting = []
-        try:
+            return hit
+
+        async def fetch_and_keep() -> bytes:
             value = await fetch()
-        except BaseException as e:
-            del self._waiting[key]
-            for d in waiting:
-                d.errback(e)
-            raise
-        del self._waiting[key]
-        if self._ttl > 0:
-            self._values[key] = (self._clock.seconds() + self._ttl, value)
-        for d in waiting:
-            d.callback(value)
-        return value
+            if self._ttl > 0:
+                self._values.put(key, value, self._ttl)
+            return value
+
+        return await self._fetches.run(key, fetch_and_keep)
 
 
 def well_known_client(public_baseurl: str) -> bytes:

@@ -16,6 +16,7 @@ UNKNOWN = "M_UNKNOWN"
 UNAVAILABLE = "M_UNAVAILABLE"
 LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
+INVALID_PARAM = "M_INVALID_PARAM"
 # The spec has no code for gateway failures: M_UNKNOWN, with the HTTP status (502 / 504) and
 # a message naming the homeserver.
 HOMESERVER_UNREACHABLE = UNKNOWN
@@ -99,6 +100,29 @@ def unavailable(what: str, retry_after: float) -> MatrixError:
         UNAVAILABLE,
         f"{what} is not possible right now (the portal's shared state is unavailable); "
         "try again shortly",
+        retry_after,
+    )
+
+
+def ambiguous_identifier(full_ids: list[str]) -> MatrixError:
+    """Several homeservers hold an account by the name the user typed: never guess."""
+    how = f" ({', '.join(full_ids)})" if full_ids else ""
+    return MatrixError(
+        400,
+        INVALID_PARAM,
+        "Accounts by this name exist on more than one homeserver: log in with your full "
+        f"Matrix ID{how}",
+    )
+
+
+def directory_unavailable(what: str, retry_after: float) -> MatrixError:
+    """The directory could not say where an account lives: sending the client anywhere
+    might send it to the wrong homeserver."""
+    return MatrixError(
+        503,
+        UNAVAILABLE,
+        f"{what} is not possible right now (the portal cannot tell which homeserver holds "
+        "this account); try again shortly",
         retry_after,
     )
 

@@ -16,8 +16,11 @@ from typing import Any
 from synapse_base_cs_url.core import LoginContext, RuleSet, Selection
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE, TOKEN_TYPE
+from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.directory import Location
+from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier, identifier_of
 
 #: Names of what chose a homeserver when no route did: no route matched; for
 #: ``m.login.token``, the portal saw which homeserver issued the token, or it did not.
@@ -26,6 +29,10 @@ SSO_ROUTE = "sso"
 SSO_DEFAULT_ROUTE = "sso-default"
 #: What chose a homeserver for a user id naming its ``server_name``.
 SERVER_NAME_ROUTE = "server-name"
+#: What chose the homeserver that holds the account, by the account directory.
+DIRECTORY_ROUTE = "directory"
+#: Seconds a client is told to wait when the directory could not say.
+DIRECTORY_RETRY_AFTER = 5.0
 
 
 def server_names(homeservers: Mapping[str, Homeserver]) -> dict[str, tuple[str, ...]]:
@@ -91,6 +98,39 @@ class LoginRoutes:
         if selection is None:
             return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
         return Selection(self._homeservers[selection.target], selection.rule_name)
+
+    def to_locate(self, body: Mapping[str, Any], login_type: str) -> Identifier | None:
+        """What the account directory must be asked before this login is routed: an
+        identifier that names no configured server (``None``: no directory, or the routes
+        decide as they are)."""
+        if not self._config.directory.enabled or login_type == TOKEN_TYPE:
+            return None
+        ctx = LoginContext.from_login_body(body, server_name=self._config.server_name)
+        if select_by_server_name(self._config.routes, ctx, self._server_names) is not None:
+            return None
+        return identifier_of(ctx, self._config.server_name)
+
+    def located(self, location: Location, identifier: Identifier) -> Selection[Homeserver] | None:
+        """The homeserver that holds the account; ``None`` when nobody does (the routes
+        place it); a :class:`MatrixError` when several do (never guess) or when the
+        directory could not say (sending it anywhere might be wrong)."""
+        holders = sorted(location.holders)
+        if len(holders) == 1:
+            return Selection(self._homeservers[holders[0]], DIRECTORY_ROUTE)
+        if holders:
+            full_ids = (
+                [
+                    f"@{identifier.address}:{self._homeservers[name].server_name}"
+                    for name in holders
+                    if self._homeservers[name].server_name
+                ]
+                if identifier.medium == LOCALPART
+                else []
+            )
+            raise errors.ambiguous_identifier(full_ids)
+        if not location.complete:
+            raise errors.directory_unavailable("This login", DIRECTORY_RETRY_AFTER)
+        return None
 
     def for_user(self, user: str, client_ip: str) -> Homeserver:
         """Where a password login by ``user`` (a user id or a localpart) would go."""

@@ -94,6 +94,26 @@ class PortalMetrics:
             ("result",),
             registry=self.registry,
         )
+        self.directory_lookups = Counter(
+            "synapse_base_cs_url_portal_directory_lookups",
+            "Account directory lookups by source and outcome: found, several (the same "
+            "identifier on several homeservers), not-found, unanswered (a source could not "
+            "say) or limited (429)",
+            ("source", "outcome"),
+            registry=self.registry,
+        )
+        self.directory_latency = Histogram(
+            "synapse_base_cs_url_portal_directory_lookup_seconds",
+            "Seconds one directory source took to answer",
+            ("source",),
+            registry=self.registry,
+        )
+        self.directory_cache = Counter(
+            "synapse_base_cs_url_portal_directory_cache",
+            "Directory answers taken from the cache (hit) or looked up (miss)",
+            ("result",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -118,6 +138,14 @@ class PortalMetrics:
 
     def token_resolution(self, result: str) -> None:
         self.token_resolutions.labels(result).inc()
+
+    def directory_lookup(self, source: str, outcome: str, seconds: float) -> None:
+        self.directory_lookups.labels(source, outcome).inc()
+        if source != "-":
+            self.directory_latency.labels(source).observe(seconds)
+
+    def directory_cached(self, hit: bool) -> None:
+        self.directory_cache.labels("hit" if hit else "miss").inc()
 
     def reject(self, errcode: str, status: int) -> None:
         self.rejected.labels(errcode, str(status)).inc()

@@ -15,6 +15,7 @@ from typing import Any, cast
 from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.admin_tokens import RefusedToken, check_at_startup
 from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
@@ -104,6 +105,12 @@ class PortalProcess:
             except StateUnavailable as e:
                 raise StartupError(f"portal cannot use Redis: {e}") from None
             logger.info("state in Redis %s at %s", version, self.state.address.shown())
+        homeservers = list(config.homeservers.values())
+        if any(hs.admin_token is not None for hs in homeservers):
+            try:
+                await check_at_startup(self.portal.upstream, homeservers)
+            except RefusedToken as e:
+                raise StartupError(f"portal cannot use the account directory: {e}") from None
         if self.draining:  # told to stop while it was starting
             return
         raise_open_files_limit(config.connections.max + FD_MARGIN)

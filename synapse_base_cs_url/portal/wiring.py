@@ -13,8 +13,16 @@ from collections.abc import Awaitable, Callable
 
 import attr
 
+from synapse_base_cs_url.portal.config.directory import Source as DirectorySource
 from synapse_base_cs_url.portal.config.gateway import ClientApi
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.directory import Directory, DirectoryCache
+from synapse_base_cs_url.portal.directory.sources import (
+    FunctionSource,
+    HomeserverSource,
+    HttpSource,
+    Source,
+)
 from synapse_base_cs_url.portal.discovery import Discovery
 from synapse_base_cs_url.portal.endpoints import portal_endpoints
 from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
@@ -32,6 +40,7 @@ from synapse_base_cs_url.portal.sso.login_tokens import (
     SsoTokenStore,
 )
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
+from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.redis import RedisState
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.web.body_sink import BodySink
@@ -51,6 +60,8 @@ class Lasting:
     signer: CallbackSigner | None
     """A signer fixed by the caller (tests); ``None``: from the config's key files."""
     random_signer: CallbackSigner
+    directory_memory: ExpiringMap[str, str]
+    """The directory's answers, with the memory backend."""
     """Without ``sso.signing_key_file``: one random key for the life of the process, so that
     a reload does not invalidate the SSO logins in progress."""
 
@@ -83,6 +94,12 @@ class Lasting:
             token_map=token_map,
             signer=signer,
             random_signer=CallbackSigner(),
+            directory_memory=ExpiringMap(
+                reactor,
+                max_entries=config.directory.max_cached,
+                ttl=config.directory.found_ttl,
+                sliding=False,
+            ),
         )
 
     def signer_for(self, config: PortalConfig) -> CallbackSigner:
@@ -102,6 +119,7 @@ class Portal:
     upstream: Upstream
     endpoints: UrlTable
     gateway: Gateway | None = None
+    directory: Directory | None = None
 
     def stream_bodies(
         self, request: PortalRequest, method: bytes, target: bytes, length: int | None
@@ -153,6 +171,11 @@ def build_portal(
         destinations = Destinations(config, lasting.token_map, resolver)
         gateway = Gateway(config, upstream, destinations, metrics, reactor)
         auth_request = AuthRequestEndpoint(config, destinations, metrics)
+    directory = None
+    if config.directory.enabled:
+        directory = build_directory(config, upstream, reactor, lasting)
+        if previous is not None and previous.directory is not None:
+            directory.keep_limits_of(previous.directory)
     login = LoginHandler(
         config,
         upstream,
@@ -160,6 +183,7 @@ def build_portal(
         metrics,
         reactor,
         learn=gateway.destinations.learn_answer if gateway is not None else None,
+        directory=directory,
     )
     sso = SsoHandler(config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor)
     endpoints = portal_endpoints(
@@ -172,4 +196,31 @@ def build_portal(
         gateway=gateway,
         auth_request=auth_request,
     )
-    return Portal(config, upstream, endpoints, gateway)
+    return Portal(config, upstream, endpoints, gateway, directory)
+
+
+def build_directory(
+    config: PortalConfig, upstream: Upstream, reactor: PortalReactor, lasting: Lasting
+) -> Directory:
+    """The account directory and its sources, in the order configured."""
+    settings = config.directory
+    sources: list[Source] = []
+    for source in settings.sources:
+        if source is DirectorySource.HOMESERVERS:
+            sources.append(HomeserverSource(upstream, list(config.homeservers.values())))
+        elif source is DirectorySource.HTTP:
+            assert settings.url is not None
+            sources.append(HttpSource(upstream, settings.url, config.homeservers))
+        else:
+            assert settings.function is not None
+            sources.append(FunctionSource(settings.function, config.homeservers))
+    cache = DirectoryCache(settings, lasting.directory_memory, lasting.state)
+    metrics = lasting.metrics
+    return Directory(
+        settings,
+        sources,
+        cache,
+        reactor,
+        on_lookup=metrics.directory_lookup,
+        on_cache=metrics.directory_cached,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import attr
 
@@ -14,7 +15,7 @@ from synapse_base_cs_url.core.config_values import (
 )
 from synapse_base_cs_url.core.urls import validate_base_url
 
-HOMESERVER_KEYS = ("base_url", "proxy_url", "server_name")
+HOMESERVER_KEYS = ("base_url", "proxy_url", "server_name", "admin_token_file")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -32,8 +33,12 @@ class Homeserver:
     proxy_url: str
     """Where the portal itself connects (proxy mode, discovery); ``base_url`` unless set."""
     server_name: str | None = None
-    """The homeserver's server name (``example.com`` in ``@alice:example.com``): media
-    downloads naming it are routed here by the client-server gateway."""
+    """The homeserver's server name (``example.com`` in ``@alice:example.com``): user ids
+    and media downloads naming it are routed here."""
+    admin_token: str | None = attr.ib(default=None, repr=False)
+    """An admin access token of this homeserver, read from ``admin_token_file`` (at startup
+    and on every reload): the account directory asks Synapse's admin API with it. Never
+    logged, never shown."""
 
 
 def parse_homeservers(raw: object) -> dict[str, Homeserver]:
@@ -66,8 +71,15 @@ def parse_homeservers(raw: object) -> dict[str, Homeserver]:
             server_name = prefixed(
                 f"{path}.server_name", check_server_name, settings["server_name"]
             )
+        admin_token = None
+        if settings.get("admin_token_file") is not None:
+            admin_token = read_secret_file(settings["admin_token_file"], f"{path}.admin_token_file")
         result[name] = Homeserver(
-            name=name, base_url=base_url, proxy_url=proxy_url, server_name=server_name
+            name=name,
+            base_url=base_url,
+            proxy_url=proxy_url,
+            server_name=server_name,
+            admin_token=admin_token,
         )
     return result
 
@@ -86,3 +98,22 @@ def check_server_name(raw: object) -> str:
     if not isinstance(raw, str) or not _SERVER_NAME_RE.fullmatch(raw):
         raise ValueError(f"must be a server name such as example.com, not {raw!r}")
     return raw
+
+
+def read_secret_file(raw: object, path: str) -> str:
+    """The one line a secret file holds (an access token), read now; its content never
+    appears in an error."""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"{path}: must be a file path")
+    try:
+        text = Path(raw).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ValueError(f"{path}: cannot read {raw}: {reason}") from None
+    secret = text.strip()
+    if not secret or any(c.isspace() for c in secret) or not secret.isprintable():
+        raise ValueError(
+            f"{path}: {raw} must hold one access token on one line (it holds "
+            f"{'nothing' if not secret else 'more than that'})"
+        )
+    return secret

@@ -21,6 +21,7 @@ from synapse_base_cs_url.core.config_values import (
     type_name,
 )
 from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.portal.config.directory import DirectorySettings, parse_directory
 from synapse_base_cs_url.portal.config.gateway import (
     GATEWAY_TIMEOUT_KEYS,
     ClientApi,
@@ -82,6 +83,7 @@ TOP_LEVEL_KEYS = (
     "state",
     "client_api",
     "gateway",
+    "directory",
 )
 
 
@@ -110,6 +112,7 @@ class PortalConfig:
     state: StateSettings = attr.Factory(StateSettings)
     client_api: ClientApi = ClientApi.REFUSE
     gateway: GatewaySettings = attr.Factory(GatewaySettings)
+    directory: DirectorySettings = attr.Factory(DirectorySettings)
 
     @property
     def shared(self) -> bool:
@@ -183,6 +186,7 @@ class PortalConfig:
             state=state,
             client_api=parse_client_api(raw.get("client_api")),
             gateway=parse_gateway(raw.get("gateway"), timeouts),
+            directory=parse_directory(raw.get("directory"), homeservers),
         )
 
     @staticmethod

@@ -1,11 +1,10 @@
-"""Access tokens as the gateway sees them: where a request carries one, what key it is
-remembered under (never the token itself), and whether a Synapse token is well formed."""
+"""Access tokens as the gateway sees them: where a request carries one, and whether a Synapse
+token is well formed (the key a token is remembered under is ``state.keys.token_key``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import urllib.parse
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -23,16 +22,6 @@ def access_token(authorization: bytes | None, query: bytes) -> str | None:
         if values and values[0]:
             return values[0]
     return None
-
-
-def token_key(token: str) -> str:
-    """What the token map is keyed by: the token's SHA-256, hex."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def token_tag(token: str) -> str:
-    """For logs: a prefix of the hash, enough to follow one token, useless to use it."""
-    return token_key(token)[:12]
 
 
 def _base62(num: int, width: int) -> str:

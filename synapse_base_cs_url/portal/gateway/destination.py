@@ -29,16 +29,16 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.access_tokens import (
     access_token,
     synapse_refresh_localpart,
-    token_key,
 )
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
-from synapse_base_cs_url.portal.gateway.token_map import (
+from synapse_base_cs_url.portal.gateway.token_map import TokenMap
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
     SESSION_PREFIX,
     TOKEN_PREFIX,
-    TokenMap,
+    token_key,
 )
-from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 
 REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")

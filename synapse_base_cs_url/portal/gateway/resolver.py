@@ -12,7 +12,6 @@ concurrent requests with the same unknown token share one resolution.
 
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Callable, Sequence
 
@@ -21,8 +20,12 @@ from twisted.internet import defer
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.gateway import GatewaySettings
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
-from synapse_base_cs_url.portal.gateway.access_tokens import synapse_token_malformed, token_tag
+from synapse_base_cs_url.portal.gateway.access_tokens import synapse_token_malformed
 from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from synapse_base_cs_url.portal.state.keys import token_tag
+from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
+from synapse_base_cs_url.portal.state.single_flight import SingleFlight
 from synapse_base_cs_url.portal.upstream.client import Upstream
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -30,58 +33,6 @@ logger = logging.getLogger("synapse_base_cs_url.portal")
 WHOAMI = b"/_matrix/client/v3/account/whoami"
 #: Client addresses whose rate buckets are kept (the least recently seen go first).
 MAX_TRACKED_CLIENTS = 100_000
-
-
-class TokenBuckets:
-    """A token bucket per client address: ``burst`` at once, refilled at ``rate`` a second."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        self._rate, self._burst, self._clock = rate, burst, clock
-        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
-
-    def adopt(self, previous: TokenBuckets) -> None:
-        """Carry on from ``previous`` (a reload): each client keeps what it had left."""
-        self._buckets = previous._buckets
-
-    def take(self, client: str) -> float:
-        """0 if ``client`` may go now (and it is counted), else seconds until it may."""
-        now = self._clock.seconds()
-        tokens, last = self._buckets.get(client, (float(self._burst), now))
-        tokens = min(float(self._burst), tokens + (now - last) * self._rate)
-        self._buckets[client] = (tokens, now)
-        self._buckets.move_to_end(client)
-        while len(self._buckets) > MAX_TRACKED_CLIENTS:
-            self._buckets.popitem(last=False)
-        if tokens >= 1:
-            self._buckets[client] = (tokens - 1, now)
-            return 0.0
-        return (1 - tokens) / self._rate
-
-
-class Lookup:
-    """A token's lookup in progress, and the requests waiting for its answer."""
-
-    def __init__(self) -> None:
-        self._waiting: list[defer.Deferred[str | None]] = []
-
-    def wait(self) -> defer.Deferred[str | None]:
-        def gave_up(d: defer.Deferred[str | None]) -> None:
-            if d in self._waiting:
-                self._waiting.remove(d)
-
-        d: defer.Deferred[str | None] = defer.Deferred(gave_up)
-        self._waiting.append(d)
-        return d
-
-    def finish(self, found: str | None) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(found)
-
-    def fail(self, error: Exception) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(error)
 
 
 class Resolver:
@@ -98,11 +49,14 @@ class Resolver:
         self._homeservers = tuple(homeservers)
         self._settings = settings
         self._clock = clock
-        self._buckets = TokenBuckets(settings.resolve_per_second, settings.resolve_burst, clock)
-        self._running = 0
-        self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
-        self._lookups: dict[str, Lookup] = {}
-        self._unknown: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._buckets = RateLimiter(
+            settings.resolve_per_second, settings.resolve_burst, clock, max_keys=MAX_TRACKED_CLIENTS
+        )
+        self._slots = Slots(settings.resolve_concurrency)
+        self._lookups: SingleFlight[str, str | None] = SingleFlight()
+        self._unknown: ExpiringMap[str, bool] = ExpiringMap(
+            clock, max_entries=MAX_TRACKED_CLIENTS, ttl=settings.unknown_token_ttl, sliding=False
+        )
 
     def keep_limits_of(self, previous: Resolver) -> None:
         """After a reload: the clients' rate buckets stay as they were (a reload must not
@@ -121,56 +75,28 @@ class Resolver:
         if synapse_token_malformed(token):
             self._on_result("malformed")
             return None
-        if self._known_unknown(key):
+        if key in self._unknown:
             self._on_result("unknown")
             return None
-        lookup = self._lookups.get(key)
-        if lookup is None:
+        if not self._lookups.in_flight(key):
             wait = self._buckets.take(client)
             if wait > 0:
                 self._on_result("limited")
                 raise errors.limit_exceeded(wait)
-            if (
-                self._running >= self._settings.resolve_concurrency
-                and len(self._queue) >= self._settings.resolve_concurrency
-            ):
+            if self._slots.full:
                 self._on_result("limited")
                 raise errors.limit_exceeded(1.0)
-            lookup = self._lookups[key] = Lookup()
-            defer.ensureDeferred(self._run(lookup, token, key))
-        return await lookup.wait()
+        return await self._lookups.run(key, lambda: self._run(token, key))
 
-    async def _run(self, lookup: Lookup, token: str, key: str) -> None:
-        """One lookup: take a slot (waiting for one if all are taken), ask, answer everyone
-        waiting for it, give the slot to the next lookup in line."""
-        try:
-            if self._running >= self._settings.resolve_concurrency:
-                turn: defer.Deferred[None] = defer.Deferred()
-                self._queue.append(turn)
-                await turn
-            self._running += 1
-            try:
-                found = await self._ask_all(token)
-            finally:
-                self._running -= 1
-                self._next_in_line()
-        except Exception as e:
-            self._lookups.pop(key, None)
-            lookup.fail(e)
-            return
-        self._lookups.pop(key, None)
+    async def _run(self, token: str, key: str) -> str | None:
+        """One lookup: ask every homeserver once a slot is free (shared by everyone waiting
+        for this token), and remember a token nobody knows."""
+        found = await self._slots.run(lambda: self._ask_all(token))
         if found is None:
-            self._remember_unknown(key)
+            self._unknown.put(key, True)
         logger.info("token %s resolved: %s", token_tag(token), found or "unknown")
         self._on_result("found" if found else "unknown")
-        lookup.finish(found)
-
-    def _next_in_line(self) -> None:
-        while self._queue:
-            turn = self._queue.popleft()
-            if not turn.called:
-                turn.callback(None)
-                return
+        return found
 
     async def _ask_all(self, token: str) -> str | None:
         headers = [(b"Authorization", [b"Bearer " + token.encode("ascii", "replace")])]
@@ -202,17 +128,3 @@ class Resolver:
             for _, d in asks:
                 if not d.called:
                     d.cancel()
-
-    def _known_unknown(self, key: str) -> bool:
-        expiry = self._unknown.get(key)
-        if expiry is None:
-            return False
-        if expiry <= self._clock.seconds():
-            del self._unknown[key]
-            return False
-        return True
-
-    def _remember_unknown(self, key: str) -> None:
-        self._unknown[key] = self._clock.seconds() + self._settings.unknown_token_ttl
-        while len(self._unknown) > MAX_TRACKED_CLIENTS:
-            self._unknown.popitem(last=False)

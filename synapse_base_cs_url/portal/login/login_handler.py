@@ -17,6 +17,8 @@ from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.directory import Directory
+from synapse_base_cs_url.portal.directory.identifier import Identifier
 from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login.mode import choose_mode
@@ -25,7 +27,8 @@ from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_r
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore, token_tag
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
@@ -46,10 +49,12 @@ class LoginHandler:
         clock: Clock,
         *,
         learn: Callable[[Mapping[str, object], str], Awaitable[None]] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         """``learn(answer, homeserver)`` is told of every successful login proxied through
         (the client-server gateway remembers where its tokens belong)."""
         self._learn = learn
+        self._directory = directory
         self._config = config
         self._login_routes = LoginRoutes(config)
         self._upstream = upstream
@@ -62,6 +67,10 @@ class LoginHandler:
         attempt = self._arrived(request)
         if attempt.login_type == TOKEN_TYPE:
             return self._token_login(attempt)
+        if self._directory is not None:
+            identifier = self._login_routes.to_locate(attempt.body, attempt.login_type)
+            if identifier is not None:
+                return self._located_login(attempt, identifier)
         attempt.selection = self._login_routes.decide(
             attempt.body, attempt.login_type, attempt.client_ip
         )
@@ -87,6 +96,24 @@ class LoginHandler:
             client_ip=client_ip,
             scheme=scheme,
         )
+
+    async def _located_login(self, attempt: LoginAttempt, identifier: Identifier) -> None:
+        """A login by a name that names no server: the homeserver that holds the account,
+        else (nobody holds it) the routes."""
+        assert self._directory is not None
+        try:
+            location = await self._directory.locate(identifier, attempt.client_ip)
+            selection = self._login_routes.located(location, identifier)
+        except errors.MatrixError as e:
+            self._metrics.reject(e.errcode, e.status)
+            logger.info("login rejected: %s %s (%s)", e.status, e.errcode, identifier.tag)
+            raise
+        attempt.selection = selection or self._login_routes.decide(
+            attempt.body, attempt.login_type, attempt.client_ip
+        )
+        proxying = self._route(attempt)
+        if proxying is not None:
+            await proxying
 
     async def _token_login(self, attempt: LoginAttempt) -> None:
         # The token is single use at the homeserver: forget it here as soon as it is used.

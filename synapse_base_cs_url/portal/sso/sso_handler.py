@@ -21,7 +21,8 @@ from synapse_base_cs_url.portal.sso.callback import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore, token_tag
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.web.request import PortalRequest
 

@@ -92,6 +92,10 @@ class RedisState:
         """``SET key value EX ttl``."""
         await self._run("SET", self.prefix + key, value, "EX", ttl_seconds)
 
+    async def get(self, key: str) -> str | None:
+        result = await self._run("GET", self.prefix + key)
+        return None if result is None else str(result)
+
     async def get_extending(self, key: str, ttl_seconds: int) -> str | None:
         """The value of ``key``, its lifetime extended to ``ttl_seconds`` (``GETEX``, or
         ``GET`` then ``EXPIRE`` before Redis 6.2)."""

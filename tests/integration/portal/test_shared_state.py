@@ -25,7 +25,7 @@ import requests
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
-from synapse_base_cs_url.portal.sso.login_tokens import token_tag
+from synapse_base_cs_url.portal.state.keys import token_tag
 from tests.harness.certificates import make_certificates
 from tests.harness.clients import password_body, whoami
 from tests.harness.constants import PASSWORD

@@ -12,10 +12,9 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
     access_token,
     synapse_refresh_localpart,
     synapse_token_malformed,
-    token_key,
-    token_tag,
 )
 from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
+from synapse_base_cs_url.portal.state.keys import token_key, token_tag
 from tests.harness.deferreds import settle
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

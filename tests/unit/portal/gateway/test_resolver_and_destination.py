@@ -10,10 +10,11 @@ from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.gateway.access_tokens import token_key
 from synapse_base_cs_url.portal.gateway.destination import Destinations
-from synapse_base_cs_url.portal.gateway.resolver import Resolver, TokenBuckets
+from synapse_base_cs_url.portal.gateway.resolver import MAX_TRACKED_CLIENTS, Resolver
 from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
+from synapse_base_cs_url.portal.state.keys import token_key
+from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
 from synapse_base_cs_url.portal.upstream.client import UpstreamResponse
 from tests.harness.deferreds import settle
 
@@ -135,7 +136,7 @@ def test_limits_per_client_and_in_total() -> None:
     homeservers.answer("hs2", 200)  # t2's turn came: hs1 and hs2 asked again
     assert settle(waiting).homeserver.name in ("hs1", "hs2")
     clock.advance(1)
-    assert TokenBuckets(1, 1, clock).take("x") == 0
+    assert RateLimiter(1, 1, clock, max_keys=MAX_TRACKED_CLIENTS).take("x") == 0
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,7 @@ def test_two_queued_lookups_of_one_token_take_one_slot_and_give_it_back() -> Non
     settle(busy)
     homeservers.answer("hs2", 200)  # the queued lookup ran once, for both requests
     assert {settle(d).homeserver.name for d in queued} == {"hs2"}
-    assert resolver._running == 0
+    assert resolver._slots.running == 0
     clock.advance(10)  # the client's bucket refills
     later = route(router, b"/c", "t-later")
     assert len(homeservers.asked) == 6  # it got a slot at once: none was lost

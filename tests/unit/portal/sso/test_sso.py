@@ -28,9 +28,8 @@ from synapse_base_cs_url.portal.sso.callback import (
 )
 from synapse_base_cs_url.portal.sso.login_tokens import (
     InMemorySsoTokenStore,
-    token_key,
-    token_tag,
 )
+from synapse_base_cs_url.portal.state.keys import token_key, token_tag
 from tests.harness.deferreds import settle
 
 # --- the token store ----------------------------------------------------------------------

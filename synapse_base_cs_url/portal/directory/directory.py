@@ -1,0 +1,210 @@
+"""Where an existing account lives: ask the sources once per identifier, remember the
+answer, and say what it means for the login.
+
+- **Cached** in the state backend (memory, or Redis shared by every replica): a found account
+  for ``directory.found_ttl`` (accounts do not move), "nobody holds it" for
+  ``directory.not_found_ttl``; an answer with a source that could not say is not cached.
+- **One lookup per identifier** is in flight at a time, shared by everyone asking for it; it
+  runs on its own, so a client that leaves does not cancel it for the others.
+- **Bounded**: each client address may start ``directory.burst`` lookups, then
+  ``directory.per_second``; at most ``directory.concurrency`` run at once (as many again
+  wait; past that ``429``), so the directory is neither an enumeration oracle at speed nor a
+  load on the homeservers' admin APIs. Every lookup ends within ``directory.timeout``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import attr
+from twisted.internet import defer
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.directory import DirectorySettings
+from synapse_base_cs_url.portal.directory.identifier import Identifier
+from synapse_base_cs_url.portal.directory.sources import Source, SourceAnswer
+from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from synapse_base_cs_url.portal.state.keys import DIRECTORY_PREFIX
+from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
+from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+from synapse_base_cs_url.portal.state.shared import SharedState
+from synapse_base_cs_url.portal.state.single_flight import SingleFlight
+
+logger = logging.getLogger("synapse_base_cs_url.portal.directory")
+
+#: Client addresses whose rate buckets are kept (the least recently seen go first).
+MAX_TRACKED_CLIENTS = 100_000
+#: How a cached "nobody holds it" is written (a name is never empty).
+NOBODY = ""
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Location:
+    """What the directory knows of one identifier."""
+
+    holders: frozenset[str]
+    """Homeserver names that hold the account."""
+    complete: bool
+    """Every source answered (so an empty ``holders`` means nobody holds it)."""
+    source: str
+    """Which source answered (``cache`` when it was remembered)."""
+
+
+class DirectoryCache:
+    """Answers by identifier: in memory for one process, in the shared state for several."""
+
+    def __init__(
+        self,
+        settings: DirectorySettings,
+        memory: ExpiringMap[str, str],
+        shared: SharedState | None,
+    ) -> None:
+        """``memory`` outlives reloads (the process keeps it); ``shared`` is used instead
+        when the state is shared."""
+        self._settings = settings
+        self._shared = shared
+        self._memory = memory
+
+    async def get(self, identifier: Identifier) -> frozenset[str] | None:
+        if self._shared is not None:
+            value = await self._shared.get(DIRECTORY_PREFIX + identifier.key)
+        else:
+            value = self._memory.get(identifier.key)
+        if value is None:
+            return None
+        return frozenset(value.split(",")) if value else frozenset()
+
+    async def put(self, identifier: Identifier, holders: frozenset[str]) -> None:
+        ttl = self._settings.found_ttl if holders else self._settings.not_found_ttl
+        value = ",".join(sorted(holders)) if holders else NOBODY
+        if self._shared is not None:
+            key = DIRECTORY_PREFIX + identifier.key
+            await self._shared.put(key, value, max(1, math.ceil(ttl)))
+        else:
+            self._memory.put(identifier.key, value, ttl=ttl)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+
+class Directory:
+    def __init__(
+        self,
+        settings: DirectorySettings,
+        sources: Sequence[Source],
+        cache: DirectoryCache,
+        clock: Clock,
+        *,
+        on_lookup: Callable[[str, str, float], None] = lambda source, outcome, seconds: None,
+        on_cache: Callable[[bool], None] = lambda hit: None,
+    ) -> None:
+        """``on_lookup(source, outcome, seconds)`` and ``on_cache(hit)`` feed the metrics."""
+        self._settings = settings
+        self._sources = tuple(sources)
+        self._cache = cache
+        self._clock = clock
+        self._on_lookup = on_lookup
+        self._on_cache = on_cache
+        self._limits = RateLimiter(
+            settings.per_second, settings.burst, clock, max_keys=MAX_TRACKED_CLIENTS
+        )
+        self._lookups: SingleFlight[str, Location] = SingleFlight()
+        self._running = 0
+        self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
+
+    def keep_limits_of(self, previous: Directory) -> None:
+        """After a reload: each client keeps what it had left of its burst."""
+        self._limits.adopt(previous._limits)
+
+    async def locate(self, identifier: Identifier, client_ip: str) -> Location:
+        """Who holds ``identifier``: from the cache, else from the sources; ``429`` past the
+        limits, ``503`` when the cache (Redis) cannot be read."""
+        try:
+            cached = await self._cache.get(identifier)
+        except StateUnavailable:
+            raise errors.unavailable("This login", STATE_RETRY_AFTER) from None
+        self._on_cache(cached is not None)
+        if cached is not None:
+            return Location(cached, True, "cache")
+        if not self._lookups.in_flight(identifier.key):
+            wait = self._limits.take(client_ip)
+            if wait > 0:
+                self._on_lookup("-", "limited", 0.0)
+                raise errors.limit_exceeded(wait)
+            limit = self._settings.concurrency
+            if self._running >= limit and len(self._queue) >= limit:
+                self._on_lookup("-", "limited", 0.0)
+                raise errors.limit_exceeded(1.0)
+        return await self._lookups.run(identifier.key, lambda: self._look_up(identifier))
+
+    async def remember(self, identifier: Identifier, homeserver: str) -> None:
+        """An account the portal just placed: found at its first login, even seconds later."""
+        await self._cache.put(identifier, frozenset({homeserver}))
+
+    async def _look_up(self, identifier: Identifier) -> Location:
+        if self._running >= self._settings.concurrency:
+            turn: defer.Deferred[None] = defer.Deferred()
+            self._queue.append(turn)
+            await turn
+        self._running += 1
+        try:
+            location = await self._ask_sources(identifier)
+        finally:
+            self._running -= 1
+            while self._queue:
+                turn = self._queue.popleft()
+                if not turn.called:
+                    turn.callback(None)
+                    break
+        if location.complete:
+            try:
+                await self._cache.put(identifier, location.holders)
+            except StateUnavailable as e:
+                logger.warning("directory: could not remember %s: %s", identifier.tag, e)
+        return location
+
+    async def _ask_sources(self, identifier: Identifier) -> Location:
+        """The sources in order: the first that finds the account answers; one that cannot
+        say leaves the answer incomplete unless a later one finds it."""
+        unanswered: list[str] = []
+        for source in self._sources:
+            started = self._clock.seconds()
+            answer = await self._bounded(source, identifier)
+            seconds = self._clock.seconds() - started
+            outcome = _outcome(answer)
+            self._on_lookup(source.name, outcome, seconds)
+            logger.info(
+                "directory %s: %s %s%s (%.1fms)",
+                identifier.tag,
+                source.name,
+                outcome,
+                f" on {','.join(sorted(answer.holders))}" if answer.holders else "",
+                seconds * 1000,
+            )
+            if answer.holders:
+                return Location(answer.holders, True, source.name)
+            unanswered += answer.unanswered
+        return Location(frozenset(), not unanswered, self._sources[-1].name)
+
+    async def _bounded(self, source: Source, identifier: Identifier) -> SourceAnswer:
+        d = defer.ensureDeferred(source.ask(identifier))
+        d.addTimeout(self._settings.timeout, self._clock)  # type: ignore[arg-type]
+        try:
+            return await d
+        except defer.TimeoutError:
+            logger.warning(
+                "directory: %s did not answer within %gs", source.name, self._settings.timeout
+            )
+            return SourceAnswer(unanswered=(source.name,))
+
+
+def _outcome(answer: SourceAnswer) -> str:
+    if len(answer.holders) > 1:
+        return "several"
+    if answer.holders:
+        return "found"
+    return "unanswered" if answer.unanswered else "not-found"

@@ -1,0 +1,84 @@
+"""The limits on lookups the portal makes on a client's behalf (the gateway's token
+resolutions, the account directory), written once: a token bucket per client address, and a
+bounded number of lookups at once."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from twisted.internet import defer
+
+from synapse_base_cs_url.portal.reactor import Clock
+
+T = TypeVar("T")
+
+
+class RateLimiter:
+    """``burst`` at once per key, refilled at ``rate`` a second; at most ``max_keys`` keys are
+    tracked (the least recently seen go first, starting afresh if they come back)."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock, *, max_keys: int) -> None:
+        self._rate, self._burst, self._clock, self._max = rate, burst, clock, max_keys
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+
+    def adopt(self, previous: RateLimiter) -> None:
+        """Carry on from ``previous`` (a reload): each key keeps what it had left, so a
+        reload hands nobody a fresh burst."""
+        self._buckets = previous._buckets
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str) -> float:
+        """0 if ``key`` may go now (and it is counted), else seconds until it may."""
+        now = self._clock.seconds()
+        tokens, last = self._buckets.get(key, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + (now - last) * self._rate)
+        self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            return 0.0
+        return (1 - tokens) / self._rate
+
+
+class Slots:
+    """At most ``limit`` lookups at once; as many again wait their turn, in order, and past
+    that the caller refuses more (:attr:`full`): work that the portal does on a client's
+    behalf on other servers never grows without bound."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._running = 0
+        self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
+
+    @property
+    def running(self) -> int:
+        """Lookups running now (for tests and metrics)."""
+        return self._running
+
+    @property
+    def full(self) -> bool:
+        """Every slot is taken and as many wait: refuse (429) rather than queue more."""
+        return self._running >= self._limit and len(self._queue) >= self._limit
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()`` once a slot is free; the slot goes to the next in line after it."""
+        if self._running >= self._limit:
+            turn: defer.Deferred[None] = defer.Deferred()
+            self._queue.append(turn)
+            await turn
+        self._running += 1
+        try:
+            return await work()
+        finally:
+            self._running -= 1
+            while self._queue:
+                turn = self._queue.popleft()
+                if not turn.called:
+                    turn.callback(None)
+                    break

@@ -1,0 +1,329 @@
+"""The account directory against three real Synapses: users placed by a 2-member hash pool,
+the pool grown to 3, and every existing user still found where their account lives, by bare
+localpart and by e-mail, in every mode; a localpart held twice; a homeserver down; replicas
+sharing the cache in a real Redis; an operator's HTTP directory; bad admin tokens."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import attr
+import pytest
+import requests
+
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
+from synapse_base_cs_url.core import rendezvous_pick
+from tests.harness.constants import PASSWORD
+from tests.harness.metrics import total
+from tests.harness.portal import portal_homeserver
+from tests.harness.services import redis_server
+from tests.harness.synapse import start_all
+
+pytestmark = pytest.mark.integration
+
+NAMES = ("d1", "d2", "d3")
+USERS = [f"user{i}" for i in range(12)]
+#: Held on d1 and on d2: a bare login by it must not guess.
+DOUBLED = "twice"
+LOGIN = "/_matrix/client/v3/login"
+
+
+@attr.s(auto_attribs=True)
+class Deployment:
+    homeservers: dict[str, SynapseProcess]
+    tokens: dict[str, Path]
+    placed: dict[str, str]
+    """Each user's homeserver, as the 2-member pool placed it."""
+    workdir: Path
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "public_baseurl": "https://portal.example.com",
+            "mode": "redirect",
+            "homeservers": {
+                name: {
+                    "base_url": hs.base_url,
+                    "server_name": hs.server_name,
+                    "admin_token_file": str(self.tokens[name]),
+                }
+                for name, hs in self.homeservers.items()
+            },
+            "routes": [{"name": "pool", "pool": list(NAMES), "strategy": "hash"}],
+            "default_homeserver": "d1",
+            # Every test logs in from one address, many times.
+            "directory": {"burst": 1000},
+        }
+        config.update(overrides)
+        return config
+
+
+def email_of(user: str) -> str:
+    return f"{user}@mail.example.com"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    made = {
+        name: portal_homeserver(tmp_path_factory, f"{name}.test", module=True)[0] for name in NAMES
+    }
+    workdir = tmp_path_factory.mktemp("directory")
+    try:
+        start_all(list(made.values()))
+        tokens: dict[str, Path] = {}
+        for name, hs in made.items():
+            admin = hs.register_user("portal-directory", PASSWORD, admin=True)
+            token = hs.password_login(admin, PASSWORD).json()["access_token"]
+            tokens[name] = workdir / f"{name}.token"
+            tokens[name].write_text(token + "\n")
+        placed = {user: rendezvous_pick(["d1", "d2"], user) for user in USERS}
+        for user, name in placed.items():
+            hs = made[name]
+            user_id = hs.register_user(user, PASSWORD)
+            bind = requests.put(
+                f"{hs.base_url}/_synapse/admin/v2/users/{user_id}",
+                json={"threepids": [{"medium": "email", "address": email_of(user)}]},
+                headers={"Authorization": f"Bearer {tokens[name].read_text().strip()}"},
+                timeout=30,
+            )
+            assert bind.status_code == 200, bind.text
+        for name in ("d1", "d2"):
+            made[name].register_user(DOUBLED, PASSWORD)
+        yield Deployment(made, tokens, placed, workdir)
+    finally:
+        for hs in made.values():
+            hs.stop()
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    started: list[PortalProcess] = []
+
+    def run(config: dict[str, Any], label: str = "portal") -> PortalProcess:
+        portal = PortalProcess(config, tmp_path_factory.mktemp(label))
+        started.append(portal)
+        return portal.start()
+
+    yield run
+    for portal in started:
+        portal.stop()
+
+
+def by_localpart(user: str) -> dict[str, Any]:
+    return {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": PASSWORD,
+    }
+
+
+def by_email(user: str) -> dict[str, Any]:
+    return {
+        "type": "m.login.password",
+        # As a user types it: Synapse stores (and the directory looks up) the canonical form.
+        "identifier": {
+            "type": "m.id.thirdparty",
+            "medium": "email",
+            "address": f" {user.upper()}@Mail.Example.com",
+        },
+        "password": PASSWORD,
+    }
+
+
+def login(portal: PortalProcess, body: dict[str, Any], **headers: str) -> requests.Response:
+    return requests.post(
+        portal.url + LOGIN, json=body, headers=headers, allow_redirects=False, timeout=30
+    )
+
+
+def logged_in_at(
+    portal: PortalProcess, body: dict[str, Any], deployment: Deployment, **headers: str
+) -> str:
+    """Log in through ``portal`` (following a 307 as a client does); the homeserver that
+    holds the session."""
+    answer = login(portal, body, **headers)
+    if answer.status_code == 307:
+        answer = requests.post(answer.headers["Location"], json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    server = answer.json()["user_id"].partition(":")[2]
+    return next(name for name, hs in deployment.homeservers.items() if hs.server_name == server)
+
+
+def test_without_the_directory_a_grown_pool_locks_users_out(
+    deployment: Deployment, start: Any
+) -> None:
+    """What the directory is for: the same grown pool, no admin tokens."""
+    config = deployment.config()
+    del config["directory"]
+    for settings in config["homeservers"].values():
+        del settings["admin_token_file"]
+    portal = start(config, "no-directory")
+    moved = [
+        user
+        for user, home in deployment.placed.items()
+        if login(portal, by_localpart(user)).headers.get("Location", "").split("/_matrix")[0]
+        != deployment.homeservers[home].base_url
+    ]
+    assert moved, "the grown pool moved nobody: this test would prove nothing"
+
+
+@pytest.mark.parametrize("mode", ["redirect", "proxy", "auto"])
+def test_every_existing_user_is_found_where_they_live(
+    deployment: Deployment, start: Any, mode: str
+) -> None:
+    portal = start(deployment.config(mode=mode), f"dir-{mode}")
+    headers = {"User-Agent": "Dart/3.5 (dart:io)"} if mode == "auto" else {}
+    for user, home in deployment.placed.items():
+        assert logged_in_at(portal, by_localpart(user), deployment, **headers) == home, user
+        assert logged_in_at(portal, by_email(user), deployment, **headers) == home, user
+    lookups = "synapse_base_cs_url_portal_directory_lookups_total"
+    found = total(portal.url, lookups, source="homeservers", outcome="found")
+    assert found == 2 * len(USERS)  # once per localpart and once per address
+    # Logging in again: every answer from the cache, nobody asked.
+    for user, home in list(deployment.placed.items())[:3]:
+        assert logged_in_at(portal, by_localpart(user), deployment, **headers) == home
+    assert total(portal.url, lookups) == found
+    assert "route=directory" in portal.logs()
+    assert "mail.example.com" not in portal.logs().lower()
+
+
+def test_a_new_name_is_placed_by_the_routes(deployment: Deployment, start: Any) -> None:
+    portal = start(deployment.config(), "dir-new")
+    answer = login(portal, by_localpart("nobody-yet"))
+    expected = deployment.homeservers[rendezvous_pick(list(NAMES), "nobody-yet")]
+    assert answer.status_code == 307
+    assert answer.headers["Location"] == expected.base_url + LOGIN
+    assert "route=pool" in portal.logs()
+
+
+def test_a_localpart_held_twice_is_never_guessed(deployment: Deployment, start: Any) -> None:
+    portal = start(deployment.config(), "dir-doubled")
+    answer = login(portal, by_localpart(DOUBLED))
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["errcode"] == "M_INVALID_PARAM"
+    assert "@twice:d1.test" in body["error"] and "@twice:d2.test" in body["error"]
+    # The full Matrix ID names its homeserver.
+    assert logged_in_at(portal, by_localpart("@twice:d2.test"), deployment) == "d2"
+
+
+def test_a_homeserver_down_misroutes_nobody(
+    deployment: Deployment, start: Any, tmp_path: Path
+) -> None:
+    config = deployment.config(mode="redirect")
+    # d3 "down": nothing listens at its proxy address.
+    config["homeservers"]["d3"]["proxy_url"] = f"http://127.0.0.1:{free_port()}"
+    config["timeouts"] = {"connect": 1, "total": 2}
+    portal = start(config, "dir-down")
+    assert "d3 did not answer the admin token check" in portal.logs()
+    user = next(u for u, home in deployment.placed.items() if home == "d1")
+    # Found on d1: an answer found elsewhere counts.
+    assert logged_in_at(portal, by_localpart(user), deployment) == "d1"
+    # Nobody else says they hold it, but d3 could not say: not sent anywhere.
+    answer = login(portal, by_localpart("maybe-on-d3"))
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["errcode"] == "M_UNAVAILABLE"
+    assert int(answer.headers["Retry-After"]) >= 1
+
+
+def test_replicas_share_the_cache_in_redis(deployment: Deployment, start: Any) -> None:
+    redis = redis_server()
+    try:
+        url = f"redis://{redis.host}:{redis.port}/0"
+        config = deployment.config(state={"backend": "redis", "url": url})
+        a = start(config, "dir-a")
+        b = start(config, "dir-b")
+        user, home = next(iter(deployment.placed.items()))
+        assert logged_in_at(a, by_localpart(user), deployment) == home
+        assert logged_in_at(b, by_localpart(user), deployment) == home
+        assert total(a.url, "synapse_base_cs_url_portal_directory_lookups_total") == 1
+        assert total(b.url, "synapse_base_cs_url_portal_directory_lookups_total") == 0
+        assert total(b.url, "synapse_base_cs_url_portal_directory_cache_total", result="hit") == 1
+    finally:
+        redis.cleanup()
+
+
+class _Directory:
+    """An operator's directory over HTTP: localpart -> homeserver name."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.asked: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.asked.append(self.path)
+                query = parse_qs(urlsplit(self.path).query)
+                key = (query.get("localpart") or query.get("address") or [""])[0]
+                body = json.dumps({"homeserver": answers.get(key)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lookup"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_operators_http_directory(deployment: Deployment, start: Any) -> None:
+    user, home = next(iter(deployment.placed.items()))
+    directory = _Directory({user: home})
+    try:
+        config = deployment.config(directory={"sources": ["http"], "url": directory.url})
+        for settings in config["homeservers"].values():
+            del settings["admin_token_file"]
+        portal = start(config, "dir-http")
+        assert logged_in_at(portal, by_localpart(user), deployment) == home
+        assert directory.asked == [f"/lookup?localpart={user}"]
+    finally:
+        directory.close()
+
+
+def test_lookups_are_limited_per_client_but_cached_answers_are_not(
+    deployment: Deployment, start: Any
+) -> None:
+    portal = start(deployment.config(directory={"burst": 2, "per_second": 0.1}), "dir-limits")
+    users = list(deployment.placed.items())
+    for user, home in users[:2]:
+        assert logged_in_at(portal, by_localpart(user), deployment) == home
+    limited = login(portal, by_localpart(users[2][0]))
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["errcode"] == "M_LIMIT_EXCEEDED"
+    assert limited.json()["retry_after_ms"] > 0
+    # What the directory already knows costs no lookup: still served.
+    assert logged_in_at(portal, by_localpart(users[0][0]), deployment) == users[0][1]
+    lookups = "synapse_base_cs_url_portal_directory_lookups_total"
+    assert total(portal.url, lookups, outcome="limited") == 1
+
+
+def test_a_token_that_is_not_an_admins_stops_startup(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    hs = deployment.homeservers["d2"]
+    plain = hs.register_user("not-an-admin", PASSWORD)
+    token_file = tmp_path / "plain.token"
+    token_file.write_text(hs.password_login(plain, PASSWORD).json()["access_token"])
+    config = deployment.config()
+    config["homeservers"]["d2"]["admin_token_file"] = str(token_file)
+    (tmp_path / "bad").mkdir()
+    portal = PortalProcess(config, tmp_path / "bad")
+    with pytest.raises(RuntimeError):
+        portal.start(timeout=15)
+    out = portal.logs()
+    assert "homeservers.d2.admin_token_file: @not-an-admin:d2.test is not a server admin" in out
+    assert token_file.read_text() not in out

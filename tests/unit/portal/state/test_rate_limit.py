@@ -1,0 +1,60 @@
+"""Token buckets per client address, and a bounded number of lookups at once."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
+
+
+def test_a_burst_then_the_rate() -> None:
+    clock = Clock()
+    limits = RateLimiter(2.0, 3, clock, max_keys=10)
+    assert [limits.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limits.take("a") == 0.5
+    assert limits.take("b") == 0.0  # another client has its own bucket
+    clock.advance(0.5)
+    assert limits.take("a") == 0.0
+
+
+def test_only_max_keys_are_kept() -> None:
+    clock = Clock()
+    limits = RateLimiter(1.0, 1, clock, max_keys=2)
+    for key in ("a", "b", "c"):
+        limits.take(key)
+    assert len(limits) == 2
+    assert limits.take("a") == 0.0  # forgotten: starts afresh
+
+
+def test_a_reload_keeps_what_each_client_had_left() -> None:
+    clock = Clock()
+    old = RateLimiter(1.0, 1, clock, max_keys=10)
+    old.take("a")
+    new = RateLimiter(1.0, 1, clock, max_keys=10)
+    new.adopt(old)
+    assert new.take("a") == 1.0
+
+
+def test_slots_queue_then_refuse() -> None:
+    slots = Slots(1)
+    gates = [defer.Deferred() for _ in range(3)]
+    started: list[int] = []
+
+    def work(i: int):
+        async def run() -> int:
+            started.append(i)
+            await gates[i]
+            return i
+
+        return run
+
+    first = defer.ensureDeferred(slots.run(work(0)))
+    second = defer.ensureDeferred(slots.run(work(1)))
+    assert started == [0] and slots.running == 1
+    assert slots.full  # one running, one waiting
+    gates[0].callback(None)
+    assert first.result == 0 and started == [0, 1]
+    assert not slots.full
+    gates[1].callback(None)
+    assert second.result == 1 and slots.running == 0
