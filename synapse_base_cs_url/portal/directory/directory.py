@@ -14,7 +14,6 @@ answer, and say what it means for the login.
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from synapse_base_cs_url.portal.directory.sources import Source, SourceAnswer
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import DIRECTORY_PREFIX
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
+from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.state.shared import SharedState
 from synapse_base_cs_url.portal.state.single_flight import SingleFlight
@@ -113,8 +112,7 @@ class Directory:
             settings.per_second, settings.burst, clock, max_keys=MAX_TRACKED_CLIENTS
         )
         self._lookups: SingleFlight[str, Location] = SingleFlight()
-        self._running = 0
-        self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
+        self._slots = Slots(settings.concurrency)
 
     def keep_limits_of(self, previous: Directory) -> None:
         """After a reload: each client keeps what it had left of its burst."""
@@ -135,8 +133,7 @@ class Directory:
             if wait > 0:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(wait)
-            limit = self._settings.concurrency
-            if self._running >= limit and len(self._queue) >= limit:
+            if self._slots.full:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(1.0)
         return await self._lookups.run(identifier.key, lambda: self._look_up(identifier))
@@ -146,20 +143,7 @@ class Directory:
         await self._cache.put(identifier, frozenset({homeserver}))
 
     async def _look_up(self, identifier: Identifier) -> Location:
-        if self._running >= self._settings.concurrency:
-            turn: defer.Deferred[None] = defer.Deferred()
-            self._queue.append(turn)
-            await turn
-        self._running += 1
-        try:
-            location = await self._ask_sources(identifier)
-        finally:
-            self._running -= 1
-            while self._queue:
-                turn = self._queue.popleft()
-                if not turn.called:
-                    turn.callback(None)
-                    break
+        location = await self._slots.run(lambda: self._ask_sources(identifier))
         if location.complete:
             try:
                 await self._cache.put(identifier, location.holders)
