@@ -1,0 +1,167 @@
+"""The directory's lookups with sources played by the test: the cache, one lookup per
+identifier, the limits, and what each answer means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet import defer, task
+
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.directory import DirectorySettings, Source
+from synapse_base_cs_url.portal.directory.directory import Directory, DirectoryCache, Location
+from synapse_base_cs_url.portal.directory.identifier import EMAIL, LOCALPART, Identifier
+from synapse_base_cs_url.portal.directory.sources import SourceAnswer
+from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from tests.harness.deferreds import settle
+
+BOB = Identifier(LOCALPART, "bob")
+CAROL = Identifier(EMAIL, "carol@example.com")
+
+
+class Played:
+    """A source whose answers the test gives, one pending Deferred per ask."""
+
+    name = "played"
+
+    def __init__(self) -> None:
+        self.asks: list[tuple[Identifier, defer.Deferred[SourceAnswer]]] = []
+
+    async def ask(self, identifier: Identifier) -> SourceAnswer:
+        d: defer.Deferred[SourceAnswer] = defer.Deferred()
+        self.asks.append((identifier, d))
+        return await d
+
+    def answer(self, *holders: str, unanswered: tuple[str, ...] = ()) -> None:
+        pending = [d for _, d in self.asks if not d.called]
+        pending[0].callback(SourceAnswer(frozenset(holders), unanswered))
+
+
+class SharedDict:
+    """The shared state as a dict (what Redis does with these commands)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, int]] = {}
+
+    async def get(self, key: str) -> str | None:
+        found = self.values.get(key)
+        return None if found is None else found[0]
+
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        self.values[key] = (value, ttl_seconds)
+
+
+def setup(shared: Any = None, **settings: Any) -> tuple[Directory, Played, task.Clock, list[Any]]:
+    clock = task.Clock()
+    config = DirectorySettings(sources=(Source.HOMESERVERS,), **settings)
+    memory: ExpiringMap[str, str] = ExpiringMap(clock, max_entries=100, ttl=1, sliding=False)
+    source = Played()
+    seen: list[Any] = []
+    directory = Directory(
+        config,
+        [source],
+        DirectoryCache(config, memory, shared),
+        clock,
+        on_lookup=lambda *a: seen.append(a),
+        on_cache=lambda hit: seen.append(("cache", hit)),
+    )
+    return directory, source, clock, seen
+
+
+def locate(directory: Directory, identifier: Identifier = BOB, ip: str = "192.0.2.1") -> Any:
+    return defer.ensureDeferred(directory.locate(identifier, ip))
+
+
+def test_found_is_remembered_long_and_nobody_briefly() -> None:
+    directory, source, clock, _ = setup(found_ttl=1000, not_found_ttl=10)
+    first = locate(directory)
+    source.answer("hs2")
+    assert settle(first) == Location(frozenset({"hs2"}), True, "played")
+    clock.advance(999)
+    assert settle(locate(directory)) == Location(frozenset({"hs2"}), True, "cache")
+    nobody = locate(directory, CAROL)
+    source.answer()
+    assert settle(nobody) == Location(frozenset(), True, "played")
+    clock.advance(9)
+    assert settle(locate(directory, CAROL)).source == "cache"
+    clock.advance(2)
+    again = locate(directory, CAROL)
+    assert len(source.asks) == 3  # asked again: a new account may have appeared
+    source.answer("hs1")
+    assert settle(again).holders == frozenset({"hs1"})
+
+
+def test_an_answer_with_a_silent_source_is_not_remembered() -> None:
+    directory, source, _, _ = setup()
+    first = locate(directory)
+    source.answer(unanswered=("hs3",))
+    assert settle(first) == Location(frozenset(), False, "played")
+    locate(directory)
+    assert len(source.asks) == 2
+
+
+def test_one_lookup_per_identifier_shared_by_its_waiters() -> None:
+    directory, source, _, _ = setup()
+    waiting = [locate(directory, ip=f"192.0.2.{i}") for i in range(50)]
+    assert len(source.asks) == 1
+    leaving = waiting.pop()
+    leaving.cancel()  # one client left: the lookup goes on for the others
+    leaving.addErrback(lambda f: f.trap(defer.CancelledError))
+    source.answer("hs1")
+    assert {settle(d).holders for d in waiting} == {frozenset({"hs1"})}
+    assert len(waiting) == 49
+
+
+def test_limits_per_client_and_in_total() -> None:
+    directory, source, clock, seen = setup(burst=2, per_second=1.0, concurrency=1)
+    a, b = (
+        locate(directory, Identifier(LOCALPART, "a")),
+        locate(directory, Identifier(LOCALPART, "b")),
+    )
+    with pytest.raises(errors.MatrixError) as raised:
+        settle(locate(directory, Identifier(LOCALPART, "c")))
+    assert (raised.value.status, raised.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    assert raised.value.retry_after == pytest.approx(1.0)
+    # Another client: its own burst, but the portal's slots (1 running, 1 waiting) are full.
+    with pytest.raises(errors.MatrixError) as full:
+        settle(locate(directory, Identifier(LOCALPART, "d"), ip="192.0.2.99"))
+    assert full.value.status == 429
+    assert len(source.asks) == 1  # b waits for a's slot
+    source.answer("hs1")
+    assert len(source.asks) == 2
+    source.answer("hs2")
+    assert settle(a).holders == frozenset({"hs1"}) and settle(b).holders == frozenset({"hs2"})
+    assert [s for s in seen if s[:2] == ("-", "limited")] == [("-", "limited", 0.0)] * 2
+    clock.advance(1)
+    locate(directory, Identifier(LOCALPART, "c"))
+    assert len(source.asks) == 3
+
+
+def test_a_source_that_does_not_answer_in_time() -> None:
+    directory, _, clock, seen = setup(timeout=5)
+    d = locate(directory)
+    clock.advance(5)
+    assert settle(d) == Location(frozenset(), False, "played")
+    assert ("played", "unanswered", 5.0) in seen
+
+
+def test_replicas_share_answers_through_the_shared_state() -> None:
+    shared = SharedDict()
+    first, source_a, _, _ = setup(shared, found_ttl=3600, not_found_ttl=10)
+    second, source_b, _, seen_b = setup(shared)
+    d = locate(first)
+    source_a.answer("hs1", "hs2")
+    assert settle(d).holders == frozenset({"hs1", "hs2"})
+    assert settle(locate(second)).holders == frozenset({"hs1", "hs2"})
+    assert source_b.asks == [] and ("cache", True) in seen_b
+    ((value, ttl),) = shared.values.values()
+    assert (value, ttl) == ("hs1,hs2", 3600)
+    assert "bob" not in next(iter(shared.values))  # keyed by a hash
+
+
+def test_an_account_the_portal_placed_is_found_at_once() -> None:
+    directory, source, _, _ = setup()
+    settle(defer.ensureDeferred(directory.remember(BOB, "hs3")))
+    assert settle(locate(directory)) == Location(frozenset({"hs3"}), True, "cache")
+    assert source.asks == []
