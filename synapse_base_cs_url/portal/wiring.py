@@ -60,10 +60,10 @@ class Lasting:
     signer: CallbackSigner | None
     """A signer fixed by the caller (tests); ``None``: from the config's key files."""
     random_signer: CallbackSigner
-    directory_memory: ExpiringMap[str, str]
-    """The directory's answers, with the memory backend."""
     """Without ``sso.signing_key_file``: one random key for the life of the process, so that
     a reload does not invalidate the SSO logins in progress."""
+    directory_memory: ExpiringMap[str, str]
+    """The directory's answers, with the memory backend."""
 
     @classmethod
     def build(

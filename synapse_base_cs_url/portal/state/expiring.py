@@ -41,6 +41,7 @@ class ExpiringMap(Generic[K, V]):
         """Entries dropped to make room before they expired (for metrics and tests)."""
 
     def __len__(self) -> int:
+        """Entries kept, expired ones not yet dropped included."""
         return len(self._entries)
 
     def __contains__(self, key: K) -> bool:
@@ -69,7 +70,8 @@ class ExpiringMap(Generic[K, V]):
         self._drop_expired_front(now)
         self._entries[key] = (now + ttl, ttl, value)
         self._entries.move_to_end(key)
-        self._make_room()
+        if len(self._entries) > self._max:
+            self._make_room(now)
 
     def put_new(self, key: K, value: V, ttl: float | None = None) -> bool:
         """Set ``key`` unless it holds an unexpired value; whether it was set."""
@@ -99,11 +101,8 @@ class ExpiringMap(Generic[K, V]):
                 return
             del entries[key]
 
-    def _make_room(self) -> None:
+    def _make_room(self, now: float) -> None:
         entries = self._entries
-        if len(entries) <= self._max:
-            return
-        now = self._clock.seconds()
         while len(entries) > self._max:
             _, (expiry, _, _) = entries.popitem(last=False)
             if expiry > now:
