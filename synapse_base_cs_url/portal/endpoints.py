@@ -18,6 +18,11 @@ from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, A
 from synapse_base_cs_url.portal.gateway.gateway import CLIENT_API, Gateway
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.registration import (
+    AVAILABLE_PATH,
+    REGISTER_PATH,
+    RegistrationHandler,
+)
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
 from synapse_base_cs_url.portal.sso.sso_handler import SSO_REDIRECT_PATH, SsoHandler
 from synapse_base_cs_url.portal.web.request import PortalRequest
@@ -47,6 +52,7 @@ def portal_endpoints(
     ready: Callable[[], Awaitable[str | None]],
     gateway: Gateway | None = None,
     auth_request: AuthRequestEndpoint | None = None,
+    registration: RegistrationHandler | None = None,
 ) -> UrlTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
@@ -111,6 +117,11 @@ def portal_endpoints(
     if auth_request is not None:
         decide = auth_request.decide
         routes.append(Endpoint.of(AUTH_REQUEST_PATH, READ, lambda request, _: decide(request)))
+    if registration is not None:
+        routes += [
+            Endpoint.of(REGISTER_PATH, [b"POST"], registration.register),
+            Endpoint.of(AVAILABLE_PATH, READ, registration.available),
+        ]
     fallback = None
     if gateway is not None:
         handle = gateway.handle

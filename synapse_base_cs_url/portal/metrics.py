@@ -114,6 +114,13 @@ class PortalMetrics:
             ("result",),
             registry=self.registry,
         )
+        self.registrations = Counter(
+            "synapse_base_cs_url_portal_registrations",
+            "Registration requests the portal sent to a homeserver (307) or answered itself, "
+            "by step (register, available), homeserver and status",
+            ("step", "homeserver", "status"),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -138,6 +145,9 @@ class PortalMetrics:
 
     def token_resolution(self, result: str) -> None:
         self.token_resolutions.labels(result).inc()
+
+    def registration(self, step: str, homeserver: str, status: int) -> None:
+        self.registrations.labels(step, homeserver, str(status)).inc()
 
     def directory_lookup(self, source: str, outcome: str, seconds: float) -> None:
         self.directory_lookups.labels(source, outcome).inc()

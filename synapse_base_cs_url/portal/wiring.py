@@ -31,8 +31,11 @@ from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, SharedTokenMap, TokenMap
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, Placements
 from synapse_base_cs_url.portal.reactor import PortalReactor
+from synapse_base_cs_url.portal.registration import RegistrationHandler
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.login_tokens import (
     InMemorySsoTokenStore,
@@ -46,6 +49,9 @@ from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.web.body_sink import BodySink
 from synapse_base_cs_url.portal.web.request import PortalRequest
 from synapse_base_cs_url.portal.web.url_table import UrlTable
+
+#: Registrations in progress remembered by the memory backend.
+MAX_PLACEMENTS = 100_000
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
@@ -64,6 +70,8 @@ class Lasting:
     a reload does not invalidate the SSO logins in progress."""
     directory_memory: ExpiringMap[str, str]
     """The directory's answers, with the memory backend."""
+    placements: Placements
+    """Where the portal placed each new name (registrations in progress)."""
 
     @classmethod
     def build(
@@ -99,6 +107,10 @@ class Lasting:
                 max_entries=config.directory.max_cached,
                 ttl=config.directory.found_ttl,
                 sliding=False,
+            ),
+            placements=Placements(
+                ExpiringMap(reactor, max_entries=MAX_PLACEMENTS, ttl=PLACEMENT_TTL, sliding=False),
+                state,
             ),
         )
 
@@ -157,6 +169,13 @@ def build_portal(
         ttl=config.discovery_cache_ttl,
     )
     metrics = lasting.metrics
+    directory = None
+    if config.directory.enabled:
+        directory = build_directory(config, upstream, reactor, lasting)
+        if previous is not None and previous.directory is not None:
+            directory.keep_limits_of(previous.directory)
+    login_routes = LoginRoutes(config)
+    placement = Placement(config, login_routes, directory, lasting.placements)
     gateway = auth_request = None
     if config.client_api is ClientApi.PROXY:
         resolver = Resolver(
@@ -168,14 +187,9 @@ def build_portal(
         )
         if previous is not None and previous.gateway is not None:
             resolver.keep_limits_of(previous.gateway.destinations.resolver)
-        destinations = Destinations(config, lasting.token_map, resolver)
+        destinations = Destinations(config, lasting.token_map, resolver, placement)
         gateway = Gateway(config, upstream, destinations, metrics, reactor)
         auth_request = AuthRequestEndpoint(config, destinations, metrics)
-    directory = None
-    if config.directory.enabled:
-        directory = build_directory(config, upstream, reactor, lasting)
-        if previous is not None and previous.directory is not None:
-            directory.keep_limits_of(previous.directory)
     login = LoginHandler(
         config,
         upstream,
@@ -184,6 +198,7 @@ def build_portal(
         reactor,
         learn=gateway.destinations.learn_answer if gateway is not None else None,
         directory=directory,
+        placement=placement,
     )
     sso = SsoHandler(config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor)
     endpoints = portal_endpoints(
@@ -195,6 +210,7 @@ def build_portal(
         ready=ready,
         gateway=gateway,
         auth_request=auth_request,
+        registration=RegistrationHandler(config, placement, metrics) if gateway is None else None,
     )
     return Portal(config, upstream, endpoints, gateway, directory)
 

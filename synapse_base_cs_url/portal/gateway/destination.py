@@ -33,6 +33,7 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
     SESSION_PREFIX,
@@ -68,8 +69,17 @@ class Destination:
 
 
 class Destinations:
-    def __init__(self, config: PortalConfig, tokens: TokenMap, resolver: Resolver) -> None:
+    def __init__(
+        self,
+        config: PortalConfig,
+        tokens: TokenMap,
+        resolver: Resolver,
+        placement: Placement | None = None,
+    ) -> None:
+        """``placement``: where new accounts go (a name held anywhere is refused); without
+        it, a registration goes where a login by that name would."""
         self._config = config
+        self._placement = placement
         self._homeservers = config.homeservers
         self._tokens = tokens
         self.resolver = resolver
@@ -101,7 +111,7 @@ class Destinations:
             # Whether a username is free is for the homeserver it would be registered on.
             username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
             if username and username[0]:
-                return Destination(self._by_user(username[0], client_ip), "register")
+                return await self._new_name(username[0], client_ip, place=False)
         media = MEDIA.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
@@ -154,8 +164,28 @@ class Destinations:
                 return Destination(self._homeservers[name], "registration-session")
         username = parsed.get("username")
         if isinstance(username, str) and username:
-            return Destination(self._by_user(username, client_ip), "register")
+            return await self._new_name(username, client_ip, place=True)
         return self._default()
+
+    async def _new_name(self, username: str, client_ip: str, *, place: bool) -> Destination:
+        """A registration (``place``: remembered) or an availability check of ``username``."""
+        placement = self._placement
+        if placement is None:
+            return Destination(self._by_user(username, client_ip), "register")
+        if place:
+            selection = await placement.for_registration(username, client_ip)
+        else:
+            identifier = placement.name_of(username)
+            if identifier is None:
+                return Destination(self._by_user(username, client_ip), "register")
+            selection = await placement.where_new(identifier, client_ip)
+        return Destination(selection.target, "register")
+
+    async def registered(self, answer: Mapping[str, object], homeserver: str) -> None:
+        """A registration succeeded: its account is found at once by the directory."""
+        user_id = answer.get("user_id")
+        if self._placement is not None and isinstance(user_id, str):
+            await self._placement.registered(user_id, homeserver)
 
     async def _refresh(self, body: bytes, client_ip: str) -> Destination | None:
         token = _json_object(body).get("refresh_token")

@@ -182,6 +182,8 @@ class Exchange:
         try:
             if answer is not None and response.code == 200:
                 await self.gateway.destinations.learn_answer(answer, name)
+                if REGISTER.fullmatch(path):
+                    await self.gateway.destinations.registered(answer, name)
             elif answer is not None and response.code == 401:
                 session = answer.get("session")
                 if isinstance(session, str) and session:

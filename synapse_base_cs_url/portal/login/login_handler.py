@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from synapse_base_cs_url.core import Selection
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
@@ -26,6 +27,7 @@ from synapse_base_cs_url.portal.login.proxy import amend_login_body
 from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
@@ -50,11 +52,13 @@ class LoginHandler:
         *,
         learn: Callable[[Mapping[str, object], str], Awaitable[None]] | None = None,
         directory: Directory | None = None,
+        placement: Placement | None = None,
     ) -> None:
         """``learn(answer, homeserver)`` is told of every successful login proxied through
         (the client-server gateway remembers where its tokens belong)."""
         self._learn = learn
         self._directory = directory
+        self._placement = placement
         self._config = config
         self._login_routes = LoginRoutes(config)
         self._upstream = upstream
@@ -104,6 +108,11 @@ class LoginHandler:
         try:
             location = await self._directory.locate(identifier, attempt.client_ip)
             selection = self._login_routes.located(location, identifier)
+            if selection is None and self._placement is not None:
+                # Registered through the portal moments ago: where it was placed.
+                placed = await self._placement.placed(identifier)
+                if placed is not None:
+                    selection = Selection(placed, PLACED_ROUTE)
         except errors.MatrixError as e:
             self._metrics.reject(e.errcode, e.status)
             logger.info("login rejected: %s %s (%s)", e.status, e.errcode, identifier.tag)

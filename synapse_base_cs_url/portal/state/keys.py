@@ -20,6 +20,8 @@ SESSION_PREFIX = "gw:uia:"
 REFRESH_PREFIX = "gw:refresh:"
 #: Account identifier -> the homeservers that hold it (the account directory).
 DIRECTORY_PREFIX = "dir:"
+#: A new name -> the homeserver the portal placed its registration on.
+PLACEMENT_PREFIX = "reg:"
 
 
 def token_key(secret: str) -> str:

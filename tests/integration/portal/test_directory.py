@@ -327,3 +327,89 @@ def test_a_token_that_is_not_an_admins_stops_startup(
     out = portal.logs()
     assert "homeservers.d2.admin_token_file: @not-an-admin:d2.test is not a server admin" in out
     assert token_file.read_text() not in out
+
+
+REGISTER = "/_matrix/client/v3/register"
+
+
+def register_through(portal: PortalProcess, username: str, *, follow: bool) -> requests.Response:
+    """A registration with the dummy stage, each step sent to the portal (as a client that
+    stays at the portal's address does), redirects followed when ``follow``."""
+
+    def post(body: dict[str, Any]) -> requests.Response:
+        answer = requests.post(portal.url + REGISTER, json=body, allow_redirects=False, timeout=30)
+        if follow and answer.status_code == 307:
+            answer = requests.post(answer.headers["Location"], json=body, timeout=30)
+        return answer
+
+    body: dict[str, Any] = {"username": username, "password": PASSWORD}
+    first = post(body)
+    if first.status_code != 401:
+        return first
+    session = first.json()["session"]
+    return post({**body, "auth": {"type": "m.login.dummy", "session": session}})
+
+
+def test_registration_through_the_portal_places_a_new_account_once(
+    deployment: Deployment, start: Any
+) -> None:
+    portal = start(deployment.config(), "reg-redirect")
+    name = "newcomer"
+    home = deployment.homeservers[rendezvous_pick(list(NAMES), name)]
+    step = requests.post(
+        portal.url + REGISTER, json={"username": name}, allow_redirects=False, timeout=30
+    )
+    assert step.status_code == 307
+    assert step.headers["Location"] == home.base_url + REGISTER
+    done = register_through(portal, name, follow=True)
+    assert done.status_code == 200, done.text
+    assert done.json()["user_id"] == f"@{name}:{home.server_name}"
+    # Its first login, moments later, finds it where it was placed.
+    assert logged_in_at(portal, by_localpart(name), deployment) == rendezvous_pick(
+        list(NAMES), name
+    )
+
+
+def test_a_name_held_on_any_homeserver_is_refused(deployment: Deployment, start: Any) -> None:
+    portal = start(deployment.config(), "reg-taken")
+    user, _ = next(iter(deployment.placed.items()))
+    taken = requests.post(
+        portal.url + REGISTER, json={"username": user.upper()}, allow_redirects=False, timeout=30
+    )
+    assert taken.status_code == 400, taken.text
+    assert taken.json()["errcode"] == "M_USER_IN_USE"
+    available = requests.get(
+        portal.url + REGISTER + "/available",
+        params={"username": user},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert available.status_code == 400
+    assert available.json()["errcode"] == "M_USER_IN_USE"
+    free = requests.get(
+        portal.url + REGISTER + "/available",
+        params={"username": "still-free"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert free.status_code == 307
+    home = deployment.homeservers[rendezvous_pick(list(NAMES), "still-free")]
+    assert free.headers["Location"].startswith(home.base_url + REGISTER + "/available?")
+
+
+def test_registration_through_the_gateway(deployment: Deployment, start: Any) -> None:
+    portal = start(deployment.config(client_api="proxy"), "reg-gateway")
+    name = "gatewayer"
+    done = register_through(portal, name, follow=False)
+    assert done.status_code == 200, done.text
+    home = rendezvous_pick(list(NAMES), name)
+    assert done.json()["user_id"] == f"@{name}:{deployment.homeservers[home].server_name}"
+    # The directory knows it at once: a login asks nobody.
+    lookups = "synapse_base_cs_url_portal_directory_lookups_total"
+    before = total(portal.url, lookups)
+    assert logged_in_at(portal, by_localpart(name), deployment) == home
+    assert total(portal.url, lookups) == before
+    # A name held elsewhere is refused here too.
+    user, _ = next(iter(deployment.placed.items()))
+    taken = register_through(portal, user, follow=False)
+    assert taken.status_code == 400 and taken.json()["errcode"] == "M_USER_IN_USE"

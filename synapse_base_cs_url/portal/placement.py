@@ -1,0 +1,145 @@
+"""Where a new account goes, decided once: a name held on any homeserver is refused (unique
+localparts across the deployment, while the directory is on), a new one is placed by the
+routes (pools spread new users), and the placement is remembered so that every step of the
+registration, and the account's first login, reach that same homeserver.
+
+Used by the portal's own registration endpoints (redirect mode: the client is sent there by
+``307``) and by the gateway (which proxies the registration).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from synapse_base_cs_url.core import LoginContext, Selection
+from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.directory import Directory
+from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier, identifier_of
+from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
+from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from synapse_base_cs_url.portal.state.keys import PLACEMENT_PREFIX
+from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+from synapse_base_cs_url.portal.state.shared import SharedState
+
+#: How long a placement is remembered: Synapse's user-interactive sessions last a day.
+PLACEMENT_TTL = 24 * 3600.0
+#: What chose the homeserver of a registration step the portal had placed before.
+PLACED_ROUTE = "placed"
+USER_IN_USE = "M_USER_IN_USE"
+
+T = TypeVar("T")
+
+
+class Placements:
+    """New names -> the homeserver the portal placed them on (memory, or the shared state)."""
+
+    def __init__(self, memory: ExpiringMap[str, str], shared: SharedState | None) -> None:
+        self._memory = memory
+        self._shared = shared
+
+    async def get(self, identifier: Identifier) -> str | None:
+        if self._shared is not None:
+            return await self._shared.get(PLACEMENT_PREFIX + identifier.key)
+        return self._memory.get(identifier.key)
+
+    async def put(self, identifier: Identifier, homeserver: str) -> None:
+        if self._shared is not None:
+            ttl = max(1, math.ceil(PLACEMENT_TTL))
+            await self._shared.put(PLACEMENT_PREFIX + identifier.key, homeserver, ttl)
+        else:
+            self._memory.put(identifier.key, homeserver, PLACEMENT_TTL)
+
+
+class Placement:
+    def __init__(
+        self,
+        config: PortalConfig,
+        login_routes: LoginRoutes,
+        directory: Directory | None,
+        placements: Placements,
+    ) -> None:
+        self._config = config
+        self._homeservers = config.homeservers
+        self._login_routes = login_routes
+        self._directory = directory
+        self._placements = placements
+
+    def name_of(self, username: str) -> Identifier | None:
+        """The localpart a registration asks for (``None``: a full user id on a server
+        that is not the portal's, which its homeserver judges)."""
+        ctx = LoginContext.from_login_body(
+            {"identifier": {"type": "m.id.user", "user": username}},
+            server_name=self._config.server_name,
+        )
+        found = identifier_of(ctx, self._config.server_name)
+        if found is None and localpart_of(username) is None and username:
+            return Identifier(LOCALPART, username.lower())
+        return found
+
+    async def for_registration(self, username: str | None, client_ip: str) -> Selection[Homeserver]:
+        """The homeserver a registration of ``username`` goes to; ``400 M_USER_IN_USE`` if
+        the name is held on any homeserver (with the directory on and unique localparts),
+        ``503`` when that cannot be told."""
+        if not username:
+            # The homeserver will make up a name: the routes place it by what else is known.
+            return self._login_routes.decide({}, PASSWORD_TYPE, client_ip)
+        identifier = self.name_of(username)
+        if identifier is None:
+            return self._login_routes.decide(
+                {"identifier": {"type": "m.id.user", "user": username}}, PASSWORD_TYPE, client_ip
+            )
+        placed = await self._guarded(self._placements.get(identifier))
+        if placed is not None and placed in self._homeservers:
+            return Selection(self._homeservers[placed], PLACED_ROUTE)
+        selection = await self.where_new(identifier, client_ip)
+        await self._guarded(self._placements.put(identifier, selection.target.name))
+        return selection
+
+    async def where_new(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver]:
+        """Where a new account by this name would go, once the directory found it nowhere
+        (nothing is remembered: a client asking whether a name is free places nothing)."""
+        await self.check_free(identifier, client_ip)
+        return self._login_routes.decide(
+            {"identifier": {"type": "m.id.user", "user": identifier.address}},
+            PASSWORD_TYPE,
+            client_ip,
+        )
+
+    async def check_free(self, identifier: Identifier, client_ip: str) -> None:
+        """``400 M_USER_IN_USE`` when a homeserver holds ``identifier`` already."""
+        directory = self._directory
+        if directory is None or not self._config.directory.unique_localparts:
+            return
+        location = await directory.locate(identifier, client_ip)
+        if location.holders:
+            raise errors.MatrixError(400, USER_IN_USE, "User ID already taken.")
+        if not location.complete:
+            raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
+
+    async def placed(self, identifier: Identifier) -> Homeserver | None:
+        """Where the portal placed a new name (its first login finds it there, even before
+        the directory has seen the account)."""
+        name = await self._guarded(self._placements.get(identifier))
+        return self._homeservers.get(name) if name is not None else None
+
+    async def registered(self, user_id: str, homeserver: str) -> None:
+        """A registration through the portal succeeded: the directory knows at once."""
+        localpart = localpart_of(user_id)
+        if self._directory is not None and localpart is not None:
+            await self._guarded(
+                self._directory.remember(Identifier(LOCALPART, localpart), homeserver)
+            )
+
+    @staticmethod
+    async def _guarded(work: Awaitable[T]) -> T:
+        """The state's answer; its being unavailable is a 503 for the client."""
+        try:
+            return await work
+        except StateUnavailable:
+            raise errors.unavailable("This registration", STATE_RETRY_AFTER) from None
