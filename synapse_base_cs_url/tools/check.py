@@ -17,7 +17,7 @@ import json
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import attr
@@ -33,6 +33,7 @@ WELL_KNOWN = "/.well-known/matrix/client"
 WHOAMI = "/_matrix/client/v3/account/whoami"
 PORTAL_INFO = "/_synapse_base_cs_url/portal"
 LOGOUT = "/_matrix/client/v3/logout"
+ADMIN_USERS = "/_synapse/admin/v2/users"
 #: A web client's origin, for the CORS preflight a browser would send.
 WEB_ORIGIN = "https://app.element.io"
 #: Warn this many days before a certificate expires.
@@ -161,7 +162,11 @@ class Checker:
         password: str | None = None,
         timeout: float = 10.0,
         ca_file: str | None = None,
+        admin_tokens: Sequence[tuple[str, str, str]] = (),
     ) -> None:
+        """``admin_tokens``: (homeserver name, its URL, its admin token) from the portal's
+        config, each checked as the account directory will use it."""
+        self.admin_tokens = tuple(admin_tokens)
         self.url = url.rstrip("/")
         self.user = user
         self.password = password
@@ -190,6 +195,8 @@ class Checker:
         yield self._cors("CORS", self.url)
         portal = self._portal()
         yield Result("kind", "ok", _describe_portal(portal) if portal else "a homeserver")
+        for name, base, token in self.admin_tokens:
+            yield self._admin_token(name, base, token)
         if self.user is None:
             return
         base = self.url
@@ -343,6 +350,38 @@ class Checker:
             "warn",
             f"HTTP {answer.status}: the portal proxies this login rather than redirecting",
             "where it goes can only be seen by logging in: give --password-env",
+        )
+
+    def _admin_token(self, name: str, base: str, token: str) -> Result:
+        """What the directory's token for ``name`` may do there (the token is never shown)."""
+        check = f"{name} admin token"
+        auth = {"Authorization": f"Bearer {token}"}
+        try:
+            whoami = self.client.request("GET", base + WHOAMI, headers=auth)
+            user_id = _json_field(whoami, "user_id") if whoami.status == 200 else None
+            if not isinstance(user_id, str):
+                return Result(
+                    check,
+                    "fail",
+                    f"refused (whoami answered {whoami.status})",
+                    "log the portal's admin user in again and write its new token to the file",
+                )
+            quoted = urllib.parse.quote(user_id, safe="")
+            admin = self.client.request("GET", f"{base}{ADMIN_USERS}/{quoted}", headers=auth)
+        except Unreachable as e:
+            return Result(check, "warn", f"{name} did not answer: {e}")
+        if admin.status != 200:
+            return Result(
+                check,
+                "fail",
+                f"{user_id} is not a server admin (the admin API answered {admin.status})",
+                "the directory needs an admin's token: make the user an admin, or use another",
+            )
+        return Result(
+            check,
+            "ok",
+            f"{user_id}, a server admin: may read (and change) every account on {name}; "
+            "keep the token to the portal alone",
         )
 
     def _login(self, base: str) -> Iterator[Result]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.tools import configs
 from synapse_base_cs_url.tools.check import Checker
 from synapse_base_cs_url.tools.diff import Move, Router, diff, report
@@ -74,6 +75,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     check.add_argument("--ca-file", metavar="PEM", help="trust this CA too (private CAs)")
+    check.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="the portal.yaml: also check each homeserver's admin_token_file",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -166,8 +173,25 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 file=err,
             )
             return 2
+    tokens: list[tuple[str, str, str]] = []
+    if args.config:
+        try:
+            portal = PortalConfig.load(args.config)
+        except ValueError as e:
+            print(f"synapse-base-cs-url check: {args.config}: {e}", file=err)
+            return 2
+        tokens = [
+            (hs.name, hs.base_url, hs.admin_token)
+            for hs in portal.homeservers.values()
+            if hs.admin_token is not None
+        ]
     checker = Checker(
-        args.url, user=args.user, password=password, timeout=args.timeout, ca_file=args.ca_file
+        args.url,
+        user=args.user,
+        password=password,
+        timeout=args.timeout,
+        ca_file=args.ca_file,
+        admin_tokens=tokens,
     )
     results = checker.run()
     failed = any(r.status == "fail" for r in results)

@@ -16,10 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 import attr
 import pytest
 import requests
+import yaml
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.core import rendezvous_pick
+from tests.harness.cli import run_tool
 from tests.harness.constants import PASSWORD
 from tests.harness.metrics import total
 from tests.harness.portal import portal_homeserver
@@ -413,3 +415,24 @@ def test_registration_through_the_gateway(deployment: Deployment, start: Any) ->
     user, _ = next(iter(deployment.placed.items()))
     taken = register_through(portal, user, follow=False)
     assert taken.status_code == 400 and taken.json()["errcode"] == "M_USER_IN_USE"
+
+
+def test_check_says_what_each_admin_token_may_do(
+    deployment: Deployment, start: Any, tmp_path: Path
+) -> None:
+    portal = start(deployment.config(), "dir-check")
+    config_file = tmp_path / "portal.yaml"
+    config = deployment.config()
+    hs = deployment.homeservers["d3"]
+    plain = hs.register_user("check-not-admin", PASSWORD)
+    weak = tmp_path / "weak.token"
+    weak.write_text(hs.password_login(plain, PASSWORD).json()["access_token"])
+    config["homeservers"]["d3"]["admin_token_file"] = str(weak)
+    config_file.write_text(yaml.safe_dump(config))
+    ran = run_tool("check", portal.url, "--config", str(config_file))
+    assert "✓ d1 admin token: @portal-directory:d1.test, a server admin" in ran.out
+    assert "✗ d3 admin token: @check-not-admin:d3.test is not a server admin" in ran.out
+    assert ran.status == 1
+    for name in NAMES:
+        assert deployment.tokens[name].read_text().strip() not in ran.out
+    assert weak.read_text() not in ran.out
