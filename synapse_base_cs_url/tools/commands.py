@@ -11,9 +11,12 @@ from typing import TextIO
 
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.directory import Location
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.tools import configs
 from synapse_base_cs_url.tools.check import Checker
 from synapse_base_cs_url.tools.diff import Move, Router, diff, report
+from synapse_base_cs_url.tools.directory_lookup import look_up
 from synapse_base_cs_url.tools.explain import explain_login, login_body, parse_body
 
 
@@ -35,6 +38,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     explain.add_argument("--client-ip", metavar="IP", help="the client's address")
     explain.add_argument("--login-type", default=PASSWORD_TYPE, metavar="TYPE")
     explain.add_argument("--user-agent", metavar="UA", help="for a portal in auto mode")
+    explain.add_argument(
+        "--ask-directory",
+        action="store_true",
+        help="a portal.yaml with an account directory: ask it now, with the config's tokens",
+    )
 
     diff_cmd = commands.add_parser(
         "diff",
@@ -112,11 +120,31 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not bodies:
         print("synapse-base-cs-url explain: give at least one WHO, or --body", file=err)
         return 2
+    located: list[Location | None] = [None] * len(bodies)
+    if args.ask_directory:
+        portal = config.portal
+        if portal is None or not portal.directory.enabled:
+            print(
+                "synapse-base-cs-url explain: --ask-directory needs a portal.yaml with an "
+                "account directory",
+                file=err,
+            )
+            return 2
+        routes = LoginRoutes(portal)
+        asked = [(i, routes.to_locate(b, str(b.get("type")))) for i, b in enumerate(bodies)]
+        wanted = [(i, ident) for i, ident in asked if ident is not None]
+        answers = look_up(portal, [ident for _, ident in wanted])
+        for (i, _), answer in zip(wanted, answers, strict=True):
+            located[i] = answer
     for index, body in enumerate(bodies):
         if index:
             print(file=out)
         for line in explain_login(
-            config, body, client_ip=args.client_ip, user_agent=args.user_agent
+            config,
+            body,
+            client_ip=args.client_ip,
+            user_agent=args.user_agent,
+            located=located[index],
         ):
             print(line, file=out)
     return 0

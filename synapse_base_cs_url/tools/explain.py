@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from synapse_base_cs_url.core import JsonDict, LoginContext
 from synapse_base_cs_url.core.context import localpart_of
@@ -14,8 +14,14 @@ from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.core.matchers import Matcher
 from synapse_base_cs_url.core.pools import Strategy
 from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.directory.directory import Location
+from synapse_base_cs_url.portal.directory.identifier import Identifier
 from synapse_base_cs_url.portal.login.mode import choose_mode
-from synapse_base_cs_url.portal.login_routes import SERVER_NAME_ROUTE, SSO_DEFAULT_ROUTE
+from synapse_base_cs_url.portal.login_routes import (
+    SERVER_NAME_ROUTE,
+    SSO_DEFAULT_ROUTE,
+    LoginRoutes,
+)
 from synapse_base_cs_url.tools.configs import RoutingConfig
 
 _PHONE = re.compile(r"\+?[0-9][0-9 ()-]{4,}")
@@ -52,7 +58,10 @@ def explain_login(
     *,
     client_ip: str | None,
     user_agent: str | None = None,
+    located: Location | None = None,
 ) -> Iterator[str]:
+    """``located``: what the account directory answered for this login, when it was asked
+    (``--ask-directory``)."""
     """The lines ``explain`` prints for one login."""
     user_id = canonical_user_id(config, body) if config.kind == "module" else None
     ctx = config.context(body, client_ip, user_id)
@@ -81,6 +90,12 @@ def explain_login(
         yield f"  -> {config.describe(by_name.target)}{_mode(config, user_agent)}"
         yield f"  chosen by: its server name {server!r} (homeservers.{by_name.target}.server_name)"
         return
+    if config.portal is not None and config.portal.directory.enabled:
+        identifier = LoginRoutes(config.portal).to_locate(body, str(login_type))
+        if identifier is not None:
+            done = yield from _directory_lines(config, identifier, located, user_agent)
+            if done:
+                return
     found = explain(config.rules, ctx)
     selection = found.selection or config.select(ctx)
     yield f"  -> {config.describe(selection.target)}{_mode(config, user_agent)}"
@@ -94,6 +109,38 @@ def explain_login(
         yield "  rules before it that did not fire:"
         for trace in before:
             yield from _not_fired(trace, ctx)
+
+
+def _directory_lines(
+    config: RoutingConfig,
+    identifier: Identifier,
+    located: Location | None,
+    user_agent: str | None,
+) -> Generator[str, None, bool]:
+    """What the directory step says; ``True`` when it decided (the routes are not used)."""
+    assert config.portal is not None
+    sources = ", ".join(source.value for source in config.portal.directory.sources)
+    if located is None:
+        yield (
+            f"  the account directory is asked first ({sources}): an existing account goes "
+            "where it lives; the routes below only place a name nobody holds "
+            "(--ask-directory asks it now)"
+        )
+        return False
+    holders = sorted(located.holders)
+    if len(holders) == 1:
+        yield f"  -> {config.describe(holders[0])}{_mode(config, user_agent)}"
+        yield f"  chosen by: the account directory ({located.source}): the account lives there"
+        return True
+    if holders:
+        yield f"  -> nowhere: accounts by this name live on {', '.join(holders)}"
+        yield "  the portal answers 400 M_INVALID_PARAM: log in with the full Matrix ID"
+        return True
+    if not located.complete:
+        yield "  -> nowhere now: a directory source did not answer (the portal answers 503)"
+        return True
+    yield f"  the account directory ({sources}) found nobody: the routes place it"
+    return False
 
 
 def _token_login(config: RoutingConfig) -> Iterator[str]:

@@ -436,3 +436,32 @@ def test_check_says_what_each_admin_token_may_do(
     for name in NAMES:
         assert deployment.tokens[name].read_text().strip() not in ran.out
     assert weak.read_text() not in ran.out
+
+
+def test_explain_asks_the_directory_only_when_told(deployment: Deployment, tmp_path: Path) -> None:
+    config_file = tmp_path / "portal.yaml"
+    config_file.write_text(yaml.safe_dump(deployment.config()))
+    user, home = next(iter(deployment.placed.items()))
+    offline = run_tool("explain", "-c", str(config_file), user)
+    assert "the account directory is asked first (homeservers)" in offline.out
+    assert "chosen by: rule 'pool'" in offline.out  # what the routes would do for a new name
+    live = run_tool(
+        "explain",
+        "-c",
+        str(config_file),
+        "--ask-directory",
+        user,
+        email_of(user),
+        DOUBLED,
+        "nobody-here",
+    )
+    assert live.status == 0, live.err
+    blocks = live.out.split("\n\n")
+    for block in blocks[:2]:
+        assert f"-> {home} ({deployment.homeservers[home].base_url})" in block
+        assert "chosen by: the account directory (homeservers)" in block
+    assert "-> nowhere: accounts by this name live on d1, d2" in blocks[2]
+    assert "found nobody: the routes place it" in blocks[3]
+    assert "chosen by: rule 'pool'" in blocks[3]
+    for name in NAMES:
+        assert deployment.tokens[name].read_text().strip() not in live.out
