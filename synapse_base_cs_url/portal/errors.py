@@ -17,6 +17,10 @@ UNAVAILABLE = "M_UNAVAILABLE"
 LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
 INVALID_PARAM = "M_INVALID_PARAM"
+
+#: Logged and counted (as nginx does) when the client closed the connection before its answer:
+#: never the homeserver's failure.
+CLIENT_CLOSED = 499
 # The spec has no code for gateway failures: M_UNKNOWN, with the HTTP status (502 / 504) and
 # a message naming the homeserver.
 HOMESERVER_UNREACHABLE = UNKNOWN

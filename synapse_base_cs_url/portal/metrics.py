@@ -74,7 +74,7 @@ class PortalMetrics:
             "synapse_base_cs_url_portal_client_api_requests",
             "Client-server API requests the gateway passed on, by homeserver, how it was chosen "
             "(token, resolved, register, registration-session, refresh-token, refresh-user, "
-            "media, user-id, default) and the HTTP status the client got",
+            "media, user-id, default) and the HTTP status the client got (499: it left first)",
             ("homeserver", "route", "status"),
             registry=self.registry,
         )

@@ -81,6 +81,7 @@ class Exchange:
         self.started = gateway.clock.seconds()
         self.target: Destination | None = None
         self.responding = False
+        self.counted = False
         self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
         self.sent.addErrback(self._send_failed)
 
@@ -133,6 +134,7 @@ class Exchange:
             self.body.discard()
         if self.responding:
             return  # respond() has the answer and deals with the client leaving
+        self._count(errors.CLIENT_CLOSED)  # gone in the middle of its upload
         if not self.sent.called:
             self.sent.cancel()
         # An answer nobody will read: close its connection; a failure nobody will answer.
@@ -155,6 +157,9 @@ class Exchange:
             raise errors.too_large(self.gateway.settings.max_upload_size) from None
         except errors.MatrixError as e:
             self._count(e.status)
+            raise
+        except defer.CancelledError:
+            self._count(errors.CLIENT_CLOSED)  # gone before the answer started
             raise
         assert self.target is not None
         request.set_status(response.code)
@@ -205,6 +210,8 @@ class Exchange:
         try:
             await relay.done
         except Exception as e:
+            if request.client_gone:
+                self._count(errors.CLIENT_CLOSED)  # gone in the middle of the answer
             logger.info(
                 "client-api %s %s: the answer broke off (%s)",
                 self.method.decode("ascii", "replace"),
@@ -218,6 +225,10 @@ class Exchange:
         request.end()
 
     def _count(self, status: int) -> None:
+        """Once per exchange: the status the client got (499 if it left first)."""
+        if self.counted:
+            return
+        self.counted = True
         target = self.target
         self.gateway.metrics.client_api(
             target.homeserver.name if target else "-",

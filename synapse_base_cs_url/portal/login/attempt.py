@@ -9,8 +9,6 @@ from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
-#: Logged (as nginx does) when the client closed the connection before the answer.
-CLIENT_CLOSED = 499
 CLIENT_LEFT = "client closed the connection"
 
 

@@ -20,7 +20,8 @@ from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import Identifier
-from synapse_base_cs_url.portal.login.attempt import CLIENT_CLOSED, CLIENT_LEFT, LoginAttempt
+from synapse_base_cs_url.portal.errors import CLIENT_CLOSED
+from synapse_base_cs_url.portal.login.attempt import CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body

@@ -3,19 +3,23 @@ the homeservers' whoami answers played by the test."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from twisted.internet import defer, task
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.config.upstream import Timeouts
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.resolver import MAX_TRACKED_CLIENTS, Resolver
 from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
 from synapse_base_cs_url.portal.state.keys import token_key
 from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
-from synapse_base_cs_url.portal.upstream.client import UpstreamResponse
+from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 from tests.harness.deferreds import settle
 
 CONFIG = PortalConfig.from_config(
@@ -271,3 +275,32 @@ def test_bodies_nested_past_pythons_limit_are_not_json(path: bytes) -> None:
     body = b"[" * 100_000 + b"]" * 100_000
     target = settle(route(router, path, method=b"POST", body=body))
     assert target.reason == "default"
+
+
+def test_the_slower_asks_cancelled_once_one_homeserver_answered_log_nothing_alarming(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The real upstream client on an in-memory reactor: hs1 answers whoami 200 at once, hs2
+    is still being connected to when its ask is cancelled; that is no homeserver failing."""
+    reactor = MemoryReactorClock()
+    upstream = Upstream(reactor, Timeouts(connect=5, total=30))
+    quick = Homeserver(name="hs1", base_url="https://hs1.example", proxy_url="http://127.0.0.1:1")
+    stuck = Homeserver(name="hs2", base_url="https://hs2.example", proxy_url="http://127.0.0.1:2")
+    resolver = Resolver(upstream, [quick, stuck], CONFIG.gateway, reactor)
+    with caplog.at_level(logging.DEBUG, logger="synapse_base_cs_url"):
+        d = defer.ensureDeferred(resolver.resolve("opaque-1", token_key("opaque-1"), "192.0.2.1"))
+        reactor.advance(0)
+        ports = [port for _, port, _, _, _ in reactor.tcpClients]
+        assert sorted(ports) == [1, 2]  # both asked, both still connecting
+        factory = reactor.tcpClients[ports.index(1)][2]
+        protocol: Any = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport(lenient=True))
+        protocol.dataReceived(
+            b'HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\n{"user_id": "@a:hs1.x"}'
+        )
+        reactor.advance(1)
+        assert settle(d) == "hs1"
+    stuck_connector = reactor.connectors[ports.index(2)]
+    assert stuck_connector.stoppedConnecting  # the slower ask was given up
+    alarming = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert alarming == []

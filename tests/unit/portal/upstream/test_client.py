@@ -4,6 +4,7 @@ size limit, timeouts, and every failure mapped to a 502/504 that quotes nothing.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from twisted.internet import defer, error
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import ResponseNeverReceived
+from twisted.web.client import RequestTransmissionFailed, ResponseNeverReceived
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
@@ -19,6 +20,8 @@ from synapse_base_cs_url.portal.config.upstream import Timeouts, UpstreamSetting
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.upstream.client import BodyRefused, Upstream, UpstreamResponse
 from synapse_base_cs_url.portal.upstream.failures import as_matrix_error
+
+UPSTREAM_LOGGER = "synapse_base_cs_url.portal"
 
 HS = Homeserver(name="hs1", base_url="https://hs1.example", proxy_url="http://127.0.0.1:8008")
 LOGIN = b"/_matrix/client/v3/login"
@@ -309,6 +312,82 @@ def test_cancelling_aborts_the_connection() -> None:
     d.cancel()
     failure_of(d, defer.CancelledError)
     assert transport.disconnecting or transport.disconnected
+
+
+# --- a client that leaves while the portal is still connecting ------------------------------
+# Twisted fails a cancelled connection attempt with ConnectingCancelledError, which is not a
+# CancelledError: it must still be the client going away (499), never the homeserver's 502.
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_cancelled_while_connecting_is_cancelled_and_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hs = Homeservers()
+    with caplog.at_level(logging.DEBUG, logger=UPSTREAM_LOGGER):
+        d = hs.request()
+        assert hs.connections_made == 1 and not hs.accepted  # still connecting
+        d.cancel()
+        hs.reactor.advance(1)
+        failure_of(d, defer.CancelledError)
+    assert warnings_in(caplog) == []
+    assert hs.reactor.connectors[0].stoppedConnecting  # the connection attempt itself is given up
+
+
+def test_a_cancelled_open_while_connecting_is_cancelled_and_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hs = Homeservers()
+    with caplog.at_level(logging.DEBUG, logger=UPSTREAM_LOGGER):
+        d = defer.ensureDeferred(
+            hs.upstream.open(
+                HS, b"GET", b"/_matrix/client/v3/sync", headers=(), body=None, timeout=30
+            )
+        )
+        hs.reactor.advance(0)
+        assert hs.connections_made == 1 and not hs.accepted
+        d.cancel()
+        hs.reactor.advance(1)
+        failure_of(d, defer.CancelledError)
+    assert warnings_in(caplog) == []
+
+
+def test_the_timeout_while_connecting_is_still_504() -> None:
+    """Cancelled by the portal's own timer (``open``'s timeout, shorter than the connect
+    timeout) rather than by the client: the homeserver's 504, not a cancellation."""
+    hs = Homeservers()
+    d = defer.ensureDeferred(
+        hs.upstream.open(HS, b"GET", b"/_matrix/client/v3/sync", headers=(), body=None, timeout=2)
+    )
+    hs.reactor.advance(0)
+    hs.reactor.advance(2)
+    err = matrix_error(d)
+    assert (err.status, err.message) == (504, "Homeserver 'hs1' did not answer within 2s")
+
+
+CONNECTING_CANCELLED = error.ConnectingCancelledError(("127.0.0.1", 8008))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        CONNECTING_CANCELLED,
+        ResponseNeverReceived([Failure(CONNECTING_CANCELLED)]),
+        RequestTransmissionFailed([Failure(CONNECTING_CANCELLED)]),
+        ResponseNeverReceived([Failure(error.ConnectionDone()), Failure(CONNECTING_CANCELLED)]),
+    ],
+    ids=["bare", "response-never-received", "request-transmission-failed", "among-others"],
+)
+def test_a_cancelled_connection_attempt_is_the_client_leaving(
+    exc: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=UPSTREAM_LOGGER):
+        mapped = as_matrix_error(HS, exc, connect_timeout=5.0)
+    assert isinstance(mapped, defer.CancelledError), mapped
+    assert warnings_in(caplog) == []
 
 
 # --- every failure is a Matrix error naming the homeserver -----------------------------------
