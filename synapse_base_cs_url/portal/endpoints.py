@@ -18,6 +18,11 @@ from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, A
 from synapse_base_cs_url.portal.gateway.gateway import CLIENT_API, Gateway
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.password_reset import (
+    PASSWORD_PATH,
+    REQUEST_TOKEN_PATH,
+    PasswordResetHandler,
+)
 from synapse_base_cs_url.portal.registration import (
     AVAILABLE_PATH,
     REGISTER_PATH,
@@ -53,6 +58,7 @@ def portal_endpoints(
     gateway: Gateway | None = None,
     auth_request: AuthRequestEndpoint | None = None,
     registration: RegistrationHandler | None = None,
+    password_reset: PasswordResetHandler | None = None,
 ) -> UrlTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
@@ -121,6 +127,11 @@ def portal_endpoints(
         routes += [
             Endpoint.of(REGISTER_PATH, [b"POST"], registration.register),
             Endpoint.of(AVAILABLE_PATH, READ, registration.available),
+        ]
+    if password_reset is not None:
+        routes += [
+            Endpoint.of(REQUEST_TOKEN_PATH, [b"POST"], password_reset.request_token),
+            Endpoint.of(PASSWORD_PATH, [b"POST"], password_reset.password),
         ]
     fallback = None
     if gateway is not None:

@@ -116,8 +116,9 @@ class PortalMetrics:
         )
         self.registrations = Counter(
             "synapse_base_cs_url_portal_registrations",
-            "Registration requests the portal sent to a homeserver (307) or answered itself, "
-            "by step (register, available), homeserver and status",
+            "Registration and password reset steps the portal sent to a homeserver (307) or "
+            "answered itself, by step (register, available, reset-token, reset), homeserver "
+            "and status",
             ("step", "homeserver", "status"),
             registry=self.registry,
         )

@@ -1,6 +1,6 @@
 """Registration at the portal's address when it does not carry the client-server API
 (``client_api: refuse``): the client is sent by ``307`` to the homeserver that will hold the
-account, as a login is.
+account, as a login is; and the steps every such redirect shares (read, log, count).
 
 - ``POST /register``: placed once (``placement.py``): a name held on any homeserver is
   refused with ``400 M_USER_IN_USE``; every later user-interactive step of the same
@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from synapse_base_cs_url.core import Selection
-from synapse_base_cs_url.core.json_dict import json_object
+from synapse_base_cs_url.core.json_dict import JsonDict, json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
@@ -31,6 +33,43 @@ REGISTER_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
 AVAILABLE_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/register/available")
 
 
+T = TypeVar("T")
+
+
+def read_step(request: PortalRequest, config: PortalConfig) -> tuple[JsonDict, str]:
+    """A step's JSON body (empty if it is none: the homeserver judges it) and the client's
+    address."""
+    if request.too_large:
+        raise errors.too_large(config.max_body_size)
+    client_ip, _scheme = client_address(request, x_forwarded=config.listen.x_forwarded)
+    return json_object(request.body()) or {}, client_ip
+
+
+async def counted(decided: Awaitable[T], step: str, metrics: PortalMetrics) -> T:
+    """Where a step goes; a refusal (400, 429, 503) logged and counted before it is answered."""
+    try:
+        return await decided
+    except errors.MatrixError as e:
+        metrics.registration(step, "-", e.status)
+        logger.info("%s route=- homeserver=- status=%d problem=%s", step, e.status, e.errcode)
+        raise
+
+
+def redirect_step(
+    request: PortalRequest, selection: Selection[Homeserver], step: str, metrics: PortalMetrics
+) -> None:
+    """Send the client to the homeserver with a ``307``, and log and count it."""
+    send_redirect(request, selection.target)
+    metrics.registration(step, selection.target.name, TEMPORARY_REDIRECT)
+    logger.info(
+        "%s route=%s homeserver=%s status=%d",
+        step,
+        selection.rule_name,
+        selection.target.name,
+        TEMPORARY_REDIRECT,
+    )
+
+
 class RegistrationHandler:
     def __init__(self, config: PortalConfig, placement: Placement, metrics: PortalMetrics):
         self._config = config
@@ -38,19 +77,16 @@ class RegistrationHandler:
         self._metrics = metrics
 
     async def register(self, request: PortalRequest, _: re.Match[bytes]) -> None:
-        if request.too_large:
-            raise errors.too_large(self._config.max_body_size)
-        body = json_object(request.body()) or {}
+        body, client_ip = read_step(request, self._config)
         username = body.get("username")
-        client_ip, _scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
-        try:
-            selection = await self._placement.for_registration(
+        selection = await counted(
+            self._placement.for_registration(
                 username if isinstance(username, str) else None, client_ip
-            )
-        except errors.MatrixError as e:
-            self._log("register", e.status, None, e.errcode)
-            raise
-        self._send(request, selection, "register")
+            ),
+            "register",
+            self._metrics,
+        )
+        redirect_step(request, selection, "register", self._metrics)
 
     async def available(self, request: PortalRequest, _: re.Match[bytes]) -> None:
         query = urllib.parse.parse_qs(request.query_bytes.decode("utf-8", "replace"))
@@ -59,29 +95,10 @@ class RegistrationHandler:
         if identifier is None:
             # Nothing the portal can judge: the default homeserver answers.
             default = self._config.homeservers[self._config.default_homeserver]
-            self._send(request, Selection(default, "default"), "available")
+            redirect_step(request, Selection(default, "default"), "available", self._metrics)
             return
-        client_ip, _scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
-        try:
-            selection = await self._placement.where_new(identifier, client_ip)
-        except errors.MatrixError as e:
-            self._log("available", e.status, None, e.errcode)
-            raise
-        self._send(request, selection, "available")
-
-    def _send(self, request: PortalRequest, selection: Selection[Homeserver], what: str) -> None:
-        send_redirect(request, selection.target)
-        self._log(what, TEMPORARY_REDIRECT, selection)
-
-    def _log(
-        self, what: str, status: int, selection: Selection[Homeserver] | None, problem: str = ""
-    ) -> None:
-        self._metrics.registration(what, selection.target.name if selection else "-", status)
-        logger.info(
-            "%s route=%s homeserver=%s status=%d%s",
-            what,
-            selection.rule_name if selection else "-",
-            selection.target.name if selection else "-",
-            status,
-            f" problem={problem}" if problem else "",
+        _body, client_ip = read_step(request, self._config)
+        selection = await counted(
+            self._placement.where_new(identifier, client_ip), "available", self._metrics
         )
+        redirect_step(request, selection, "available", self._metrics)

@@ -33,6 +33,7 @@ from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, Share
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.password_reset import PasswordReset, PasswordResetHandler
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, Placements
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.registration import RegistrationHandler
@@ -71,7 +72,8 @@ class Lasting:
     directory_memory: ExpiringMap[str, str]
     """The directory's answers, with the memory backend."""
     placements: Placements
-    """Where the portal placed each new name (registrations in progress)."""
+    """Where the portal placed each new name (registrations in progress), and where each
+    password reset's client secret was sent."""
 
     @classmethod
     def build(
@@ -176,6 +178,7 @@ def build_portal(
             directory.keep_limits_of(previous.directory)
     login_routes = LoginRoutes(config)
     placement = Placement(config, login_routes, directory, lasting.placements)
+    reset = PasswordReset(config, login_routes, directory, lasting.placements)
     gateway = auth_request = None
     if config.client_api is ClientApi.PROXY:
         resolver = Resolver(
@@ -187,7 +190,7 @@ def build_portal(
         )
         if previous is not None and previous.gateway is not None:
             resolver.keep_limits_of(previous.gateway.destinations.resolver)
-        destinations = Destinations(config, lasting.token_map, resolver, placement)
+        destinations = Destinations(config, lasting.token_map, resolver, placement, reset)
         gateway = Gateway(config, upstream, destinations, metrics, reactor)
         auth_request = AuthRequestEndpoint(config, destinations, metrics)
     login = LoginHandler(
@@ -211,6 +214,7 @@ def build_portal(
         gateway=gateway,
         auth_request=auth_request,
         registration=RegistrationHandler(config, placement, metrics) if gateway is None else None,
+        password_reset=PasswordResetHandler(config, reset, metrics) if gateway is None else None,
     )
     return Portal(config, upstream, endpoints, gateway, directory)
 

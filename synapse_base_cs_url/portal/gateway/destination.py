@@ -33,6 +33,11 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.password_reset import (
+    PASSWORD_PATH,
+    REQUEST_TOKEN_PATH,
+    PasswordReset,
+)
 from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
@@ -75,11 +80,13 @@ class Destinations:
         tokens: TokenMap,
         resolver: Resolver,
         placement: Placement | None = None,
+        reset: PasswordReset | None = None,
     ) -> None:
         """``placement``: where new accounts go (a name held anywhere is refused); without
         it, a registration goes where a login by that name would."""
         self._config = config
         self._placement = placement
+        self._reset = reset
         self._homeservers = config.homeservers
         self._tokens = tokens
         self.resolver = resolver
@@ -107,6 +114,10 @@ class Destinations:
             refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
+        if method == b"POST" and self._reset is not None:
+            reset = await self._password_reset(path, body or b"", client_ip)
+            if reset is not None:
+                return reset
         if method == b"GET" and AVAILABLE.fullmatch(path):
             # Whether a username is free is for the homeserver it would be registered on.
             username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
@@ -167,6 +178,20 @@ class Destinations:
             return await self._new_name(username, client_ip, place=True)
         return self._default()
 
+    async def _password_reset(self, path: bytes, body: bytes, client_ip: str) -> Destination | None:
+        """A reset's requestToken by the address it names; its last step by the client
+        secret the first one carried."""
+        assert self._reset is not None
+        token_step = REQUEST_TOKEN_PATH.fullmatch(path)
+        if token_step is not None:
+            medium = token_step.group(1).decode("ascii")
+            selection = await self._reset.for_request_token(medium, _json_object(body), client_ip)
+            return Destination(selection.target, "password-reset")
+        if PASSWORD_PATH.fullmatch(path):
+            selection = await self._reset.for_password(_json_object(body))
+            return Destination(selection.target, selection.rule_name)
+        return None
+
     async def _new_name(self, username: str, client_ip: str, *, place: bool) -> Destination:
         """A registration (``place``: remembered) or an availability check of ``username``."""
         placement = self._placement
@@ -218,10 +243,16 @@ class Destinations:
             raise errors.unavailable("This request", STATE_RETRY_AFTER) from None
 
 
+ROUTED_BY_BODY = (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH)
+
+
 def routed_by_body(method: bytes, path: bytes) -> bool:
-    """A registration or a token refresh: where it goes is in its body (so the body is read
-    whole before routing, and the answer read whole to learn from)."""
-    return method == b"POST" and bool(REGISTER.fullmatch(path) or REFRESH.fullmatch(path))
+    """A registration, a token refresh or a password reset: where it goes is in its body (so
+    the body is read whole before routing)."""
+    return method == b"POST" and any(
+        pattern.fullmatch(path)
+        for pattern in (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH)
+    )
 
 
 def _json_object(body: bytes) -> Mapping[str, object]:

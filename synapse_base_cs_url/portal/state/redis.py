@@ -141,8 +141,9 @@ def _connect(address: RedisAddress, timeout: float) -> Any:
         import txredisapi
     except ImportError:
         raise ValueError(
-            "state.backend: redis needs the txredisapi package: install "
-            "synapse-base-cs-url[redis] (or matrix-synapse[redis])"
+            "state.backend: redis needs the txredisapi package: "
+            'pip install "synapse-base-cs-url[portal]" (or matrix-synapse[redis] in a '
+            "Synapse virtualenv)"
         ) from None
     common: dict[str, Any] = {
         "dbid": address.db,

@@ -26,6 +26,7 @@ from tests.harness.constants import PASSWORD
 from tests.harness.metrics import total
 from tests.harness.portal import portal_homeserver
 from tests.harness.services import redis_server
+from tests.harness.smtp import SmtpSink
 from tests.harness.synapse import start_all
 
 pytestmark = pytest.mark.integration
@@ -71,11 +72,21 @@ def email_of(user: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator[Deployment]:
     made = {
         name: portal_homeserver(tmp_path_factory, f"{name}.test", module=True)[0] for name in NAMES
     }
     workdir = tmp_path_factory.mktemp("directory")
+    for name, hs in made.items():
+        # Password resets by e-mail, into the test's SMTP sink.
+        hs.config["email"] = smtp.synapse_config(f"noreply@{name}.test")
     try:
         start_all(list(made.values()))
         tokens: dict[str, Path] = {}
@@ -465,3 +476,53 @@ def test_explain_asks_the_directory_only_when_told(deployment: Deployment, tmp_p
     assert "chosen by: rule 'pool'" in blocks[3]
     for name in NAMES:
         assert deployment.tokens[name].read_text().strip() not in live.out
+
+
+RESET_TOKEN = "/_matrix/client/v3/account/password/email/requestToken"
+CHANGE_PASSWORD = "/_matrix/client/v3/account/password"
+
+
+@pytest.mark.parametrize("client_api", ["refuse", "proxy"])
+def test_a_password_reset_by_email_reaches_the_homeserver_holding_the_address(
+    deployment: Deployment, start: Any, smtp: SmtpSink, client_api: str
+) -> None:
+    portal = start(deployment.config(client_api=client_api), f"reset-{client_api}")
+    user = sorted(u for u, home in deployment.placed.items() if home == "d2")[
+        0 if client_api == "refuse" else 1
+    ]
+    secret = f"secret-{client_api}-0123456789"
+
+    def post(path: str, body: dict[str, Any]) -> requests.Response:
+        answer = requests.post(portal.url + path, json=body, allow_redirects=False, timeout=30)
+        if answer.status_code == 307:
+            assert answer.headers["Location"].startswith(deployment.homeservers["d2"].base_url)
+            answer = requests.post(answer.headers["Location"], json=body, timeout=30)
+        return answer
+
+    asked = post(
+        RESET_TOKEN, {"email": email_of(user).upper(), "client_secret": secret, "send_attempt": 1}
+    )
+    assert asked.status_code == 200, asked.text
+    sid = asked.json()["sid"]
+    mail = smtp.wait_for(email_of(user))
+    link = smtp.link(mail, r"/_synapse/client/password_reset/email/submit_token\?\S+")
+    # The user opens the link (the homeserver's, reached here on loopback) and confirms:
+    # Synapse asks before it accepts the token.
+    confirmed = requests.post(deployment.homeservers["d2"].base_url + link, timeout=30)
+    assert confirmed.status_code == 200, confirmed.text
+    new_password = "a brand new password"
+    changed = post(
+        CHANGE_PASSWORD,
+        {
+            "new_password": new_password,
+            "logout_devices": False,
+            "auth": {
+                "type": "m.login.email.identity",
+                "threepid_creds": {"sid": sid, "client_secret": secret},
+            },
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    body = {**by_localpart(user), "password": new_password}
+    assert logged_in_at(portal, body, deployment) == "d2"
+    assert secret not in portal.logs() and "mail.example.com" not in portal.logs().lower()
