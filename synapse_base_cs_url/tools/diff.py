@@ -11,6 +11,7 @@ import attr
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.rules import RuleSet
 from synapse_base_cs_url.tools.configs import RoutingConfig
+from synapse_base_cs_url.tools.explain import login_body
 
 #: What a user gets from a round-robin pool: no one target, so never counted as a move.
 ROTATES = "(round robin: {members})"
@@ -30,7 +31,8 @@ class DiffResult:
     users: int = 0
     moved: int = 0
     skipped: list[str] = attr.Factory(list)
-    """Lines that are not user ids (``@localpart:server``), as given."""
+    """Lines that name nobody (not user ids; for a portal, not a localpart or an address
+    either), as given."""
 
 
 class Router:
@@ -43,9 +45,20 @@ class Router:
         self._client_ip = client_ip
         self._rotating = _rotating_rules(config.rules)
 
-    def target(self, user_id: str) -> str:
-        body = {"type": self._login_type, "identifier": {"type": "m.id.user", "user": user_id}}
+    def accepts(self, who: str) -> bool:
+        """A module routes user ids; a portal also bare localparts, e-mail addresses and
+        phone numbers, as its users type them."""
+        if localpart_of(who):
+            return True
+        return self._config.portal is not None and not any(c.isspace() for c in who)
+
+    def target(self, who: str) -> str:
+        body = login_body(who, self._login_type)
+        user_id = who if localpart_of(who) else None
         ctx = self._config.context(body, self._client_ip, user_id)
+        by_name = self._config.by_server_name(ctx)
+        if by_name is not None:
+            return by_name.target
         for rule in self._config.rules:
             if rule.match.matches(ctx):
                 if rule.name in self._rotating:
@@ -72,7 +85,7 @@ def diff(
         user_id = line.strip()
         if not user_id:
             continue
-        if not localpart_of(user_id):
+        if not (old.accepts(user_id) and new.accepts(user_id)):
             result.skipped.append(user_id)
             continue
         before, after = old.target(user_id), new.target(user_id)
@@ -99,13 +112,21 @@ def report(
         label = new.describe(target) if target in result.after else old.describe(target)
         yield f"  {label:{width}s}  {b:9d}  {a:9d}  {a - b:+9d}"
     share = result.moved / result.users if result.users else 0.0
-    yield f"{result.moved} users move ({share:.1%})"
+    directory = new.portal is not None and new.portal.directory.enabled
+    if directory and result.moved:
+        yield (
+            f"{result.moved} would move by the routes ({share:.1%}), but NEW has the account "
+            "directory on: existing accounts are found where they live and stay; only new "
+            "accounts by these names would now be placed as shown"
+        )
+    else:
+        yield f"{result.moved} users move ({share:.1%})"
     for move in moves[:show]:
         yield f"  {move.user_id}: {old.describe(move.before)} -> {new.describe(move.after)}"
     if len(moves) > show:
         yield f"  ... and {len(moves) - show} more (--show N, or --moves FILE for all)"
     if result.skipped:
         yield (
-            f"{len(result.skipped)} lines skipped: not user ids (@localpart:server), "
-            f"e.g. {result.skipped[0]!r}"
+            f"{len(result.skipped)} lines skipped: not user ids (@localpart:server)"
+            f", e.g. {result.skipped[0]!r}"
         )

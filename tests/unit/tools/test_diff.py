@@ -110,3 +110,38 @@ def test_portal_configs_and_mismatched_kinds(tmp_path: Path) -> None:
     ran = run_tool("diff", "-c", str(path), "-c", str(path), "--users", str(tmp_path / "none"))
     assert ran.status == 2
     assert "synapse-base-cs-url diff: cannot read" in ran.err
+
+
+def test_a_portal_with_the_directory_keeps_existing_accounts(tmp_path: Path) -> None:
+    homeservers: dict[str, Any] = {}
+    for name in ("hs1", "hs2", "hs3"):
+        token = tmp_path / f"{name}.token"
+        token.write_text("syt_admin")
+        homeservers[name] = {
+            "base_url": f"https://{name}.x",
+            "server_name": f"{name}.x",
+            "admin_token_file": str(token),
+        }
+
+    def portal(name: str, pool: list[str]) -> str:
+        raw = {
+            "public_baseurl": "https://p.x",
+            "homeservers": homeservers,
+            "routes": [{"pool": pool}],
+            "default_homeserver": "hs1",
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw))
+        return str(path)
+
+    old, new = portal("old.yaml", ["hs1", "hs2"]), portal("new.yaml", ["hs1", "hs2", "hs3"])
+    lines = [f"user{i}" for i in range(300)] + [f"u{i}@mail.x" for i in range(300)]
+    users = tmp_path / "users.txt"
+    users.write_text("\n".join([*lines, "@bob:hs2.x", "two words"]))
+    ran = run_tool("diff", "-c", old, "-c", new, "--users", str(users))
+    assert "601 users;" in ran.out  # localparts, addresses and a user id; not "two words"
+    assert "but NEW has the account directory on: existing accounts are found where" in ran.out
+    assert "1 lines skipped" in ran.out
+    # About a third would be placed on hs3 by the routes; the user id names its server.
+    moved = int(ran.out.split(" would move by the routes")[0].rsplit("\n", 1)[-1])
+    assert 150 < moved < 250
