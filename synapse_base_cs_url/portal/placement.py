@@ -122,6 +122,15 @@ class Placement:
         if not location.complete:
             raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
 
+    async def where_lives(self, localpart: str, client_ip: str) -> Homeserver | None:
+        """The one homeserver the directory finds ``localpart`` on (``None``: no directory,
+        nobody, or several)."""
+        if self._directory is None:
+            return None
+        location = await self._directory.locate(Identifier(LOCALPART, localpart.lower()), client_ip)
+        holders = sorted(location.holders)
+        return self._homeservers[holders[0]] if len(holders) == 1 else None
+
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before
         the directory has seen the account)."""

@@ -225,7 +225,10 @@ class Destinations:
         # names its user, who goes where their login would.
         localpart = synapse_refresh_localpart(token)
         if localpart is not None:
-            return Destination(self._by_user(localpart, client_ip), "refresh-user")
+            lives = (
+                await self._placement.where_lives(localpart, client_ip) if self._placement else None
+            )
+            return Destination(lives or self._by_user(localpart, client_ip), "refresh-user")
         return None
 
     def _by_user(self, user: str, client_ip: str) -> Homeserver:

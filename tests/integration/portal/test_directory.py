@@ -87,6 +87,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iter
     for name, hs in made.items():
         # Password resets by e-mail, into the test's SMTP sink.
         hs.config["email"] = smtp.synapse_config(f"noreply@{name}.test")
+        # Refresh tokens, for a refresh through the gateway after a redirected login.
+        hs.config["refreshable_access_token_lifetime"] = "5m"
     try:
         start_all(list(made.values()))
         tokens: dict[str, Path] = {}
@@ -476,6 +478,31 @@ def test_explain_asks_the_directory_only_when_told(deployment: Deployment, tmp_p
     assert "chosen by: rule 'pool'" in blocks[3]
     for name in NAMES:
         assert deployment.tokens[name].read_text().strip() not in live.out
+
+
+def test_a_refresh_the_gateway_has_not_seen_goes_where_its_user_lives(
+    deployment: Deployment, start: Any
+) -> None:
+    """A login redirected (the portal saw no token), then a refresh at the portal's address:
+    the Synapse refresh token names its user, whom the directory finds (the grown pool's
+    routes would send them elsewhere)."""
+    gateway = start(deployment.config(client_api="proxy"), "refresh-gateway")
+    user, home = next(
+        (u, h) for u, h in deployment.placed.items() if rendezvous_pick(list(NAMES), u) != h
+    )
+    direct = requests.post(
+        deployment.homeservers[home].base_url + LOGIN,
+        json={**by_localpart(user), "refresh_token": True},
+        timeout=30,
+    )
+    assert direct.status_code == 200, direct.text
+    refreshed = requests.post(
+        gateway.url + "/_matrix/client/v3/refresh",
+        json={"refresh_token": direct.json()["refresh_token"]},
+        timeout=30,
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert "access_token" in refreshed.json()
 
 
 RESET_TOKEN = "/_matrix/client/v3/account/password/email/requestToken"
