@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -116,6 +117,11 @@ def generate_key(path: str, *, force: bool = False) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
+        if importlib.util.find_spec("synapse") is None:
+            sys.exit(
+                "synapse-base-cs-url demo runs real Synapse homeservers: install them with "
+                'pip install "synapse-base-cs-url[synapse]"'
+            )
         from synapse_base_cs_url._dev.demo import run_demo
 
         if args.portal:

@@ -99,3 +99,17 @@ def test_generate_key_writes_a_private_random_key_once(tmp_path: Path) -> None:
     assert generate("--force").returncode == 0
     assert path.read_bytes() != first
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_demo_without_synapse_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from synapse_base_cs_url import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "synapse" else real(name, *a)
+    )
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["demo"])
+    assert 'pip install "synapse-base-cs-url[synapse]"' in str(exited.value.code)

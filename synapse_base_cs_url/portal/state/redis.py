@@ -1,5 +1,6 @@
 """Redis for state shared by portal processes, through txredisapi (Synapse's own Redis
-client, installed with ``matrix-synapse[redis]``, so the portal adds nothing to a Synapse
+client: ``synapse-base-cs-url[portal]`` installs it for a portal on its own, and
+``matrix-synapse[redis]`` already has it, so the portal adds nothing to a Synapse
 virtualenv).
 
 Every command has a bounded time (``state.command_timeout``): a Redis that is down or slow
