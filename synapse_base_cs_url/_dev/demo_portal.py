@@ -8,8 +8,11 @@ portal in ``auto`` mode in front of them, then logs in twice through the portal,
 - bob (hs2) with Dart's User-Agent (which cannot follow a 307 on POST): the portal proxies
   the login to hs2 and relays hs2's answer.
 
-Both answers name the homeserver the user must talk to from now on. Everything is removed
-at the end.
+Both answers name the homeserver the user must talk to from now on. Then a pool grows:
+users placed on hs1 by a one-member pool log in by bare name through a portal whose pool is
+now ``[hs1, hs2]``; the routes alone would send some of them to hs2, where they have no
+account, but the account directory (the homeservers' admin API) finds every one on hs1.
+Everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from synapse_base_cs_url._dev.throwaway_synapse import (
     SynapseStartupError,
     http_request,
 )
+from synapse_base_cs_url.core import rendezvous_pick
 
 LOGIN_PATH = "/_matrix/client/v3/login"
 BROWSER_UA = "Mozilla/5.0 (demo) Chrome/130"
@@ -64,6 +68,70 @@ def _show(title: str, steps: list[str], result: HttpResult, out: TextIO) -> None
     if result.status == 200:
         body: dict[str, Any] = result.json()
         print("\n".join("  " + line for line in highlight_json(body, out).splitlines()), file=out)
+
+
+GROWN_POOL_USERS = [f"user{i}" for i in range(8)]
+
+
+def _admin_token(hs: SynapseProcess, password: str, path: Path) -> str:
+    admin = hs.register_user("portal-directory", password, admin=True)
+    path.write_text(hs.password_login(admin, password).json()["access_token"])
+    path.chmod(0o600)
+    return str(path)
+
+
+def _pool_grows(
+    hs1: SynapseProcess, hs2: SynapseProcess, password: str, workdir: Path, out: TextIO
+) -> bool:
+    """Users placed by a pool of one, the pool grown to two: nobody is lost."""
+    for user in GROWN_POOL_USERS:
+        hs1.register_user(user, password)
+    homeservers = {
+        name: {
+            "base_url": hs.base_url,
+            "server_name": hs.server_name,
+            "admin_token_file": _admin_token(hs, password, workdir / f"{name}.token"),
+        }
+        for name, hs in (("hs1", hs1), ("hs2", hs2))
+    }
+    grown = PortalProcess(
+        {
+            "public_baseurl": "https://matrix.example.com",
+            "mode": "redirect",
+            "homeservers": homeservers,
+            "routes": [{"name": "pool", "pool": ["hs1", "hs2"], "strategy": "hash"}],
+            "default_homeserver": "hs1",
+        },
+        workdir / "grown",
+    )
+    (workdir / "grown").mkdir()
+    would_move = [u for u in GROWN_POOL_USERS if rendezvous_pick(["hs1", "hs2"], u) == "hs2"]
+    print("\n=== THE POOL GROWS: nobody is lost ===", file=out)
+    print(f"  {len(GROWN_POOL_USERS)} users were placed on hs1 by the pool [hs1].", file=out)
+    print(
+        f"  The pool is now [hs1, hs2]: by the routes alone {len(would_move)} of them "
+        f"({', '.join(would_move)}) would be sent to hs2, where they have no account.",
+        file=out,
+    )
+    try:
+        grown.start()
+        found = []
+        for user in GROWN_POOL_USERS:
+            answer = _login(grown, user, password, BROWSER_UA)
+            found.append(answer.headers.get("Location", "").split(LOGIN_PATH)[0])
+        on_hs1 = sum(1 for url in found if url == hs1.base_url)
+        print(
+            f"  With the account directory: {on_hs1} of {len(GROWN_POOL_USERS)} sent to hs1, "
+            "where their accounts are (route=directory):",
+            file=out,
+        )
+        for line in grown.logs().splitlines():
+            if " login route=" in line:
+                print("  " + line.split(": ", 1)[-1], file=out)
+                break
+        return on_hs1 == len(GROWN_POOL_USERS)
+    finally:
+        grown.stop()
 
 
 def run_portal_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
@@ -131,6 +199,8 @@ def run_portal_demo(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
             "\nEach client now talks to the base_cs_url / well_known it was given, not the portal.",
             file=out,
         )
+        if not _pool_grows(hs1, hs2, password, workdir, out):
+            return 1
     except (SynapseStartupError, RuntimeError) as e:
         print(str(e), file=out)
         return 1

@@ -22,4 +22,7 @@ def test_portal_demo() -> None:
     assert "login route=default homeserver=hs1 mode=redirect status=307" in text
     assert "login route=hs2-users homeserver=hs2 mode=proxy status=200" in text
     assert text.count('"base_cs_url"') == 2
+    assert "THE POOL GROWS: nobody is lost" in text
+    assert "With the account directory: 8 of 8 sent to hs1" in text
+    assert "login route=directory homeserver=hs1 mode=redirect status=307" in text
     assert "everything is gone" in text
