@@ -22,7 +22,7 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.core import rendezvous_pick
 from tests.harness.cli import run_tool
-from tests.harness.constants import PASSWORD
+from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.metrics import total
 from tests.harness.portal import portal_homeserver
 from tests.harness.services import redis_server
@@ -89,6 +89,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iter
         hs.config["email"] = smtp.synapse_config(f"noreply@{name}.test")
         # Refresh tokens, for a refresh through the gateway after a redirected login.
         hs.config["refreshable_access_token_lifetime"] = "5m"
+        # The module also answers registrations with the new account's base_cs_url.
+        for module in hs.config["modules"]:
+            if module["module"] == MODULE:
+                module["config"]["on_register"] = True
     try:
         start_all(list(made.values()))
         tokens: dict[str, Path] = {}
@@ -326,6 +330,20 @@ def test_lookups_are_limited_per_client_but_cached_answers_are_not(
     assert total(portal.url, lookups, outcome="limited") == 1
 
 
+def test_an_unknown_token_stops_startup(deployment: Deployment, tmp_path: Path) -> None:
+    token_file = tmp_path / "bogus.token"
+    token_file.write_text("syt_bm9ib2R5_notarealtokenatall_0abcde")
+    config = deployment.config()
+    config["homeservers"]["d1"]["admin_token_file"] = str(token_file)
+    (tmp_path / "bogus").mkdir()
+    portal = PortalProcess(config, tmp_path / "bogus")
+    with pytest.raises(RuntimeError):
+        portal.start(timeout=15)
+    out = portal.logs()
+    assert "homeservers.d1.admin_token_file: the token is refused (whoami answered 401)" in out
+    assert "notarealtoken" not in out
+
+
 def test_a_token_that_is_not_an_admins_stops_startup(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -379,6 +397,8 @@ def test_registration_through_the_portal_places_a_new_account_once(
     done = register_through(portal, name, follow=True)
     assert done.status_code == 200, done.text
     assert done.json()["user_id"] == f"@{name}:{home.server_name}"
+    # The homeserver's answer says where the new account's client goes from now on.
+    assert done.json()["base_cs_url"] == home.base_url
     # Its first login, moments later, finds it where it was placed.
     assert logged_in_at(portal, by_localpart(name), deployment) == rendezvous_pick(
         list(NAMES), name
