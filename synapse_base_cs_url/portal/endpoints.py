@@ -18,14 +18,12 @@ from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, A
 from synapse_base_cs_url.portal.gateway.gateway import CLIENT_API, Gateway
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.password_reset import (
-    PASSWORD_PATH,
-    REQUEST_TOKEN_PATH,
-    PasswordResetHandler,
-)
+from synapse_base_cs_url.portal.password_reset import PASSWORD_PATH, REQUEST_TOKEN_PATH
+from synapse_base_cs_url.portal.placement import VERIFY_PATH
 from synapse_base_cs_url.portal.registration import (
     AVAILABLE_PATH,
     REGISTER_PATH,
+    PasswordResetHandler,
     RegistrationHandler,
 )
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
@@ -127,6 +125,7 @@ def portal_endpoints(
         routes += [
             Endpoint.of(REGISTER_PATH, [b"POST"], registration.register),
             Endpoint.of(AVAILABLE_PATH, READ, registration.available),
+            Endpoint.of(VERIFY_PATH, [b"POST"], registration.verification),
         ]
     if password_reset is not None:
         routes += [

@@ -24,10 +24,7 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import EMAIL, Identifier, canonicalise_email
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
-from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement import Placements
-from synapse_base_cs_url.portal.registration import counted, read_step, redirect_step
-from synapse_base_cs_url.portal.web.request import PortalRequest
 
 REQUEST_TOKEN_PATH = re.compile(
     rb"/_matrix/client/(?:r0|v3)/account/password/(email|msisdn)/requestToken"
@@ -116,28 +113,3 @@ def _client_secret(body: Mapping[str, object]) -> str | None:
     creds = auth.get("threepid_creds") or auth.get("threepidCreds")
     secret = creds.get("client_secret") if isinstance(creds, Mapping) else None
     return secret if isinstance(secret, str) and secret else None
-
-
-class PasswordResetHandler:
-    """The two steps above without the gateway: a ``307`` to the homeserver."""
-
-    def __init__(self, config: PortalConfig, reset: PasswordReset, metrics: PortalMetrics):
-        self._config = config
-        self._reset = reset
-        self._metrics = metrics
-
-    async def request_token(self, request: PortalRequest, match: re.Match[bytes]) -> None:
-        body, client_ip = read_step(request, self._config)
-        medium = match.group(1).decode("ascii")
-        selection = await counted(
-            self._reset.for_request_token(medium, body, client_ip), "reset-token", self._metrics
-        )
-        redirect_step(request, selection, "reset-token", self._metrics)
-
-    async def password(self, request: PortalRequest, _: re.Match[bytes]) -> None:
-        if request.header(b"authorization"):
-            # A signed-in user changing a password: that is for their homeserver.
-            raise errors.not_here(request.path_bytes.decode("utf-8", "replace"))
-        body, _ip = read_step(request, self._config)
-        selection = await counted(self._reset.for_password(body), "reset", self._metrics)
-        redirect_step(request, selection, "reset", self._metrics)

@@ -10,7 +10,8 @@ Used by the portal's own registration endpoints (redirect mode: the client is se
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+import re
+from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from synapse_base_cs_url.core import LoginContext, Selection
@@ -20,7 +21,13 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
-from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier, identifier_of
+from synapse_base_cs_url.portal.directory.identifier import (
+    EMAIL,
+    LOCALPART,
+    Identifier,
+    canonicalise_email,
+    identifier_of,
+)
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import PLACEMENT_PREFIX
@@ -32,8 +39,18 @@ PLACEMENT_TTL = 24 * 3600.0
 #: What chose the homeserver of a registration step the portal had placed before.
 PLACED_ROUTE = "placed"
 USER_IN_USE = "M_USER_IN_USE"
+THREEPID_IN_USE = "M_THREEPID_IN_USE"
+#: A registration's e-mail or phone verification (``requestToken``).
+VERIFY_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/register/(email|msisdn)/requestToken")
+#: How long a client's registration is followed by the verification steps that name no user.
+RECENT_CLIENT_TTL = 600.0
 
 T = TypeVar("T")
+
+
+def _client(client_ip: str) -> Identifier:
+    """The key of a client's most recent registration (by hash, as every key)."""
+    return Identifier("client", client_ip)
 
 
 class Placements:
@@ -48,12 +65,15 @@ class Placements:
             return await self._shared.get(PLACEMENT_PREFIX + identifier.key)
         return self._memory.get(identifier.key)
 
-    async def put(self, identifier: Identifier, homeserver: str) -> None:
+    async def put(
+        self, identifier: Identifier, homeserver: str, ttl: float = PLACEMENT_TTL
+    ) -> None:
         if self._shared is not None:
-            ttl = max(1, math.ceil(PLACEMENT_TTL))
-            await self._shared.put(PLACEMENT_PREFIX + identifier.key, homeserver, ttl)
+            await self._shared.put(
+                PLACEMENT_PREFIX + identifier.key, homeserver, max(1, math.ceil(ttl))
+            )
         else:
-            self._memory.put(identifier.key, homeserver, PLACEMENT_TTL)
+            self._memory.put(identifier.key, homeserver, ttl)
 
 
 class Placement:
@@ -99,7 +119,40 @@ class Placement:
             return Selection(self._homeservers[placed], PLACED_ROUTE)
         selection = await self.where_new(identifier, client_ip)
         await self._guarded(self._placements.put(identifier, selection.target.name))
+        # Its e-mail or phone verification names no user (below): remember the client too.
+        await self._guarded(
+            self._placements.put(_client(client_ip), selection.target.name, RECENT_CLIENT_TTL)
+        )
         return selection
+
+    async def for_verification(
+        self, medium: str, body: Mapping[str, object], client_ip: str
+    ) -> Selection[Homeserver]:
+        """``POST /register/{email,msisdn}/requestToken``: an address held on any homeserver
+        is ``400 M_THREEPID_IN_USE`` (with the directory on); otherwise it goes where this
+        client's registration was placed in the last minutes (the step names neither the
+        user nor the registration), else where a login by the address would."""
+        identifier = None
+        if medium == EMAIL and isinstance(body.get("email"), str):
+            canonical = canonicalise_email(str(body["email"]))
+            identifier = Identifier(EMAIL, canonical) if canonical else None
+        if identifier is not None and self._directory is not None:
+            location = await self._directory.locate(identifier, client_ip)
+            if location.holders and self._config.directory.unique_localparts:
+                raise errors.MatrixError(400, THREEPID_IN_USE, "Email is already in use")
+            if not location.holders and not location.complete:
+                raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
+        placed = await self._guarded(self._placements.get(_client(client_ip)))
+        if placed is not None and placed in self._homeservers:
+            return Selection(self._homeservers[placed], PLACED_ROUTE)
+        login: dict[str, object] = {"type": PASSWORD_TYPE}
+        if identifier is not None:
+            login["identifier"] = {
+                "type": "m.id.thirdparty",
+                "medium": identifier.medium,
+                "address": identifier.address,
+            }
+        return self._login_routes.decide(login, PASSWORD_TYPE, client_ip)
 
     async def where_new(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver]:
         """Where a new account by this name would go, once the directory found it nowhere

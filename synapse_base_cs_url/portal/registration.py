@@ -1,6 +1,6 @@
-"""Registration at the portal's address when it does not carry the client-server API
-(``client_api: refuse``): the client is sent by ``307`` to the homeserver that will hold the
-account, as a login is; and the steps every such redirect shares (read, log, count).
+"""Registration and password reset at the portal's address when it does not carry the
+client-server API (``client_api: refuse``): the client is sent by ``307`` to the homeserver
+that will hold (or holds) the account, as a login is.
 
 - ``POST /register``: placed once (``placement.py``): a name held on any homeserver is
   refused with ``400 M_USER_IN_USE``; every later user-interactive step of the same
@@ -24,6 +24,7 @@ from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
@@ -102,3 +103,36 @@ class RegistrationHandler:
             self._placement.where_new(identifier, client_ip), "available", self._metrics
         )
         redirect_step(request, selection, "available", self._metrics)
+
+    async def verification(self, request: PortalRequest, match: re.Match[bytes]) -> None:
+        body, client_ip = read_step(request, self._config)
+        medium = match.group(1).decode("ascii")
+        selection = await counted(
+            self._placement.for_verification(medium, body, client_ip), "verify", self._metrics
+        )
+        redirect_step(request, selection, "verify", self._metrics)
+
+
+class PasswordResetHandler:
+    """The two steps above without the gateway: a ``307`` to the homeserver."""
+
+    def __init__(self, config: PortalConfig, reset: PasswordReset, metrics: PortalMetrics):
+        self._config = config
+        self._reset = reset
+        self._metrics = metrics
+
+    async def request_token(self, request: PortalRequest, match: re.Match[bytes]) -> None:
+        body, client_ip = read_step(request, self._config)
+        medium = match.group(1).decode("ascii")
+        selection = await counted(
+            self._reset.for_request_token(medium, body, client_ip), "reset-token", self._metrics
+        )
+        redirect_step(request, selection, "reset-token", self._metrics)
+
+    async def password(self, request: PortalRequest, _: re.Match[bytes]) -> None:
+        if request.header(b"authorization"):
+            # A signed-in user changing a password: that is for their homeserver.
+            raise errors.not_here(request.path_bytes.decode("utf-8", "replace"))
+        body, _ip = read_step(request, self._config)
+        selection = await counted(self._reset.for_password(body), "reset", self._metrics)
+        redirect_step(request, selection, "reset", self._metrics)

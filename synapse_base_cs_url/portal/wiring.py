@@ -33,10 +33,10 @@ from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, Share
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.password_reset import PasswordReset, PasswordResetHandler
+from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, Placements
 from synapse_base_cs_url.portal.reactor import PortalReactor
-from synapse_base_cs_url.portal.registration import RegistrationHandler
+from synapse_base_cs_url.portal.registration import PasswordResetHandler, RegistrationHandler
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.login_tokens import (
     InMemorySsoTokenStore,

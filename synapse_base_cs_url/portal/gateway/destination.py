@@ -38,7 +38,7 @@ from synapse_base_cs_url.portal.password_reset import (
     REQUEST_TOKEN_PATH,
     PasswordReset,
 )
-from synapse_base_cs_url.portal.placement import Placement
+from synapse_base_cs_url.portal.placement import VERIFY_PATH, Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
     SESSION_PREFIX,
@@ -114,6 +114,13 @@ class Destinations:
             refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
+        verifying = VERIFY_PATH.fullmatch(path) if method == b"POST" else None
+        if verifying is not None and self._placement is not None:
+            medium = verifying.group(1).decode("ascii")
+            selection = await self._placement.for_verification(
+                medium, _json_object(body or b""), client_ip
+            )
+            return Destination(selection.target, "register")
         if method == b"POST" and self._reset is not None:
             reset = await self._password_reset(path, body or b"", client_ip)
             if reset is not None:
@@ -246,7 +253,7 @@ class Destinations:
             raise errors.unavailable("This request", STATE_RETRY_AFTER) from None
 
 
-ROUTED_BY_BODY = (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH)
+ROUTED_BY_BODY = (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH, VERIFY_PATH)
 
 
 def routed_by_body(method: bytes, path: bytes) -> bool:

@@ -573,3 +573,28 @@ def test_a_password_reset_by_email_reaches_the_homeserver_holding_the_address(
     body = {**by_localpart(user), "password": new_password}
     assert logged_in_at(portal, body, deployment) == "d2"
     assert secret not in portal.logs() and "mail.example.com" not in portal.logs().lower()
+
+
+def test_a_registrations_verification_follows_it_and_a_bound_address_is_refused(
+    deployment: Deployment, start: Any
+) -> None:
+    portal = start(deployment.config(), "reg-verify")
+    verify = "/_matrix/client/v3/register/email/requestToken"
+    user, _ = next(iter(deployment.placed.items()))
+    body = {"email": email_of(user), "client_secret": "verify-secret-1", "send_attempt": 1}
+    taken = requests.post(portal.url + verify, json=body, allow_redirects=False, timeout=30)
+    assert taken.status_code == 400, taken.text
+    assert taken.json()["errcode"] == "M_THREEPID_IN_USE"
+    # A new registration by this client, then its e-mail verification: the same homeserver.
+    name = "verifier"
+    home = deployment.homeservers[rendezvous_pick(list(NAMES), name)]
+    first = requests.post(
+        portal.url + REGISTER, json={"username": name}, allow_redirects=False, timeout=30
+    )
+    assert first.headers["Location"] == home.base_url + REGISTER
+    fresh = {**body, "email": "verifier@elsewhere.example"}
+    # (By the routes alone, the address would be placed elsewhere.)
+    assert rendezvous_pick(list(NAMES), fresh["email"]) != rendezvous_pick(list(NAMES), name)
+    step = requests.post(portal.url + verify, json=fresh, allow_redirects=False, timeout=30)
+    assert step.status_code == 307, step.text
+    assert step.headers["Location"] == home.base_url + verify
