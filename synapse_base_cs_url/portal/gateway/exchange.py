@@ -154,7 +154,9 @@ class Exchange:
         try:
             response = await self.sent
         except UploadTooLarge:
-            raise errors.too_large(self.gateway.settings.max_upload_size) from None
+            too_large = errors.too_large(self.gateway.settings.max_upload_size)
+            self._count(too_large.status)
+            raise too_large from None
         except errors.MatrixError as e:
             self._count(e.status)
             raise
@@ -164,6 +166,10 @@ class Exchange:
         assert self.target is not None
         request.set_status(response.code)
         request.add_headers(relay_headers(response.headers, keep_length=True))
+        if isinstance(response.length, int) and self.method != b"HEAD" and response.code != 204:
+            # The Agent keeps the answer's length apart from its headers: pass it on, so
+            # the client gets the body as the homeserver framed it (not chunked).
+            request.set_header(b"Content-Length", str(response.length).encode())
         path = self.uri.partition(b"?")[0]
         if self._learns(path, response.code):
             await self._learn_and_write(response, path)
