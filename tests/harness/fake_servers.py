@@ -190,19 +190,16 @@ class SlowHomeserver:
         self._server.server_close()
 
 
-class UploadSink:
-    """A homeserver that reads request bodies slowly and notes, per connection, whether the
-    portal closed it before the whole body (``Content-Length``, or a chunked body's last
-    chunk) had arrived."""
+class SocketServer:
+    """A raw TCP server on loopback: each connection handled by ``handle`` in a thread of its
+    own (for homeservers that misbehave below HTTP)."""
 
     def __init__(self) -> None:
-        self.closed_early = threading.Event()
-        self.received = 0
-        self.heads: list[bytes] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._held: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -212,9 +209,50 @@ class UploadSink:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+            self._held.append(conn)
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
-    def _read(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+class DrippingServer(SocketServer):
+    """Answers every request with a 200 whose body (``Content-Length`` 1 MB) starts, then
+    stops: a homeserver in the middle of streaming an answer."""
+
+    def handle(self, conn: socket.socket) -> None:
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: 1048576\r\n\r\n" + b"x" * 1024
+            )
+        except OSError:
+            return
+
+
+class UploadSink(SocketServer):
+    """A homeserver that reads request bodies slowly and notes, per connection, whether the
+    portal closed it before the whole body (``Content-Length``, or a chunked body's last
+    chunk) had arrived."""
+
+    def __init__(self) -> None:
+        self.closed_early = threading.Event()
+        self.received = 0
+        self.heads: list[bytes] = []
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
         with conn:
             head = b""
             while b"\r\n\r\n" not in head:
@@ -245,6 +283,3 @@ class UploadSink:
                 got += len(data)
                 tail = (tail + data)[-5:]
                 self.received = got
-
-    def close(self) -> None:
-        self._sock.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ import attr
 import pytest
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
-from tests.harness.fake_servers import HangingServer, UnacceptingServer
+from tests.harness.fake_servers import DrippingServer, HangingServer, UnacceptingServer
 from tests.harness.metrics import CLIENT_API, total
 
 pytestmark = pytest.mark.integration
@@ -33,49 +32,6 @@ CLIENT_API_TIMEOUT = 2.0
 #: How long the client stays before it closes its socket.
 STAY = 0.5
 ALARMS = ("unexpected error", "Traceback", "status=502", "status=504")
-
-
-class DrippingServer:
-    """Answers every request with a 200 whose body (``Content-Length`` 1 MB) starts, then
-    stops: a homeserver in the middle of streaming an answer."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self._held.append(conn)
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        head = b""
-        try:
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                b"Content-Length: 1048576\r\n\r\n" + b"x" * 1024
-            )
-        except OSError:
-            return
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self._held:
-            conn.close()
 
 
 @attr.s(auto_attribs=True)
