@@ -20,7 +20,11 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Location
-from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier, identifier_of
+from synapse_base_cs_url.portal.directory.identifier import (
+    LOCALPART,
+    Identifier,
+    identifier_of_body,
+)
 
 #: Names of what chose a homeserver when no route did: no route matched; for
 #: ``m.login.token``, the portal saw which homeserver issued the token, or it did not.
@@ -108,7 +112,7 @@ class LoginRoutes:
         ctx = LoginContext.from_login_body(body, server_name=self._config.server_name)
         if select_by_server_name(self._config.routes, ctx, self._server_names) is not None:
             return None
-        return identifier_of(ctx, self._config.server_name)
+        return identifier_of_body(ctx, body, self._config.server_name)
 
     def located(self, location: Location, identifier: Identifier) -> Selection[Homeserver] | None:
         """The homeserver that holds the account; ``None`` when nobody does (the routes

@@ -3,6 +3,8 @@ Synapse stores it (its admin API compares exactly, and does not canonicalise).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attr
 
 from synapse_base_cs_url.core import LoginContext
@@ -65,3 +67,36 @@ def identifier_of(ctx: LoginContext, server_name: str | None) -> Identifier | No
         localpart = ctx.localpart
     # Synapse's localparts are lower case; its login finds "Bob" as "bob".
     return Identifier(LOCALPART, localpart.lower()) if localpart else None
+
+
+def phone_to_msisdn(country: object, phone: object) -> str | None:
+    """An ``m.id.phone`` identifier's msisdn, as Synapse makes it (libphonenumber's E.164,
+    without the ``+``); ``None`` when the number cannot be parsed, or without the
+    ``phonenumbers`` package (Synapse's own; ``synapse-base-cs-url[portal]`` installs it)."""
+    if not isinstance(country, str) or not isinstance(phone, str):
+        return None
+    try:
+        import phonenumbers
+    except ImportError:
+        return None
+    try:
+        parsed = phonenumbers.parse(phone, country)
+    except phonenumbers.NumberParseException:
+        return None
+    formatted: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return formatted[1:]
+
+
+def identifier_of_body(
+    ctx: LoginContext, body: Mapping[str, object], server_name: str | None
+) -> Identifier | None:
+    """:func:`identifier_of`, and an ``m.id.phone`` identifier (which the login context
+    leaves without an address) as its msisdn."""
+    found = identifier_of(ctx, server_name)
+    if found is not None or ctx.medium != MSISDN:
+        return found
+    identifier = body.get("identifier")
+    if not isinstance(identifier, Mapping) or identifier.get("type") != "m.id.phone":
+        return None
+    msisdn = phone_to_msisdn(identifier.get("country"), identifier.get("phone"))
+    return Identifier(MSISDN, msisdn) if msisdn else None

@@ -49,3 +49,15 @@ def test_keys_and_tags_never_hold_the_address() -> None:
     assert email.tag.startswith("email:") and "alice" not in email.tag
     assert "alice" not in repr(email)
     assert Identifier(LOCALPART, "alice").key != Identifier(EMAIL, "alice").key
+
+
+def test_a_phone_login_is_looked_up_by_its_msisdn_as_synapse_makes_it() -> None:
+    from synapse_base_cs_url.portal.directory.identifier import identifier_of_body
+
+    body = {"identifier": {"type": "m.id.phone", "country": "GB", "phone": "07470 674927"}}
+    ctx = LoginContext.from_login_body(body)
+    assert identifier_of_body(ctx, body, None) == Identifier(MSISDN, "447470674927")
+    garbage = {"identifier": {"type": "m.id.phone", "country": "GB", "phone": "not a number"}}
+    assert identifier_of_body(LoginContext.from_login_body(garbage), garbage, None) is None
+    missing = {"identifier": {"type": "m.id.phone"}}
+    assert identifier_of_body(LoginContext.from_login_body(missing), missing, None) is None
