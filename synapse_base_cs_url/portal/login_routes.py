@@ -114,13 +114,31 @@ class LoginRoutes:
             return None
         return identifier_of_body(ctx, body, self._config.server_name)
 
-    def located(self, location: Location, identifier: Identifier) -> Selection[Homeserver] | None:
+    def located(
+        self,
+        location: Location,
+        identifier: Identifier,
+        body: Mapping[str, Any] | None = None,
+        client_ip: str | None = None,
+    ) -> Selection[Homeserver] | None:
         """The homeserver that holds the account; ``None`` when nobody does (the routes
         place it); a :class:`MatrixError` when several do (never guess) or when the
-        directory could not say (sending it anywhere might be wrong)."""
+        directory could not say (sending it anywhere might be wrong). Where the holder is
+        one of several ingress points with its ``server_name``, the routes choose among
+        them, as for a user id naming it."""
         holders = sorted(location.holders)
         if len(holders) == 1:
-            return Selection(self._homeservers[holders[0]], DIRECTORY_ROUTE)
+            holder = self._homeservers[holders[0]]
+            ingress = self._server_names.get((holder.server_name or "").lower(), ())
+            if len(ingress) > 1:
+                ctx = LoginContext.from_login_body(
+                    body or {}, client_ip=client_ip, server_name=self._config.server_name
+                )
+                chosen = self._config.routes.select(ctx)
+                if chosen is not None and chosen.target in ingress:
+                    return Selection(self._homeservers[chosen.target], chosen.rule_name)
+                return Selection(self._homeservers[ingress[0]], DIRECTORY_ROUTE)
+            return Selection(holder, DIRECTORY_ROUTE)
         if holders:
             full_ids = (
                 [

@@ -24,12 +24,12 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import EMAIL, Identifier, canonicalise_email
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
-from synapse_base_cs_url.portal.placement import Placements
+from synapse_base_cs_url.portal.placement import Placements, guarded
 
 REQUEST_TOKEN_PATH = re.compile(
-    rb"/_matrix/client/(?:r0|v3)/account/password/(email|msisdn)/requestToken"
+    rb"/_matrix/client/(?:r0|v3|unstable)/account/password/(email|msisdn)/requestToken"
 )
-PASSWORD_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/account/password")
+PASSWORD_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/account/password")
 #: What a remembered client secret is kept under (by hash, as every secret).
 CLIENT_SECRET = "client_secret"
 RESET_ROUTE = "password-reset"
@@ -59,13 +59,14 @@ class PasswordReset:
             selection = self._login_routes.decide(login, PASSWORD_TYPE, client_ip)
         secret = body.get("client_secret")
         if isinstance(secret, str) and secret:
-            await self._secrets.put(Identifier(CLIENT_SECRET, secret), selection.target.name)
+            identifier = Identifier(CLIENT_SECRET, secret)
+            await guarded(self._secrets.put(identifier, selection.target.name), "This reset")
         return selection
 
     async def for_password(self, body: Mapping[str, object]) -> Selection[Homeserver]:
         secret = _client_secret(body)
         if secret is not None:
-            name = await self._secrets.get(Identifier(CLIENT_SECRET, secret))
+            name = await guarded(self._secrets.get(Identifier(CLIENT_SECRET, secret)), "This reset")
             if name is not None and name in self._homeservers:
                 return Selection(self._homeservers[name], RESET_ROUTE)
         return Selection(self._homeservers[self._config.default_homeserver], "default")

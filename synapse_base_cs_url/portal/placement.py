@@ -41,7 +41,9 @@ PLACED_ROUTE = "placed"
 USER_IN_USE = "M_USER_IN_USE"
 THREEPID_IN_USE = "M_THREEPID_IN_USE"
 #: A registration's e-mail or phone verification (``requestToken``).
-VERIFY_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/register/(email|msisdn)/requestToken")
+VERIFY_PATH = re.compile(
+    rb"/_matrix/client/(?:r0|v3|unstable)/register/(email|msisdn)/requestToken"
+)
 #: How long a client's registration is followed by the verification steps that name no user.
 RECENT_CLIENT_TTL = 600.0
 
@@ -51,6 +53,14 @@ T = TypeVar("T")
 def _client(client_ip: str) -> Identifier:
     """The key of a client's most recent registration (by hash, as every key)."""
     return Identifier("client", client_ip)
+
+
+async def guarded(work: Awaitable[T], what: str) -> T:
+    """The state's answer; its being unavailable is a 503 for the client."""
+    try:
+        return await work
+    except StateUnavailable:
+        raise errors.unavailable(what, STATE_RETRY_AFTER) from None
 
 
 class Placements:
@@ -64,6 +74,13 @@ class Placements:
         if self._shared is not None:
             return await self._shared.get(PLACEMENT_PREFIX + identifier.key)
         return self._memory.get(identifier.key)
+
+    async def put_new(self, identifier: Identifier, homeserver: str) -> bool:
+        """Place ``identifier`` unless it is placed already; whether this call placed it."""
+        if self._shared is not None:
+            ttl = max(1, math.ceil(PLACEMENT_TTL))
+            return await self._shared.put_new(PLACEMENT_PREFIX + identifier.key, homeserver, ttl)
+        return self._memory.put_new(identifier.key, homeserver, PLACEMENT_TTL)
 
     async def put(
         self, identifier: Identifier, homeserver: str, ttl: float = PLACEMENT_TTL
@@ -107,7 +124,11 @@ class Placement:
         the name is held on any homeserver (with the directory on and unique localparts),
         ``503`` when that cannot be told."""
         if not username:
-            # The homeserver will make up a name: the routes place it by what else is known.
+            # A later step that left the name out goes where this client's registration was
+            # placed; else the homeserver will make up a name, placed by what else is known.
+            recent = await self._guarded(self._placements.get(_client(client_ip)))
+            if recent is not None and recent in self._homeservers:
+                return Selection(self._homeservers[recent], PLACED_ROUTE)
             return self._login_routes.decide({}, PASSWORD_TYPE, client_ip)
         identifier = self.name_of(username)
         if identifier is None:
@@ -118,7 +139,11 @@ class Placement:
         if placed is not None and placed in self._homeservers:
             return Selection(self._homeservers[placed], PLACED_ROUTE)
         selection = await self.where_new(identifier, client_ip)
-        await self._guarded(self._placements.put(identifier, selection.target.name))
+        if not await self._guarded(self._placements.put_new(identifier, selection.target.name)):
+            # Another step of this registration was placed meanwhile: that placement wins.
+            placed = await self._guarded(self._placements.get(identifier))
+            if placed is not None and placed in self._homeservers:
+                return Selection(self._homeservers[placed], PLACED_ROUTE)
         # Its e-mail or phone verification names no user (below): remember the client too.
         await self._guarded(
             self._placements.put(_client(client_ip), selection.target.name, RECENT_CLIENT_TTL)
@@ -200,8 +225,4 @@ class Placement:
 
     @staticmethod
     async def _guarded(work: Awaitable[T]) -> T:
-        """The state's answer; its being unavailable is a 503 for the client."""
-        try:
-            return await work
-        except StateUnavailable:
-            raise errors.unavailable("This registration", STATE_RETRY_AFTER) from None
+        return await guarded(work, "This registration")

@@ -30,8 +30,8 @@ from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-REGISTER_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
-AVAILABLE_PATH = re.compile(rb"/_matrix/client/(?:r0|v3)/register/available")
+REGISTER_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register")
+AVAILABLE_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register/available")
 
 
 T = TypeVar("T")

@@ -234,7 +234,9 @@ def build_directory(
         else:
             assert settings.function is not None
             sources.append(FunctionSource(settings.function, config.homeservers))
-    cache = DirectoryCache(settings, lasting.directory_memory, lasting.state)
+    cache = DirectoryCache(
+        settings, lasting.directory_memory, lasting.state, frozenset(config.homeservers)
+    )
     metrics = lasting.metrics
     return Directory(
         settings,

@@ -71,7 +71,7 @@ class DirectorySettings:
     not_found_ttl: float = 10.0
     """Seconds "nobody holds it" is remembered (a new account may appear any moment)."""
     timeout: float = 5.0
-    """Seconds one lookup (every source) may take before it counts as unanswered."""
+    """Seconds one source may take before it counts as not answering."""
     concurrency: int = 16
     """Lookups at once (more wait, up to as many again; then 429)."""
     per_second: float = 1.0

@@ -21,6 +21,9 @@ from synapse_base_cs_url.portal.upstream.client import Upstream
 logger = logging.getLogger("synapse_base_cs_url.portal.directory")
 
 WHOAMI = b"/_matrix/client/v3/account/whoami"
+#: What a homeserver answers a token it refuses (unknown; not an admin's). Anything else (a
+#: 502 from a proxy in front of a Synapse that is down) is no answer.
+REFUSED = (401, 403)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -37,16 +40,20 @@ async def check_token(upstream: Upstream, hs: Homeserver) -> TokenCheck:
         whoami = await admin_request(upstream, hs, WHOAMI)
         user = json_object(whoami.body) if whoami.status == 200 else None
         user_id = user.get("user_id") if user is not None else None
-        if not isinstance(user_id, str):
+        if whoami.status in REFUSED:
             return TokenCheck(
                 hs.name, False, f"the token is refused (whoami answered {whoami.status})"
             )
+        if not isinstance(user_id, str):
+            return TokenCheck(hs.name, None, f"whoami answered {whoami.status}")
         path = USER_PATH.format(user_id=urllib.parse.quote(user_id, safe="")).encode()
         admin = await admin_request(upstream, hs, path)
     except errors.MatrixError as e:
         return TokenCheck(hs.name, None, e.message)
     if admin.status == 200:
         return TokenCheck(hs.name, True, f"{user_id}, a server admin: may read every account")
+    if admin.status not in REFUSED:
+        return TokenCheck(hs.name, None, f"the admin API answered {admin.status}")
     return TokenCheck(
         hs.name,
         False,

@@ -9,7 +9,7 @@ answer, and say what it means for the login.
 - **Bounded**: each client address may start ``directory.burst`` lookups, then
   ``directory.per_second``; at most ``directory.concurrency`` run at once (as many again
   wait; past that ``429``), so the directory is neither an enumeration oracle at speed nor a
-  load on the homeservers' admin APIs. Every lookup ends within ``directory.timeout``.
+  load on the homeservers' admin APIs. Each source has ``directory.timeout`` to answer.
 """
 
 from __future__ import annotations
@@ -61,21 +61,28 @@ class DirectoryCache:
         settings: DirectorySettings,
         memory: ExpiringMap[str, str],
         shared: SharedState | None,
+        known: frozenset[str],
     ) -> None:
         """``memory`` outlives reloads (the process keeps it); ``shared`` is used instead
-        when the state is shared."""
+        when the state is shared; ``known``: the homeservers the config has now."""
         self._settings = settings
         self._shared = shared
         self._memory = memory
+        self._known = known
 
     async def get(self, identifier: Identifier) -> frozenset[str] | None:
+        """The cached holders; ``None`` (ask again) when nothing is cached, or when the
+        answer names a homeserver the config no longer has (renamed, removed)."""
         if self._shared is not None:
             value = await self._shared.get(DIRECTORY_PREFIX + identifier.key)
         else:
             value = self._memory.get(identifier.key)
         if value is None:
             return None
-        return frozenset(value.split(",")) if value else frozenset()
+        holders = frozenset(value.split(",")) if value else frozenset()
+        if not holders <= self._known:
+            return None
+        return holders
 
     async def put(self, identifier: Identifier, holders: frozenset[str]) -> None:
         ttl = self._settings.found_ttl if holders else self._settings.not_found_ttl
@@ -169,9 +176,11 @@ class Directory:
                 f" on {','.join(sorted(answer.holders))}" if answer.holders else "",
                 seconds * 1000,
             )
-            if answer.holders:
-                return Location(answer.holders, True, source.name)
             unanswered += answer.unanswered
+            if answer.holders:
+                # Found: that counts even if another homeserver could not say; but then it
+                # is not the whole answer (that one may hold the name too): not cached.
+                return Location(answer.holders, not unanswered, source.name)
         return Location(frozenset(), not unanswered, self._sources[-1].name)
 
     async def _bounded(self, source: Source, identifier: Identifier) -> SourceAnswer:

@@ -53,8 +53,13 @@ class HomeserverSource:
     name = "homeservers"
 
     def __init__(self, upstream: Upstream, homeservers: Sequence[Homeserver]) -> None:
+        """Entries sharing one ``server_name`` are ingress points of one homeserver: one of
+        them is asked, for all."""
         self._upstream = upstream
-        self._homeservers = tuple(homeservers)
+        by_server: dict[str, Homeserver] = {}
+        for hs in homeservers:
+            by_server.setdefault((hs.server_name or hs.name).lower(), hs)
+        self._homeservers = tuple(by_server.values())
 
     async def ask(self, identifier: Identifier) -> SourceAnswer:
         asks = [defer.ensureDeferred(self._ask_one(hs, identifier)) for hs in self._homeservers]
@@ -85,7 +90,7 @@ class HomeserverSource:
             return None
         if response.status == 200:
             return True
-        if response.status == 404:
+        if response.status == 404 and _errcode(response.body) == "M_NOT_FOUND":
             return False
         logger.warning(
             "directory: %s answered %d to the admin API (is its admin token still valid?)",
@@ -93,6 +98,12 @@ class HomeserverSource:
             response.status,
         )
         return None
+
+
+def _errcode(body: bytes) -> object:
+    """The Matrix errcode of an error answer (a proxy's HTML 404 has none)."""
+    answer = json_object(body)
+    return answer.get("errcode") if answer is not None else None
 
 
 async def admin_request(upstream: Upstream, hs: Homeserver, path: bytes) -> UpstreamResponse:

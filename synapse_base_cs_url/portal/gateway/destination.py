@@ -47,9 +47,9 @@ from synapse_base_cs_url.portal.state.keys import (
 )
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 
-REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3)/register")
+REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register")
 REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
-AVAILABLE = re.compile(rb"/_matrix/client/(?:r0|v3)/register/available")
+AVAILABLE = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register/available")
 MEDIA = re.compile(
     rb"/_matrix/(?:media/(?:r0|v1|v3)|client/v1/media)/(?:download|thumbnail)/([^/]+)/[^/]+(?:/.*)?"
 )
@@ -259,10 +259,7 @@ ROUTED_BY_BODY = (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH, VERIFY_P
 def routed_by_body(method: bytes, path: bytes) -> bool:
     """A registration, a token refresh or a password reset: where it goes is in its body (so
     the body is read whole before routing)."""
-    return method == b"POST" and any(
-        pattern.fullmatch(path)
-        for pattern in (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH)
-    )
+    return method == b"POST" and any(pattern.fullmatch(path) for pattern in ROUTED_BY_BODY)
 
 
 def _json_object(body: bytes) -> Mapping[str, object]:

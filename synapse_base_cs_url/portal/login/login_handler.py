@@ -108,7 +108,9 @@ class LoginHandler:
         assert self._directory is not None
         try:
             location = await self._directory.locate(identifier, attempt.client_ip)
-            selection = self._login_routes.located(location, identifier)
+            selection = self._login_routes.located(
+                location, identifier, attempt.body, attempt.client_ip
+            )
             if selection is None and self._placement is not None:
                 # Registered through the portal moments ago: where it was placed.
                 placed = await self._placement.placed(identifier)

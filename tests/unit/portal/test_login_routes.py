@@ -70,3 +70,23 @@ def test_among_homeservers_sharing_a_server_name_the_routes_choose() -> None:
         "big-a",
         SERVER_NAME_ROUTE,
     )
+
+
+def test_an_account_the_directory_finds_on_one_of_several_ingress_points() -> None:
+    from synapse_base_cs_url.portal.directory.directory import Location
+    from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
+
+    pool = [{"name": "big", "pool": ["big-a", "big-b"], "strategy": "hash"}]
+    routes = routes_for(pool, server_name="portal.example.com")
+    chosen = set()
+    for i in range(40):
+        body = {"identifier": {"type": "m.id.user", "user": f"user{i}"}}
+        where = routes.located(
+            Location(frozenset({"big-a"}), True, "homeservers"),
+            Identifier(LOCALPART, f"user{i}"),
+            body,
+            "192.0.2.1",
+        )
+        assert where is not None
+        chosen.add(where.target.name)
+    assert chosen == {"big-a", "big-b"}  # the routes choose among them, as for a user id

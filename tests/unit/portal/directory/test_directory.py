@@ -61,7 +61,7 @@ def setup(shared: Any = None, **settings: Any) -> tuple[Directory, Played, task.
     directory = Directory(
         config,
         [source],
-        DirectoryCache(config, memory, shared),
+        DirectoryCache(config, memory, shared, frozenset({"hs1", "hs2", "hs3"})),
         clock,
         on_lookup=lambda *a: seen.append(a),
         on_cache=lambda hit: seen.append(("cache", hit)),
@@ -97,8 +97,22 @@ def test_an_answer_with_a_silent_source_is_not_remembered() -> None:
     first = locate(directory)
     source.answer(unanswered=("hs3",))
     assert settle(first) == Location(frozenset(), False, "played")
+    # Found on hs1 while hs3 was silent: it counts, but hs3 may hold the name too.
+    second = locate(directory)
+    source.answer("hs1", unanswered=("hs3",))
+    assert settle(second) == Location(frozenset({"hs1"}), False, "played")
     locate(directory)
-    assert len(source.asks) == 2
+    assert len(source.asks) == 3
+
+
+def test_a_cached_answer_naming_a_homeserver_no_longer_configured_is_asked_again() -> None:
+    shared = SharedDict()
+    directory, source, _, _ = setup(shared)
+    shared.values["dir:" + BOB.key] = ("hs1,gone", 3600)
+    d = locate(directory)
+    assert len(source.asks) == 1
+    source.answer("hs2")
+    assert settle(d).holders == frozenset({"hs2"})
 
 
 def test_one_lookup_per_identifier_shared_by_its_waiters() -> None:

@@ -46,7 +46,8 @@ class Upstream:
         answer = self.answers[hs.name]
         if isinstance(answer, Exception):
             raise answer
-        status, body = answer if isinstance(answer, tuple) else (answer, b"{}")
+        default = b'{"errcode": "M_NOT_FOUND"}' if answer == 404 else b"{}"
+        status, body = answer if isinstance(answer, tuple) else (answer, default)
         return UpstreamResponse(status, Headers(), body)
 
 
@@ -74,11 +75,37 @@ def test_threepids_are_looked_up_by_medium_and_address() -> None:
 
 
 def test_a_homeserver_that_cannot_say_is_never_a_no() -> None:
-    down = errors.unreachable("hs3", "connection refused")
-    upstream = Upstream({"hs1": 404, "hs2": 403, "hs3": down})
+    # A proxy's 404 page in front of the admin API is no answer either: only Synapse's own
+    # M_NOT_FOUND says the account is not there.
+    html_404 = (404, b"<html>Not Found</html>")
+    upstream = Upstream({"hs1": 404, "hs2": 403, "hs3": errors.unreachable("hs3", "refused")})
     source = HomeserverSource(upstream, list(HOMESERVERS.values()))  # type: ignore[arg-type]
-    answer = ask(source, Identifier(LOCALPART, "bob"))
-    assert answer == SourceAnswer(frozenset(), ("hs2", "hs3"))
+    assert ask(source, Identifier(LOCALPART, "bob")) == SourceAnswer(frozenset(), ("hs2", "hs3"))
+    upstream.answers["hs1"] = html_404
+    assert ask(source, Identifier(LOCALPART, "bob")).unanswered == ("hs1", "hs2", "hs3")
+
+
+def test_ingress_points_of_one_homeserver_are_asked_once() -> None:
+    ingress = {
+        "a": Homeserver(
+            name="a",
+            base_url="https://a.x",
+            proxy_url="http://a",
+            server_name="big.x",
+            admin_token="t",
+        ),
+        "a2": Homeserver(
+            name="a2",
+            base_url="https://a2.x",
+            proxy_url="http://a2",
+            server_name="big.x",
+            admin_token="t",
+        ),
+    }
+    upstream = Upstream({"a": 200, "a2": 200})
+    source = HomeserverSource(upstream, list(ingress.values()))  # type: ignore[arg-type]
+    assert ask(source, Identifier(LOCALPART, "bob")) == SourceAnswer(frozenset({"a"}))
+    assert [name for name, _, _ in upstream.asked] == ["a"]
 
 
 def test_an_http_directory() -> None:
@@ -117,3 +144,32 @@ def test_a_function_sync_or_async() -> None:
         assert ask(source, Identifier(LOCALPART, "alice")) == SourceAnswer()
         assert ask(source, Identifier(LOCALPART, "ghost")).unanswered == ("function",)
         assert ask(source, Identifier(LOCALPART, "boom")).unanswered == ("function",)
+
+
+def test_a_token_is_refused_only_by_401_or_403() -> None:
+    from synapse_base_cs_url.portal.directory.admin_tokens import check_token
+
+    hs = HOMESERVERS["hs1"]
+
+    class Answers:
+        def __init__(self, whoami: int, admin: int) -> None:
+            self.whoami, self.admin = whoami, admin
+
+        async def request(
+            self, hs: Homeserver, method: bytes, path: bytes, *a: Any
+        ) -> UpstreamResponse:
+            if path.endswith(b"/whoami"):
+                return UpstreamResponse(self.whoami, Headers(), b'{"user_id": "@p:hs1.example"}')
+            return UpstreamResponse(self.admin, Headers(), b"{}")
+
+    def ok(whoami: int, admin: int) -> bool | None:
+        check = settle(defer.ensureDeferred(check_token(Answers(whoami, admin), hs)))  # type: ignore[arg-type]
+        assert "syt_admin" not in check.detail
+        return check.ok
+
+    assert ok(200, 200) is True
+    assert ok(401, 200) is False
+    assert ok(200, 403) is False
+    # A proxy's 502 in front of a Synapse that is down: no answer, not a refusal.
+    assert ok(502, 200) is None
+    assert ok(200, 503) is None
