@@ -61,13 +61,12 @@ class Gateway:
         return Exchange(self._forwarding, request, method, uri, stream)
 
     async def handle(self, request: PortalRequest) -> None:
-        """The complete request is in: answer it."""
-        exchange = request.body_sink
-        if not isinstance(exchange, Exchange):
-            body = request.body() if request.method_bytes == b"POST" else None
-            if request.too_large:
-                raise errors.too_large(self._max_body_size)
-            exchange = Exchange(
-                self._forwarding, request, request.method_bytes, request.uri_bytes, body
-            )
+        """The complete request is in, its body kept (a request whose body streamed is
+        answered by its own exchange, the body's sink): answer it."""
+        body = request.body() if request.method_bytes == b"POST" else None
+        if request.too_large:
+            raise errors.too_large(self._max_body_size)
+        exchange = Exchange(
+            self._forwarding, request, request.method_bytes, request.uri_bytes, body
+        )
         await exchange.respond()

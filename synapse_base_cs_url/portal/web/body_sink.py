@@ -9,7 +9,8 @@ a sink. The gateway's ``Exchange`` is the sink that implements it.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 
 class BodySink(Protocol):
@@ -25,4 +26,9 @@ class BodySink(Protocol):
 
     def abandon(self) -> None:
         """The client went away: nothing more will come, and nobody reads the answer."""
+        ...
+
+    def respond(self) -> Coroutine[Any, Any, None]:
+        """Answer the request once it is all in. The sink started its exchange, so the sink
+        answers it, whatever the URL table says by then (a reload may have replaced it)."""
         ...

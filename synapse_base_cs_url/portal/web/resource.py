@@ -5,6 +5,8 @@ runs (a reload): requests already dispatched finish with the one they got."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -36,8 +38,12 @@ class PortalResource(Resource):
                 # As Synapse answers every CORS preflight: 204 with the CORS headers.
                 request.respond(204, b"", content_type=None)
             else:
-                handler, match = self.routes.find(request.method_bytes, request.path_bytes)
-                pending = handler(request, match)
+                sink = request.body_sink
+                if sink is not None:
+                    pending: Coroutine[Any, Any, None] | None = sink.respond()
+                else:
+                    handler, match = self.routes.find(request.method_bytes, request.path_bytes)
+                    pending = handler(request, match)
                 if pending is not None:
                     defer.ensureDeferred(pending).addErrback(self._on_error, request)
         except errors.MatrixError as e:

@@ -386,3 +386,29 @@ def test_logout_forgets_the_token() -> None:
     assert portal.hs("hs1").paths() == [WHOAMI]
     assert portal.hs("hs2").paths()[-1] == WHOAMI
     assert SYNC not in portal.hs("hs2").paths()
+
+
+def test_an_upload_under_way_is_answered_by_its_exchange_after_a_reload_without_gateway(
+    tmp_path: Any,
+) -> None:
+    """The exchange started before a reload switched the gateway off answers its request:
+    the homeserver did the upload, and the client gets its answer (not the new table's 404)."""
+    import yaml
+
+    portal = gateway()
+    hs = portal.hs("hs1")
+    channel = portal.connect()
+    channel.send_head(b"POST", UPLOAD, length=11)
+    channel.send_body(b"hello ")
+    refuse = portal_config(client_api="refuse")
+    path = tmp_path / "portal.yaml"
+    path.write_text(yaml.safe_dump(refuse))
+    assert portal.process.reload(str(path))
+    channel.send_body(b"world")
+    (sent,) = hs.requests
+    assert (sent.body, sent.complete) == (b"hello world", True)
+    hs.connection.answer(json_answer(200, {"content_uri": "mxc://one.example/abc"}))
+    assert channel.code == 200
+    assert channel.json() == {"content_uri": "mxc://one.example/abc"}
+    # A new request after the reload: the gateway is off.
+    assert portal.request(b"GET", ROOMS).code == 404
