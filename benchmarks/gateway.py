@@ -1,6 +1,7 @@
 """The client-server gateway's cost, measured side by side in one run.
 
-    python benchmarks/gateway.py [--requests 1000] [--big-mb 50] [--polls 1000]
+    python benchmarks/gateway.py [--requests 1000] [--big-mb 50] [--rounds 3] [--polls 1000]
+                                 [--compare-with DIR]
 
 One throwaway Synapse; in front of it the portal (``client_api: proxy``), an nginx using
 the portal's decision endpoint (``docs/nginx-gateway.conf``) and a plain nginx proxying
@@ -13,6 +14,10 @@ straight to Synapse. Reported:
    and the portal's peak memory growth (target: >= 80% of direct);
 3. 1,000 idle ``/sync`` long-polls held through the portal at once: the portal's memory
    and CPU while they wait.
+
+``--compare-with DIR`` also runs the portal of another checkout (and an nginx asking its
+decision endpoint) in front of the same Synapse: in 1. and 2. its paths are interleaved with
+the others, in 3. its long-polls are held after this portal's.
 """
 
 from __future__ import annotations
@@ -28,11 +33,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from statistics import fmean
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from portal_loadgen import cpu_seconds, median, percentile  # noqa: E402
+from side_by_side import (  # noqa: E402
+    LABELS,
+    OTHER,
+    THIS,
+    add_compare_with,
+    added,
+    portal_versions,
+    round_order,
+    timed,
+)
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
 from synapse_base_cs_url._dev.throwaway_synapse import (  # noqa: E402
@@ -44,6 +60,7 @@ from tests.harness.memory import PeakMemory, rss  # noqa: E402
 from tests.harness.nginx import NginxProcess, nginx_binary  # noqa: E402
 
 PASSWORD = "benchmark password"
+MS = 1000
 WHOAMI = "/_matrix/client/v3/account/whoami"
 
 
@@ -75,14 +92,7 @@ def start_plain_nginx(hs_port: int) -> tuple[object, str, Path]:
 
 
 def get(conn: http.client.HTTPConnection, path: str, token: str) -> float:
-    started = time.perf_counter()
-    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    response = conn.getresponse()
-    response.read()
-    elapsed = time.perf_counter() - started
-    if response.status != 200:
-        raise RuntimeError(f"GET {path}: {response.status}")
-    return elapsed
+    return timed(conn, "GET", path, headers={"Authorization": f"Bearer {token}"})
 
 
 def connection(url: str) -> http.client.HTTPConnection:
@@ -90,7 +100,18 @@ def connection(url: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(host, int(port), timeout=120)
 
 
-def small_gets(urls: dict[str, str], token: str, count: int) -> None:
+DIRECT, PLAIN_NGINX = "Synapse directly", "plain nginx"
+
+
+def via(portal: str) -> str:
+    return f"via {LABELS[portal]}"
+
+
+def decision(portal: str) -> str:
+    return f"nginx + decision of {LABELS[portal]}"
+
+
+def small_gets(urls: dict[str, str], portals: list[str], token: str, count: int) -> None:
     conns = {name: connection(url) for name, url in urls.items()}
     for _ in range(50):  # warm-up: connections, the token learnt, the decision cached
         for conn in conns.values():
@@ -98,26 +119,34 @@ def small_gets(urls: dict[str, str], token: str, count: int) -> None:
     times: dict[str, list[float]] = {name: [] for name in urls}
     names = list(urls)
     for i in range(count):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in round_order(names, i):
             times[name].append(get(conns[name], WHOAMI, token))
     ms = 1000
     print(f"\n1. {count} authenticated GET {WHOAMI} each way, interleaved, keep-alive:")
     for name in names:
         print(
-            f"   {name:32s} p50 {percentile(times[name], 50) * ms:6.3f} ms"
+            f"   {name:45s} p50 {percentile(times[name], 50) * ms:6.3f} ms"
             f"   p99 {percentile(times[name], 99) * ms:6.3f} ms"
         )
 
-    def added(over: str, base: str) -> str:
-        p50 = (percentile(times[over], 50) - percentile(times[base], 50)) * ms
-        pairs = median([a - b for a, b in zip(times[over], times[base], strict=True)]) * ms
-        return f"{p50:+.3f} ms at p50 (pairs {pairs:+.3f} ms)"
+    def adds(what: str, over: str, base: str, target: str) -> None:
+        p50, pairs = added(times, over, base)
+        print(
+            f"   {what:45s} {p50 * ms:+.3f} ms at p50 (pairs {pairs * ms:+.3f} ms)  "
+            f"(target < {target})"
+        )
 
-    print(f"   the portal adds {added('via the portal', 'Synapse directly')}  (target < 1 ms)")
-    print(
-        f"   the decision adds {added('nginx + decision (cached)', 'plain nginx')}"
-        "  (target < 0.3 ms)"
-    )
+    for portal in portals:
+        adds(f"{LABELS[portal]} adds", via(portal), DIRECT, "1 ms")
+    for portal in portals:
+        adds(f"the decision of {LABELS[portal]} adds", decision(portal), PLAIN_NGINX, "0.3 ms")
+    if OTHER in portals:
+        for what, path in (("via", via), ("the decision of", decision)):
+            _, pairs = added(times, path(THIS), path(OTHER))
+            print(
+                f"   {what} this portal - {what} the --compare-with one, median of pairs: "
+                f"{pairs * ms:+.3f} ms"
+            )
 
 
 def upload(url: str, token: str, data: bytes) -> tuple[float, str]:
@@ -153,29 +182,58 @@ def download(url: str, token: str, mxc: str) -> tuple[float, int]:
     return time.perf_counter() - started, got
 
 
-def big_files(direct: str, portal: PortalProcess, token: str, size: int, rounds: int) -> None:
+def big_files(
+    direct: str, portals: dict[str, PortalProcess], token: str, size: int, rounds: int
+) -> None:
     data = os.urandom(size)
-    rates: dict[str, list[float]] = {
-        f"{kind} {where}": [] for kind in ("up", "down") for where in ("direct", "portal")
+    urls = {"direct": direct, **{name: portal.url for name, portal in portals.items()}}
+    rates: dict[str, dict[str, list[float]]] = {
+        kind: {where: [] for where in urls} for kind in ("up", "down")
     }
-    growth = 0
+    growth = dict.fromkeys(portals, 0)
+    # The portal's CPU-seconds per transfer: steadier than throughput on a busy machine.
+    cpu: dict[str, dict[str, list[float]]] = {k: {name: [] for name in portals} for k in rates}
+
+    def cpu_now(where: str) -> float:
+        return cpu_seconds(portals[where].pid) if where in portals else 0.0
+
+    for url in urls.values():  # warm-up: the first upload of a process is slower
+        upload(url, token, data[: size // 10])
     for i in range(rounds):
-        order = [("direct", direct), ("portal", portal.url)]
-        for where, url in order if i % 2 == 0 else order[::-1]:
-            peak = PeakMemory(portal.pid) if where == "portal" else None
-            seconds, mxc = upload(url, token, data)
-            rates[f"up {where}"].append(size / seconds / 1e6)
-            seconds, got = download(url, token, mxc)
+        for where in round_order(list(urls), i):
+            portal = portals.get(where)
+            peak = PeakMemory(portal.pid) if portal is not None else None
+            before = cpu_now(where)
+            seconds, mxc = upload(urls[where], token, data)
+            rates["up"][where].append(size / seconds / 1e6)
+            between = cpu_now(where)
+            seconds, got = download(urls[where], token, mxc)
             assert got == size
-            rates[f"down {where}"].append(size / seconds / 1e6)
+            rates["down"][where].append(size / seconds / 1e6)
             if peak is not None:
-                growth = max(growth, peak.stop())
+                growth[where] = max(growth[where], peak.stop())
+                cpu["up"][where].append(between - before)
+                cpu["down"][where].append(cpu_now(where) - between)
     mb = size / 1024 / 1024
-    print(f"\n2. {mb:.0f} MB upload then download, {rounds} rounds alternating:")
-    for kind in ("up", "down"):
-        d, p = median(rates[f"{kind} direct"]), median(rates[f"{kind} portal"])
-        print(f"   {kind:4s} direct {d:7.1f} MB/s   via the portal {p:7.1f} MB/s   {p / d:6.1%}")
-    print(f"   the portal's peak memory growth during a round: {growth / 1e6:.1f} MB")
+    print(f"\n2. {mb:.0f} MB upload then download, {rounds} rounds (each its own order), medians:")
+    for kind, by_path in rates.items():
+        d = median(by_path["direct"])
+        print(f"   {kind:4s} Synapse directly {d:7.1f} MB/s", end="")
+        for name in portals:
+            p = median(by_path[name])
+            print(f"   {via(name)} {p:7.1f} MB/s ({p / d:6.1%})", end="")
+        print()
+    if OTHER in portals:
+        for kind, by_path in rates.items():
+            pairs = zip(by_path[THIS], by_path[OTHER], strict=True)
+            ratio = median([mine / theirs for mine, theirs in pairs])
+            print(f"   {kind:4s} this portal / the --compare-with one, per round: {ratio:.3f}")
+    for name, grown in growth.items():
+        print(
+            f"   {LABELS[name]}: CPU per transfer (mean), up {fmean(cpu['up'][name]) * MS:.0f} ms, "
+            f"down {fmean(cpu['down'][name]) * MS:.0f} ms; peak memory growth during a round: "
+            f"{grown / 1e6:.1f} MB"
+        )
 
 
 async def hold_polls(portal_url: str, token: str, since: str, count: int, seconds: float) -> int:
@@ -195,7 +253,7 @@ async def hold_polls(portal_url: str, token: str, since: str, count: int, second
     return len(writers)
 
 
-def idle_polls(portal: PortalProcess, token: str, since: str, count: int) -> None:
+def idle_polls(portal: PortalProcess, label: str, token: str, since: str, count: int) -> None:
     before, cpu_before = rss(portal.pid), cpu_seconds(portal.pid)
     hold = 20.0
     result: list[int] = []
@@ -210,7 +268,7 @@ def idle_polls(portal: PortalProcess, token: str, since: str, count: int) -> Non
     time.sleep(hold / 4)
     cpu_late = cpu_seconds(portal.pid)
     thread.join()
-    print(f"\n3. {count} idle /sync long-polls held through the portal at once:")
+    print(f"\n3. {count} idle /sync long-polls held through {label} at once:")
     print(
         f"   portal memory {before / 1e6:.1f} MB before, {during / 1e6:.1f} MB while they wait "
         f"(+{(during - before) / count / 1024:.1f} kB each)"
@@ -226,55 +284,61 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--big-mb", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--polls", type=int, default=1000)
+    parser.add_argument("--polls", type=int, default=1000, help="0: skip the long-polls")
+    add_compare_with(parser)
     args = parser.parse_args()
     hs = SynapseProcess("bench.localhost", extra_pythonpath=[str(HERE.parent)])
     hs.config["max_upload_size"] = "200M"
     hs.config["rc_message"] = {"per_second": 10000, "burst_count": 10000}
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    portal = PortalProcess(
-        {
-            "public_baseurl": "https://matrix.example.com",
-            "mode": "proxy",
-            "client_api": "proxy",
-            "homeservers": {"hs": {"base_url": hs.base_url}},
-            "default_homeserver": "hs",
-            "connections": {"max": args.polls + 100},
-        },
-        workdir,
-    )
-    nginx = plain = None
+    config = {
+        "public_baseurl": "https://matrix.example.com",
+        "mode": "proxy",
+        "client_api": "proxy",
+        "homeservers": {"hs": {"base_url": hs.base_url}},
+        "default_homeserver": "hs",
+        "connections": {"max": args.polls + 100},
+    }
+    portals = portal_versions(config, workdir, args.compare_with)
+    nginxes: dict[str, NginxProcess] = {}
+    plain = None
     try:
         hs.start()
         hs.register_user("bench", PASSWORD)
-        portal.start()
+        for portal in portals.values():
+            portal.start()
         login = hs.password_login("bench", PASSWORD).json()
         token = login["access_token"]
-        nginx = NginxProcess(portal.port).start()
+        for name, portal in portals.items():
+            nginxes[name] = NginxProcess(portal.port).start()
         plain, plain_url, _ = start_plain_nginx(hs.port)
         small_gets(
             {
-                "Synapse directly": hs.base_url,
-                "via the portal": portal.url,
-                "plain nginx": plain_url,
-                "nginx + decision (cached)": nginx.url,
+                DIRECT: hs.base_url,
+                **{via(name): portal.url for name, portal in portals.items()},
+                PLAIN_NGINX: plain_url,
+                **{decision(name): nginx.url for name, nginx in nginxes.items()},
             },
+            list(portals),
             token,
             args.requests,
         )
-        big_files(hs.base_url, portal, token, args.big_mb * 1024 * 1024, args.rounds)
+        big_files(hs.base_url, portals, token, args.big_mb * 1024 * 1024, args.rounds)
         conn = connection(hs.base_url)
         conn.request("GET", "/_matrix/client/v3/sync", headers={"Authorization": f"Bearer {token}"})
         answer = conn.getresponse().read()
         since = re.search(rb'"next_batch":\s*"([^"]+)"', answer)
         assert since is not None
-        idle_polls(portal, token, since.group(1).decode(), args.polls)
+        if args.polls:
+            for name, portal in portals.items():
+                idle_polls(portal, LABELS[name], token, since.group(1).decode(), args.polls)
     finally:
-        if nginx is not None:
+        for nginx in nginxes.values():
             nginx.stop()
         if plain is not None:
             terminate(plain, grace=5)  # type: ignore[arg-type]
-        portal.stop()
+        for portal in portals.values():
+            portal.stop()
         hs.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -23,15 +23,23 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from portal_loadgen import cpu_seconds, median, percentile  # noqa: E402
+from portal_loadgen import cpu_seconds, percentile  # noqa: E402
+from side_by_side import (  # noqa: E402
+    LABELS,
+    OTHER,
+    THIS,
+    add_compare_with,
+    added,
+    portal_versions,
+    round_order,
+    timed,
+)
 
-from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess  # noqa: E402
 
 LOGIN_PATH = "/_matrix/client/v3/login"
@@ -39,21 +47,14 @@ PASSWORD = "benchmark password"
 
 
 def login(conn: http.client.HTTPConnection, body: bytes) -> float:
-    started = time.perf_counter()
-    conn.request("POST", LOGIN_PATH, body, {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    data = response.read()
-    elapsed = time.perf_counter() - started
-    if response.status != 200:
-        raise RuntimeError(f"login failed: {response.status} {data[:200]!r}")
-    return elapsed
+    return timed(conn, "POST", LOGIN_PATH, body=body, headers={"Content-Type": "application/json"})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--logins", type=int, default=400, help="logins per path")
     parser.add_argument("--bcrypt-rounds", type=int, default=4, help="Synapse's: 12")
-    parser.add_argument("--compare-with", type=Path, help="another checkout's directory")
+    add_compare_with(parser)
     args = parser.parse_args()
 
     hs = SynapseProcess("bench.localhost", extra_pythonpath=[str(HERE.parent)])
@@ -68,16 +69,11 @@ def main() -> int:
         "homeservers": {"hs": {"base_url": hs.base_url}},
         "default_homeserver": "hs",
     }
-    portals = {"portal": PortalProcess(config, workdir / "this")}
-    if args.compare_with is not None:
-        portals["other"] = PortalProcess(
-            config, workdir / "other", package_parent=args.compare_with.resolve()
-        )
+    portals = portal_versions(config, workdir, args.compare_with)
     try:
         hs.start()
         hs.register_user("bench", PASSWORD)
         for portal in portals.values():
-            portal.workdir.mkdir()
             portal.start()
         body = json.dumps(
             {
@@ -96,8 +92,7 @@ def main() -> int:
         times: dict[str, list[float]] = {name: [] for name in names}
         cpu_before = {name: cpu_seconds(p.pid) for name, p in portals.items()}
         for i in range(args.logins):
-            # Rotate the order so no path is always first or last.
-            for name in names[i % len(names) :] + names[: i % len(names)]:
+            for name in round_order(names, i):
                 times[name].append(login(conns[name], body))
         ms = 1000
         d50, d99 = (percentile(times["direct"], q) * ms for q in (50, 99))
@@ -107,19 +102,21 @@ def main() -> int:
             f"  {'':28s}{'p50':>10s}{'p99':>10s}{'added p50':>11s}{'pairs':>9s}{'CPU/login':>11s}\n"
             f"  {'Synapse directly':28s}{d50:8.2f}ms{d99:8.2f}ms"
         )
-        labels = {"portal": "via this portal (proxy)", "other": "via --compare-with portal"}
         for name, portal in portals.items():
             p50, p99 = (percentile(times[name], q) * ms for q in (50, 99))
-            deltas = [p - d for p, d in zip(times[name], times["direct"], strict=True)]
+            more, pairs = added(times, name, "direct")
             cpu = (cpu_seconds(portal.pid) - cpu_before[name]) / args.logins * ms
             print(
-                f"  {labels[name]:28s}{p50:8.2f}ms{p99:8.2f}ms{p50 - d50:9.2f}ms"
-                f"{median(deltas) * ms:7.2f}ms{cpu:9.2f}ms"
+                f"  {'via ' + LABELS[name]:28s}{p50:8.2f}ms{p99:8.2f}ms{more * ms:9.2f}ms"
+                f"{pairs * ms:7.2f}ms{cpu:9.2f}ms"
             )
         print(
             "  (added p50: p50 via the portal minus p50 direct; pairs: median of per-pair "
             "differences; target < 2 ms)"
         )
+        if OTHER in portals:
+            _, pairs = added(times, THIS, OTHER)
+            print(f"  this portal - the --compare-with one, median of pairs: {pairs * ms:+.2f} ms")
     finally:
         for portal in portals.values():
             portal.stop()

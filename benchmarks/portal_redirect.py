@@ -1,6 +1,7 @@
 """Redirect throughput of the portal vs a minimal Twisted server that always answers 307.
 
     python benchmarks/portal_redirect.py [--rounds 15] [--seconds 1.5] [--connections 16]
+                                         [--compare-with DIR]
 
 Both servers run on CPU 0 (``taskset``), the load generator on CPU 1, in the same run and
 with the same load: interleaved rounds (portal, minimal, portal, minimal, ...), each round a
@@ -8,7 +9,9 @@ closed loop of ``--connections`` keep-alive connections POSTing a real login bod
 portal parses the body, applies four routes (user-id regex, address regex, localpart regex,
 a hash pool), answers the 307, logs the login and updates its metrics; the minimal server
 answers a fixed 307 without looking at the body. Reported: the median throughput of each
-and the ratio (target: portal >= 80% of minimal).
+and the ratio (target: portal >= 80% of minimal). ``--compare-with DIR`` also runs the portal
+of another checkout, on the same core, in the same rounds: the two versions' throughput and
+the median of their per-round ratios.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from portal_loadgen import build_request, cpu_seconds, median, run_load  # noqa: E402
+from side_by_side import (  # noqa: E402
+    LABELS,
+    OTHER,
+    THIS,
+    add_compare_with,
+    portal_versions,
+    round_order,
+)
 
-from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
 from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate  # noqa: E402
 
 SERVER_CPU = "0"
@@ -109,11 +119,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--connections", type=int, default=16)
+    add_compare_with(parser)
     args = parser.parse_args()
 
     os.sched_setaffinity(0, {LOADGEN_CPU})
     workdir = Path(tempfile.mkdtemp(prefix="bench-portal-redirect-"))
-    portal = PortalProcess(PORTAL_CONFIG, workdir, cpu=int(SERVER_CPU))
+    portals = portal_versions(PORTAL_CONFIG, workdir, args.compare_with, cpu=int(SERVER_CPU))
     ports = {"minimal": free_port(), "minimal-noform": free_port()}
     minimals = {
         name: subprocess.Popen(
@@ -122,12 +133,14 @@ def main() -> int:
         for name, port in ports.items()
     }
     try:
-        portal.start()
+        for portal in portals.values():
+            portal.start()
         for port in ports.values():
             wait_for(port)
-        ports["portal"] = portal.port
-        pids = {"portal": portal.pid, **{name: p.pid for name, p in minimals.items()}}
-        names = ["portal", "minimal", "minimal-noform"]
+        ports |= {name: portal.port for name, portal in portals.items()}
+        pids = {name: portal.pid for name, portal in portals.items()}
+        pids |= {name: p.pid for name, p in minimals.items()}
+        names = [*portals, "minimal", "minimal-noform"]
         requests = {
             name: build_request("127.0.0.1", ports[name], LOGIN_PATH, BODY, "bench")
             for name in names
@@ -137,9 +150,7 @@ def main() -> int:
         rates: dict[str, list[float]] = {name: [] for name in names}
         per_cpu: dict[str, list[float]] = {name: [] for name in names}
         for round_no in range(1, args.rounds + 1):
-            # Rotate the order so no server always runs first in a round.
-            shift = round_no % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in round_order(names, round_no):
                 cpu_before = cpu_seconds(pids[name])
                 result = run_load(
                     "127.0.0.1",
@@ -161,30 +172,39 @@ def main() -> int:
                 flush=True,
             )
 
-        def ratio(values: dict[str, list[float]], baseline: str) -> float:
-            return median([p / b for p, b in zip(values["portal"], values[baseline], strict=True)])
+        def ratio(values: dict[str, list[float]], portal: str, baseline: str) -> float:
+            pairs = zip(values[portal], values[baseline], strict=True)
+            return median([p / b for p, b in pairs])
 
         print(
             f"\n{args.rounds} interleaved rounds x {args.seconds:g}s, {args.connections} "
             f"keep-alive connections, servers on 1 core (CPU {SERVER_CPU}), medians:\n"
-            f"  {'':34s}{'wall-clock':>14s}{'per server CPU-s':>20s}"
+            f"  {'':42s}{'wall-clock':>14s}{'per server CPU-s':>20s}"
         )
+        labelled = [(name, f"{LABELS[name]} (parse, route, 307)") for name in portals]
         for name, label in (
-            ("portal", "portal (parse, route, log, 307)"),
+            *labelled,
             ("minimal", "minimal fixed 307 (Twisted default)"),
             ("minimal-noform", "minimal fixed 307, no form parsing"),
         ):
             print(
-                f"  {label:34s}{median(rates[name]):9.0f} req/s"
+                f"  {label:42s}{median(rates[name]):9.0f} req/s"
                 f"{median(per_cpu[name]):13.0f} req/CPU-s"
             )
-        for baseline in ("minimal", "minimal-noform"):
+        for version in portals:
+            for baseline in ("minimal", "minimal-noform"):
+                print(
+                    f"  {version:5s} / {baseline:34s}{ratio(rates, version, baseline):14.1%}"
+                    f"{ratio(per_cpu, version, baseline):20.1%}   (target >= 80%)"
+                )
+        if OTHER in portals:
             print(
-                f"  portal / {baseline:24s}{ratio(rates, baseline):14.1%}"
-                f"{ratio(per_cpu, baseline):20.1%}   (target >= 80%)"
+                f"  {THIS:5s} / {OTHER:34s}{ratio(rates, THIS, OTHER):14.1%}"
+                f"{ratio(per_cpu, THIS, OTHER):20.1%}   (median of per-round ratios)"
             )
     finally:
-        portal.stop()
+        for portal in portals.values():
+            portal.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         for proc in minimals.values():
             terminate(proc, grace=10)

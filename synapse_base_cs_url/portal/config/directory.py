@@ -36,6 +36,7 @@ DIRECTORY_KEYS = (
     "not_found_ttl",
     "timeout",
     "concurrency",
+    "max_waiting",
     "per_second",
     "burst",
     "max_cached",
@@ -73,7 +74,10 @@ class DirectorySettings:
     timeout: float = 5.0
     """Seconds one source may take before it counts as not answering."""
     concurrency: int = 16
-    """Lookups at once (more wait, up to as many again; then 429)."""
+    """Lookups at once."""
+    max_waiting: int = 1000
+    """Lookups waiting for one of those (then 429): a login storm after a restart, every
+    identifier still unknown, waits rather than fails."""
     per_second: float = 1.0
     burst: int = 10
     """Lookups one client address may start: a burst, then this many a second."""
@@ -155,6 +159,7 @@ def _parse_section(raw: Mapping[object, object]) -> DirectorySettings:
         not_found_ttl=seconds("not_found_ttl", d.not_found_ttl),
         timeout=seconds("timeout", d.timeout),
         concurrency=whole("concurrency", d.concurrency),
+        max_waiting=whole("max_waiting", d.max_waiting),
         per_second=seconds("per_second", d.per_second),
         burst=whole("burst", d.burst),
         max_cached=whole("max_cached", d.max_cached),

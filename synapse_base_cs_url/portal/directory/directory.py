@@ -119,7 +119,7 @@ class Directory:
             settings.per_second, settings.burst, clock, max_keys=MAX_TRACKED_CLIENTS
         )
         self._lookups: SingleFlight[str, Location] = SingleFlight()
-        self._slots = Slots(settings.concurrency)
+        self._slots = Slots(settings.concurrency, settings.max_waiting)
 
     def keep_limits_of(self, previous: Directory) -> None:
         """After a reload: each client keeps what it had left of its burst."""

@@ -47,12 +47,13 @@ class RateLimiter:
 
 
 class Slots:
-    """At most ``limit`` lookups at once; as many again wait their turn, in order, and past
-    that the caller refuses more (:attr:`full`): work that the portal does on a client's
-    behalf on other servers never grows without bound."""
+    """At most ``limit`` lookups at once; ``max_waiting`` more (as many again, unless given)
+    wait their turn, in order, and past that the caller refuses more (:attr:`full`): work
+    that the portal does on a client's behalf on other servers never grows without bound."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_waiting: int | None = None) -> None:
         self._limit = limit
+        self._max_waiting = limit if max_waiting is None else max_waiting
         self._running = 0
         self._queue: collections.deque[defer.Deferred[None]] = collections.deque()
 
@@ -64,7 +65,7 @@ class Slots:
     @property
     def full(self) -> bool:
         """Every slot is taken and as many wait: refuse (429) rather than queue more."""
-        return self._running >= self._limit and len(self._queue) >= self._limit
+        return self._running >= self._limit and len(self._queue) >= self._max_waiting
 
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """``work()`` once a slot is free; the slot goes to the next in line after it."""

@@ -128,7 +128,7 @@ def test_one_lookup_per_identifier_shared_by_its_waiters() -> None:
 
 
 def test_limits_per_client_and_in_total() -> None:
-    directory, source, clock, seen = setup(burst=2, per_second=1.0, concurrency=1)
+    directory, source, clock, seen = setup(burst=2, per_second=1.0, concurrency=1, max_waiting=1)
     a, b = (
         locate(directory, Identifier(LOCALPART, "a")),
         locate(directory, Identifier(LOCALPART, "b")),
