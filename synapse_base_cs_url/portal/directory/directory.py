@@ -70,13 +70,20 @@ class DirectoryCache:
         self._memory = memory
         self._known = known
 
+    def peek(self, identifier: Identifier) -> frozenset[str] | None:
+        """What the memory backend holds, at once (``None`` with the shared state)."""
+        if self._shared is not None:
+            return None
+        return self._holders(self._memory.get(identifier.key))
+
     async def get(self, identifier: Identifier) -> frozenset[str] | None:
         """The cached holders; ``None`` (ask again) when nothing is cached, or when the
         answer names a homeserver the config no longer has (renamed, removed)."""
         if self._shared is not None:
-            value = await self._shared.get(DIRECTORY_PREFIX + identifier.key)
-        else:
-            value = self._memory.get(identifier.key)
+            return self._holders(await self._shared.get(DIRECTORY_PREFIX + identifier.key))
+        return self._holders(self._memory.get(identifier.key))
+
+    def _holders(self, value: str | None) -> frozenset[str] | None:
         if value is None:
             return None
         holders = frozenset(value.split(",")) if value else frozenset()
@@ -124,6 +131,15 @@ class Directory:
     def keep_limits_of(self, previous: Directory) -> None:
         """After a reload: each client keeps what it had left of its burst."""
         self._limits.adopt(previous._limits)
+
+    def peek(self, identifier: Identifier) -> Location | None:
+        """Where the account lives, if this process knows at hand (the memory backend),
+        without waiting; ``None`` when :meth:`locate` must be asked."""
+        holders = self._cache.peek(identifier)
+        if not holders:  # unknown, or "nobody" (whose login still asks the placements)
+            return None
+        self._on_cache(True)
+        return Location(holders, True, "cache")
 
     async def locate(self, identifier: Identifier, client_ip: str) -> Location:
         """Who holds ``identifier``: from the cache, else from the sources; ``429`` past the

@@ -75,7 +75,19 @@ class LoginHandler:
         if self._directory is not None:
             identifier = self._login_routes.to_locate(attempt.body, attempt.login_type)
             if identifier is not None:
-                return self._located_login(attempt, identifier)
+                known = self._directory.peek(identifier)
+                if known is None:
+                    return self._located_login(attempt, identifier)
+                # Known where it lives, in this process: decided at once, as without the
+                # directory (no coroutine for the cache's answer).
+                try:
+                    attempt.selection = self._login_routes.located(
+                        known, identifier, attempt.body, attempt.client_ip
+                    )
+                except errors.MatrixError as e:
+                    self._refused(e, identifier)
+                    raise
+                return self._route(attempt)
         attempt.selection = self._login_routes.decide(
             attempt.body, attempt.login_type, attempt.client_ip
         )
@@ -117,8 +129,7 @@ class LoginHandler:
                 if placed is not None:
                     selection = Selection(placed, PLACED_ROUTE)
         except errors.MatrixError as e:
-            self._metrics.reject(e.errcode, e.status)
-            logger.info("login rejected: %s %s (%s)", e.status, e.errcode, identifier.tag)
+            self._refused(e, identifier)
             raise
         attempt.selection = selection or self._login_routes.decide(
             attempt.body, attempt.login_type, attempt.client_ip
@@ -126,6 +137,10 @@ class LoginHandler:
         proxying = self._route(attempt)
         if proxying is not None:
             await proxying
+
+    def _refused(self, e: errors.MatrixError, identifier: Identifier) -> None:
+        self._metrics.reject(e.errcode, e.status)
+        logger.info("login rejected: %s %s (%s)", e.status, e.errcode, identifier.tag)
 
     async def _token_login(self, attempt: LoginAttempt) -> None:
         # The token is single use at the homeserver: forget it here as soon as it is used.

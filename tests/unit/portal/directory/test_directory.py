@@ -179,3 +179,21 @@ def test_an_account_the_portal_placed_is_found_at_once() -> None:
     settle(defer.ensureDeferred(directory.remember(BOB, "hs3")))
     assert settle(locate(directory)) == Location(frozenset({"hs3"}), True, "cache")
     assert source.asks == []
+
+
+def test_an_answer_at_hand_is_peeked_without_waiting() -> None:
+    directory, source, _, seen = setup()
+    assert directory.peek(BOB) is None
+    d = locate(directory)
+    source.answer("hs2")
+    settle(d)
+    assert directory.peek(BOB) == Location(frozenset({"hs2"}), True, "cache")
+    assert ("cache", True) in seen
+    # "Nobody" is not at hand: such a login still asks (the placements, then the routes).
+    nobody = locate(directory, CAROL)
+    source.answer()
+    settle(nobody)
+    assert directory.peek(CAROL) is None
+    # With the shared state, nothing is at hand.
+    shared_directory, _, _, _ = setup(SharedDict())
+    assert shared_directory.peek(BOB) is None
