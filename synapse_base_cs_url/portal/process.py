@@ -44,6 +44,7 @@ RESTART_ONLY = (
     "sso.token_ttl",
     "sso.max_tokens",
     "gateway.max_tokens",
+    "directory.max_cached",
 )
 
 
