@@ -1,10 +1,10 @@
 """A password forgotten, at the portal's address: the reset reaches the homeserver that holds
 the address, and its last step the homeserver that sent the e-mail.
 
-- ``POST /account/password/email/requestToken`` (and its msisdn twin) goes to the homeserver
-  where the directory finds the address (without the directory, or when nobody holds it,
-  where a login by that address would go); the request's ``client_secret`` is remembered
-  with that homeserver.
+- ``POST /account/password/email/requestToken`` (and its msisdn twin, by the number's
+  msisdn) goes to the homeserver where the directory finds the address (without the
+  directory, or when nobody holds it, where a login by that address would go); the
+  request's ``client_secret`` is remembered with that homeserver.
 - ``POST /account/password`` without an access token carries that ``client_secret`` in its
   ``auth.threepid_creds``: it goes to the same homeserver. (One without it goes to the
   default homeserver.)
@@ -22,7 +22,13 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
-from synapse_base_cs_url.portal.directory.identifier import EMAIL, Identifier, canonicalise_email
+from synapse_base_cs_url.portal.directory.identifier import (
+    EMAIL,
+    MSISDN,
+    Identifier,
+    canonicalise_email,
+    phone_to_msisdn,
+)
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
 from synapse_base_cs_url.portal.placement import Placements, guarded
 
@@ -98,8 +104,11 @@ class PasswordReset:
 
 
 def _address_of(medium: str, body: Mapping[str, object]) -> Identifier | None:
-    """The e-mail address a reset names. An msisdn reset names a country and a number, which
-    only libphonenumber turns into an msisdn: it is placed as a login without one would be."""
+    """The address a reset names: an e-mail address, or a country and a phone number (its
+    msisdn, as Synapse makes it)."""
+    if medium == MSISDN:
+        msisdn = phone_to_msisdn(body.get("country"), body.get("phone_number"))
+        return Identifier(MSISDN, msisdn) if msisdn else None
     if medium != EMAIL:
         return None
     email = body.get("email")
