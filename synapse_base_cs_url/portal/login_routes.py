@@ -154,6 +154,18 @@ class LoginRoutes:
             raise errors.directory_unavailable("This login", DIRECTORY_RETRY_AFTER)
         return None
 
+    def for_address(self, identifier: Identifier | None, client_ip: str) -> Selection[Homeserver]:
+        """Where a login by this e-mail address or phone number (``None``: by nothing the
+        routes can see) would go."""
+        login: dict[str, object] = {"type": PASSWORD_TYPE}
+        if identifier is not None:
+            login["identifier"] = {
+                "type": "m.id.thirdparty",
+                "medium": identifier.medium,
+                "address": identifier.address,
+            }
+        return self.decide(login, PASSWORD_TYPE, client_ip)
+
     def for_user(self, user: str, client_ip: str) -> Homeserver:
         """Where a password login by ``user`` (a user id or a localpart) would go."""
         login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}

@@ -16,21 +16,17 @@ import re
 from collections.abc import Mapping
 
 from synapse_base_cs_url.core import Selection
-from synapse_base_cs_url.core.json_dict import JsonDict
-from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import (
-    EMAIL,
-    MSISDN,
     Identifier,
-    canonicalise_email,
-    phone_to_msisdn,
+    address_of,
 )
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
-from synapse_base_cs_url.portal.placement import Placements, guarded
+from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, guarded
+from synapse_base_cs_url.portal.state.store import Store
 
 REQUEST_TOKEN_PATH = re.compile(
     rb"/_matrix/client/(?:r0|v3|unstable)/account/password/(email|msisdn)/requestToken"
@@ -47,7 +43,7 @@ class PasswordReset:
         config: PortalConfig,
         login_routes: LoginRoutes,
         directory: Directory | None,
-        secrets: Placements,
+        secrets: Store,
     ) -> None:
         self._config = config
         self._homeservers = config.homeservers
@@ -58,21 +54,23 @@ class PasswordReset:
     async def for_request_token(
         self, medium: str, body: Mapping[str, object], client_ip: str
     ) -> Selection[Homeserver]:
-        identifier = _address_of(medium, body)
+        identifier = address_of(medium, body)
         selection = await self._holder(identifier, client_ip) if identifier else None
         if selection is None:
-            login = {"type": PASSWORD_TYPE, **self._as_login(identifier)}
-            selection = self._login_routes.decide(login, PASSWORD_TYPE, client_ip)
+            selection = self._login_routes.for_address(identifier, client_ip)
         secret = body.get("client_secret")
         if isinstance(secret, str) and secret:
-            identifier = Identifier(CLIENT_SECRET, secret)
-            await guarded(self._secrets.put(identifier, selection.target.name), "This reset")
+            key = Identifier(CLIENT_SECRET, secret).key
+            await guarded(
+                self._secrets.put(key, selection.target.name, PLACEMENT_TTL), "This reset"
+            )
         return selection
 
     async def for_password(self, body: Mapping[str, object]) -> Selection[Homeserver]:
         secret = _client_secret(body)
         if secret is not None:
-            name = await guarded(self._secrets.get(Identifier(CLIENT_SECRET, secret)), "This reset")
+            key = Identifier(CLIENT_SECRET, secret).key
+            name = await guarded(self._secrets.get(key), "This reset")
             if name is not None and name in self._homeservers:
                 return Selection(self._homeservers[name], RESET_ROUTE)
         return Selection(self._homeservers[self._config.default_homeserver], "default")
@@ -89,31 +87,6 @@ class PasswordReset:
         if not location.complete:
             raise errors.directory_unavailable("This password reset", DIRECTORY_RETRY_AFTER)
         return None
-
-    @staticmethod
-    def _as_login(identifier: Identifier | None) -> JsonDict:
-        if identifier is None:
-            return {}
-        return {
-            "identifier": {
-                "type": "m.id.thirdparty",
-                "medium": identifier.medium,
-                "address": identifier.address,
-            }
-        }
-
-
-def _address_of(medium: str, body: Mapping[str, object]) -> Identifier | None:
-    """The address a reset names: an e-mail address, or a country and a phone number (its
-    msisdn, as Synapse makes it)."""
-    if medium == MSISDN:
-        msisdn = phone_to_msisdn(body.get("country"), body.get("phone_number"))
-        return Identifier(MSISDN, msisdn) if msisdn else None
-    if medium != EMAIL:
-        return None
-    email = body.get("email")
-    canonical = canonicalise_email(email) if isinstance(email, str) else None
-    return Identifier(EMAIL, canonical) if canonical else None
 
 
 def _client_secret(body: Mapping[str, object]) -> str | None:

@@ -9,7 +9,6 @@ Used by the portal's own registration endpoints (redirect mode: the client is se
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
@@ -25,14 +24,12 @@ from synapse_base_cs_url.portal.directory.identifier import (
     EMAIL,
     LOCALPART,
     Identifier,
-    canonicalise_email,
+    address_of,
     identifier_of,
 )
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
-from synapse_base_cs_url.portal.state.expiring import ExpiringMap
-from synapse_base_cs_url.portal.state.keys import PLACEMENT_PREFIX
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
-from synapse_base_cs_url.portal.state.shared import SharedState
+from synapse_base_cs_url.portal.state.store import Store
 
 #: How long a placement is remembered: Synapse's user-interactive sessions last a day.
 PLACEMENT_TTL = 24 * 3600.0
@@ -63,44 +60,16 @@ async def guarded(work: Awaitable[T], what: str) -> T:
         raise errors.unavailable(what, STATE_RETRY_AFTER) from None
 
 
-class Placements:
-    """New names -> the homeserver the portal placed them on (memory, or the shared state)."""
-
-    def __init__(self, memory: ExpiringMap[str, str], shared: SharedState | None) -> None:
-        self._memory = memory
-        self._shared = shared
-
-    async def get(self, identifier: Identifier) -> str | None:
-        if self._shared is not None:
-            return await self._shared.get(PLACEMENT_PREFIX + identifier.key)
-        return self._memory.get(identifier.key)
-
-    async def put_new(self, identifier: Identifier, homeserver: str) -> bool:
-        """Place ``identifier`` unless it is placed already; whether this call placed it."""
-        if self._shared is not None:
-            ttl = max(1, math.ceil(PLACEMENT_TTL))
-            return await self._shared.put_new(PLACEMENT_PREFIX + identifier.key, homeserver, ttl)
-        return self._memory.put_new(identifier.key, homeserver, PLACEMENT_TTL)
-
-    async def put(
-        self, identifier: Identifier, homeserver: str, ttl: float = PLACEMENT_TTL
-    ) -> None:
-        if self._shared is not None:
-            await self._shared.put(
-                PLACEMENT_PREFIX + identifier.key, homeserver, max(1, math.ceil(ttl))
-            )
-        else:
-            self._memory.put(identifier.key, homeserver, ttl)
-
-
 class Placement:
     def __init__(
         self,
         config: PortalConfig,
         login_routes: LoginRoutes,
         directory: Directory | None,
-        placements: Placements,
+        placements: Store,
     ) -> None:
+        """``placements``: new names (and clients) -> the homeserver the portal placed
+        them on."""
         self._config = config
         self._homeservers = config.homeservers
         self._login_routes = login_routes
@@ -126,28 +95,25 @@ class Placement:
         if not username:
             # A later step that left the name out goes where this client's registration was
             # placed; else the homeserver will make up a name, placed by what else is known.
-            recent = await self._guarded(self._placements.get(_client(client_ip)))
-            if recent is not None and recent in self._homeservers:
-                return Selection(self._homeservers[recent], PLACED_ROUTE)
-            return self._login_routes.decide({}, PASSWORD_TYPE, client_ip)
+            recent = await self._placed_at(_client(client_ip))
+            return recent or self._login_routes.for_address(None, client_ip)
         identifier = self.name_of(username)
         if identifier is None:
             return self._login_routes.decide(
                 {"identifier": {"type": "m.id.user", "user": username}}, PASSWORD_TYPE, client_ip
             )
-        placed = await self._guarded(self._placements.get(identifier))
-        if placed is not None and placed in self._homeservers:
-            return Selection(self._homeservers[placed], PLACED_ROUTE)
+        placed = await self._placed_at(identifier)
+        if placed is not None:
+            return placed
         selection = await self.where_new(identifier, client_ip)
-        if not await self._guarded(self._placements.put_new(identifier, selection.target.name)):
+        name = selection.target.name
+        if not await self._guarded(self._placements.put_new(identifier.key, name, PLACEMENT_TTL)):
             # Another step of this registration was placed meanwhile: that placement wins.
-            placed = await self._guarded(self._placements.get(identifier))
-            if placed is not None and placed in self._homeservers:
-                return Selection(self._homeservers[placed], PLACED_ROUTE)
+            placed = await self._placed_at(identifier)
+            if placed is not None:
+                return placed
         # Its e-mail or phone verification names no user (below): remember the client too.
-        await self._guarded(
-            self._placements.put(_client(client_ip), selection.target.name, RECENT_CLIENT_TTL)
-        )
+        await self._guarded(self._placements.put(_client(client_ip).key, name, RECENT_CLIENT_TTL))
         return selection
 
     async def for_verification(
@@ -157,27 +123,16 @@ class Placement:
         is ``400 M_THREEPID_IN_USE`` (with the directory on); otherwise it goes where this
         client's registration was placed in the last minutes (the step names neither the
         user nor the registration), else where a login by the address would."""
-        identifier = None
-        if medium == EMAIL and isinstance(body.get("email"), str):
-            canonical = canonicalise_email(str(body["email"]))
-            identifier = Identifier(EMAIL, canonical) if canonical else None
+        # (A phone number's verification is not looked up: it follows the registration.)
+        identifier = address_of(medium, body) if medium == EMAIL else None
         if identifier is not None and self._directory is not None:
             location = await self._directory.locate(identifier, client_ip)
             if location.holders and self._config.directory.unique_localparts:
                 raise errors.MatrixError(400, THREEPID_IN_USE, "Email is already in use")
             if not location.holders and not location.complete:
                 raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
-        placed = await self._guarded(self._placements.get(_client(client_ip)))
-        if placed is not None and placed in self._homeservers:
-            return Selection(self._homeservers[placed], PLACED_ROUTE)
-        login: dict[str, object] = {"type": PASSWORD_TYPE}
-        if identifier is not None:
-            login["identifier"] = {
-                "type": "m.id.thirdparty",
-                "medium": identifier.medium,
-                "address": identifier.address,
-            }
-        return self._login_routes.decide(login, PASSWORD_TYPE, client_ip)
+        placed = await self._placed_at(_client(client_ip))
+        return placed or self._login_routes.for_address(identifier, client_ip)
 
     async def where_new(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver]:
         """Where a new account by this name would go, once the directory found it nowhere
@@ -212,8 +167,15 @@ class Placement:
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before
         the directory has seen the account)."""
-        name = await self._guarded(self._placements.get(identifier))
-        return self._homeservers.get(name) if name is not None else None
+        placed = await self._placed_at(identifier)
+        return placed.target if placed is not None else None
+
+    async def _placed_at(self, identifier: Identifier) -> Selection[Homeserver] | None:
+        """Where ``identifier`` (a name, or a client) was placed, if it still is configured."""
+        name = await self._guarded(self._placements.get(identifier.key))
+        if name is None or name not in self._homeservers:
+            return None
+        return Selection(self._homeservers[name], PLACED_ROUTE)
 
     async def registered(self, user_id: str, homeserver: str) -> None:
         """A registration through the portal succeeded: the directory knows at once."""

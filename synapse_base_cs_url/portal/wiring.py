@@ -34,7 +34,7 @@ from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PasswordReset
-from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, Placements
+from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.registration import PasswordResetHandler, RegistrationHandler
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
@@ -45,7 +45,9 @@ from synapse_base_cs_url.portal.sso.login_tokens import (
 )
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from synapse_base_cs_url.portal.state.keys import PLACEMENT_PREFIX
 from synapse_base_cs_url.portal.state.redis import RedisState
+from synapse_base_cs_url.portal.state.store import Store
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.web.body_sink import BodySink
 from synapse_base_cs_url.portal.web.request import PortalRequest
@@ -71,7 +73,7 @@ class Lasting:
     a reload does not invalidate the SSO logins in progress."""
     directory_memory: ExpiringMap[str, str]
     """The directory's answers, with the memory backend."""
-    placements: Placements
+    placements: Store
     """Where the portal placed each new name (registrations in progress), and where each
     password reset's client secret was sent."""
 
@@ -110,7 +112,8 @@ class Lasting:
                 ttl=config.directory.found_ttl,
                 sliding=False,
             ),
-            placements=Placements(
+            placements=Store(
+                PLACEMENT_PREFIX,
                 ExpiringMap(reactor, max_entries=MAX_PLACEMENTS, ttl=PLACEMENT_TTL, sliding=False),
                 state,
             ),

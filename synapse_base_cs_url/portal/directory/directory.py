@@ -15,7 +15,6 @@ answer, and say what it means for the login.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 
 import attr
@@ -32,6 +31,7 @@ from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.state.shared import SharedState
 from synapse_base_cs_url.portal.state.single_flight import SingleFlight
+from synapse_base_cs_url.portal.state.store import Store
 
 logger = logging.getLogger("synapse_base_cs_url.portal.directory")
 
@@ -66,22 +66,17 @@ class DirectoryCache:
         """``memory`` outlives reloads (the process keeps it); ``shared`` is used instead
         when the state is shared; ``known``: the homeservers the config has now."""
         self._settings = settings
-        self._shared = shared
-        self._memory = memory
+        self._store = Store(DIRECTORY_PREFIX, memory, shared)
         self._known = known
 
     def peek(self, identifier: Identifier) -> frozenset[str] | None:
         """What the memory backend holds, at once (``None`` with the shared state)."""
-        if self._shared is not None:
-            return None
-        return self._holders(self._memory.get(identifier.key))
+        return self._holders(self._store.at_hand(identifier.key))
 
     async def get(self, identifier: Identifier) -> frozenset[str] | None:
         """The cached holders; ``None`` (ask again) when nothing is cached, or when the
         answer names a homeserver the config no longer has (renamed, removed)."""
-        if self._shared is not None:
-            return self._holders(await self._shared.get(DIRECTORY_PREFIX + identifier.key))
-        return self._holders(self._memory.get(identifier.key))
+        return self._holders(await self._store.get(identifier.key))
 
     def _holders(self, value: str | None) -> frozenset[str] | None:
         if value is None:
@@ -94,14 +89,10 @@ class DirectoryCache:
     async def put(self, identifier: Identifier, holders: frozenset[str]) -> None:
         ttl = self._settings.found_ttl if holders else self._settings.not_found_ttl
         value = ",".join(sorted(holders)) if holders else NOBODY
-        if self._shared is not None:
-            key = DIRECTORY_PREFIX + identifier.key
-            await self._shared.put(key, value, max(1, math.ceil(ttl)))
-        else:
-            self._memory.put(identifier.key, value, ttl=ttl)
+        await self._store.put(identifier.key, value, ttl)
 
     def __len__(self) -> int:
-        return len(self._memory)
+        return len(self._store)
 
 
 class Directory:

@@ -100,3 +100,16 @@ def identifier_of_body(
         return None
     msisdn = phone_to_msisdn(identifier.get("country"), identifier.get("phone"))
     return Identifier(MSISDN, msisdn) if msisdn else None
+
+
+def address_of(medium: str, body: Mapping[str, object]) -> Identifier | None:
+    """The address a ``requestToken`` step (a registration's verification, a password
+    reset) names: ``email``, or ``country`` and ``phone_number`` (its msisdn)."""
+    if medium == MSISDN:
+        msisdn = phone_to_msisdn(body.get("country"), body.get("phone_number"))
+        return Identifier(MSISDN, msisdn) if msisdn else None
+    if medium != EMAIL:
+        return None
+    email = body.get("email")
+    canonical = canonicalise_email(email) if isinstance(email, str) else None
+    return Identifier(EMAIL, canonical) if canonical else None

@@ -8,12 +8,12 @@ several, so that a token learnt by one portal process is known to all of them.
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.shared import SharedState
+from synapse_base_cs_url.portal.state.store import whole_seconds
 
 
 class TokenMap(Protocol):
@@ -56,10 +56,10 @@ class SharedTokenMap:
         self._state = state
 
     async def remember(self, key: str, homeserver: str, ttl: float) -> None:
-        await self._state.put(key, homeserver, max(1, math.ceil(ttl)))
+        await self._state.put(key, homeserver, whole_seconds(ttl))
 
     async def lookup(self, key: str, ttl: float) -> str | None:
-        return await self._state.get_extending(key, max(1, math.ceil(ttl)))
+        return await self._state.get_extending(key, whole_seconds(ttl))
 
     async def forget(self, key: str) -> None:
         await self._state.delete(key)

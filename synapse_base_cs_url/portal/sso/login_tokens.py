@@ -16,13 +16,13 @@ neither a memory dump nor a shared store reveals a usable token.
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import SSO_PREFIX, token_key
 from synapse_base_cs_url.portal.state.shared import SharedState
+from synapse_base_cs_url.portal.state.store import whole_seconds
 
 
 class SsoTokenStore(Protocol):
@@ -76,7 +76,7 @@ class SharedSsoTokenStore:
 
     def __init__(self, state: SharedState, ttl: float) -> None:
         self._state = state
-        self._ttl = max(1, math.ceil(ttl))
+        self._ttl = whole_seconds(ttl)
 
     async def remember(self, token: str, homeserver: str) -> bool:
         return await self._state.put_new(SSO_PREFIX + token_key(token), homeserver, self._ttl)

@@ -15,6 +15,7 @@ from synapse_base_cs_url.portal.directory.identifier import EMAIL, LOCALPART, Id
 from synapse_base_cs_url.portal.directory.sources import SourceAnswer
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from tests.harness.deferreds import settle
+from tests.harness.shared_state import SharedDict
 
 BOB = Identifier(LOCALPART, "bob")
 CAROL = Identifier(EMAIL, "carol@example.com")
@@ -36,20 +37,6 @@ class Played:
     def answer(self, *holders: str, unanswered: tuple[str, ...] = ()) -> None:
         pending = [d for _, d in self.asks if not d.called]
         pending[0].callback(SourceAnswer(frozenset(holders), unanswered))
-
-
-class SharedDict:
-    """The shared state as a dict (what Redis does with these commands)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, tuple[str, int]] = {}
-
-    async def get(self, key: str) -> str | None:
-        found = self.values.get(key)
-        return None if found is None else found[0]
-
-    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
-        self.values[key] = (value, ttl_seconds)
 
 
 def setup(shared: Any = None, **settings: Any) -> tuple[Directory, Played, task.Clock, list[Any]]:

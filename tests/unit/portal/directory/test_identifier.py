@@ -9,6 +9,7 @@ from synapse_base_cs_url.portal.directory.identifier import (
     LOCALPART,
     MSISDN,
     Identifier,
+    address_of,
     canonicalise_email,
     identifier_of,
 )
@@ -61,3 +62,15 @@ def test_a_phone_login_is_looked_up_by_its_msisdn_as_synapse_makes_it() -> None:
     assert identifier_of_body(LoginContext.from_login_body(garbage), garbage, None) is None
     missing = {"identifier": {"type": "m.id.phone"}}
     assert identifier_of_body(LoginContext.from_login_body(missing), missing, None) is None
+
+
+def test_the_address_a_request_token_step_names() -> None:
+    assert address_of("email", {"email": " Bob@Example.COM"}) == Identifier(
+        EMAIL, "bob@example.com"
+    )
+    assert address_of("email", {"email": "not an address"}) is None
+    phone = {"country": "GB", "phone_number": "07470 674927"}
+    assert address_of("msisdn", phone) == Identifier(MSISDN, "447470674927")
+    assert address_of("msisdn", {"country": "GB", "phone_number": "nonsense"}) is None
+    assert address_of("msisdn", {}) is None
+    assert address_of("carrier-pigeon", {"email": "a@b.c"}) is None
