@@ -10,10 +10,10 @@ outside the ``login/`` package."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from synapse_base_cs_url.core import LoginContext, RuleSet, Selection
+from synapse_base_cs_url.core import JsonDict, LoginContext, RuleSet, Selection
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE, TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
@@ -61,11 +61,24 @@ def select_by_server_name(
     candidates = names.get(ctx.user_id.partition(":")[2].lower())
     if not candidates:
         return None
+    return choose_among(routes, ctx, candidates, SERVER_NAME_ROUTE)
+
+
+def choose_among(
+    routes: RuleSet[str], ctx: LoginContext, candidates: Sequence[str], route: str
+) -> Selection[str]:
+    """One of ``candidates`` (ingress points of one homeserver): the first route that picks
+    one of them, else the first of them (chosen by ``route``)."""
     if len(candidates) > 1:
         chosen = routes.select(ctx)
         if chosen is not None and chosen.target in candidates:
             return chosen
-    return Selection(candidates[0], SERVER_NAME_ROUTE)
+    return Selection(candidates[0], route)
+
+
+def user_login(user: str) -> JsonDict:
+    """A password login body by ``user`` (a user id or a localpart), as routes see one."""
+    return {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
 
 
 class LoginRoutes:
@@ -130,15 +143,13 @@ class LoginRoutes:
         if len(holders) == 1:
             holder = self._homeservers[holders[0]]
             ingress = self._server_names.get((holder.server_name or "").lower(), ())
-            if len(ingress) > 1:
-                ctx = LoginContext.from_login_body(
-                    body or {}, client_ip=client_ip, server_name=self._config.server_name
-                )
-                chosen = self._config.routes.select(ctx)
-                if chosen is not None and chosen.target in ingress:
-                    return Selection(self._homeservers[chosen.target], chosen.rule_name)
-                return Selection(self._homeservers[ingress[0]], DIRECTORY_ROUTE)
-            return Selection(holder, DIRECTORY_ROUTE)
+            if len(ingress) <= 1:
+                return Selection(holder, DIRECTORY_ROUTE)
+            ctx = LoginContext.from_login_body(
+                body or {}, client_ip=client_ip, server_name=self._config.server_name
+            )
+            chosen = choose_among(self._config.routes, ctx, ingress, DIRECTORY_ROUTE)
+            return Selection(self._homeservers[chosen.target], chosen.rule_name)
         if holders:
             full_ids = (
                 [
@@ -168,5 +179,4 @@ class LoginRoutes:
 
     def for_user(self, user: str, client_ip: str) -> Homeserver:
         """Where a password login by ``user`` (a user id or a localpart) would go."""
-        login = {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
-        return self.decide(login, PASSWORD_TYPE, client_ip).target
+        return self.decide(user_login(user), PASSWORD_TYPE, client_ip).target

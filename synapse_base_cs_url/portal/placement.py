@@ -27,7 +27,11 @@ from synapse_base_cs_url.portal.directory.identifier import (
     address_of,
     identifier_of,
 )
-from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
+from synapse_base_cs_url.portal.login_routes import (
+    DIRECTORY_RETRY_AFTER,
+    LoginRoutes,
+    user_login,
+)
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -80,8 +84,7 @@ class Placement:
         """The localpart a registration asks for (``None``: a full user id on a server
         that is not the portal's, which its homeserver judges)."""
         ctx = LoginContext.from_login_body(
-            {"identifier": {"type": "m.id.user", "user": username}},
-            server_name=self._config.server_name,
+            user_login(username), server_name=self._config.server_name
         )
         found = identifier_of(ctx, self._config.server_name)
         if found is None and localpart_of(username) is None and username:
@@ -99,9 +102,7 @@ class Placement:
             return recent or self._login_routes.for_address(None, client_ip)
         identifier = self.name_of(username)
         if identifier is None:
-            return self._login_routes.decide(
-                {"identifier": {"type": "m.id.user", "user": username}}, PASSWORD_TYPE, client_ip
-            )
+            return self._login_routes.decide(user_login(username), PASSWORD_TYPE, client_ip)
         placed = await self._placed_at(identifier)
         if placed is not None:
             return placed
@@ -138,11 +139,7 @@ class Placement:
         """Where a new account by this name would go, once the directory found it nowhere
         (nothing is remembered: a client asking whether a name is free places nothing)."""
         await self.check_free(identifier, client_ip)
-        return self._login_routes.decide(
-            {"identifier": {"type": "m.id.user", "user": identifier.address}},
-            PASSWORD_TYPE,
-            client_ip,
-        )
+        return self._login_routes.decide(user_login(identifier.address), PASSWORD_TYPE, client_ip)
 
     async def check_free(self, identifier: Identifier, client_ip: str) -> None:
         """``400 M_USER_IN_USE`` when a homeserver holds ``identifier`` already."""
