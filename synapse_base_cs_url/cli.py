@@ -63,14 +63,18 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
     if check_only:
         print(f"{config_path}: OK", file=sys.stderr)
         return 0
-    from synapse_base_cs_url.portal.workers import inherited_listen_fd, run_parent
+    from synapse_base_cs_url.portal.workers import (
+        inherited_listen_fd,
+        inherited_metrics_fd,
+        run_parent,
+    )
 
     listen_fd = inherited_listen_fd()
     if config.workers > 1 and listen_fd is None:
         return run_parent(config_path, config)
     from synapse_base_cs_url.portal.process import run_portal
 
-    return run_portal(config, config_path, listen_fd=listen_fd)
+    return run_portal(config, config_path, listen_fd=listen_fd, metrics_fd=inherited_metrics_fd())
 
 
 def generate_key(path: str, *, force: bool = False) -> int:

@@ -21,7 +21,9 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 class PortalProcess:
-    """``config`` is portal.yaml; ``listen`` gets ``host`` and a free port."""
+    """``config`` is portal.yaml; ``listen`` gets ``host`` and a free port. Without a
+    ``metrics`` key it gets ``metrics: public``, since tests read ``<url>/metrics`` (a portal
+    serves no ``/metrics`` on its public listener unless told to)."""
 
     def __init__(
         self,
@@ -38,15 +40,23 @@ class PortalProcess:
         self.url = f"http://{host}:{self.port}"
         # Extra listen settings (e.g. x_forwarded) are kept; host and port are ours.
         listen = {**config.get("listen", {}), "host": host, "port": self.port}
-        self.config = {**config, "listen": listen}
+        # Another checkout's directory runs that version of the portal (benchmarks compare).
+        self._package_parent = package_parent
+        self.config = self._with_metrics({**config, "listen": listen})
         self.workdir = workdir
         self.config_path = workdir / "portal.yaml"
         self.log_path = workdir / "portal.log"
         self._python = python
         self._cpu = cpu
-        # Another checkout's directory runs that version of the portal (benchmarks compare).
-        self._package_parent = package_parent
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def _with_metrics(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with ``metrics: public`` if it has no ``metrics`` key. Not for another
+        checkout's portal (benchmarks compare): one older than ``metrics: public`` would
+        refuse it (and serves ``/metrics`` publicly without being told)."""
+        if "metrics" in config or self._package_parent != PACKAGE_PARENT:
+            return config
+        return {**config, "metrics": "public"}
 
     def start(self, timeout: float = 20.0) -> PortalProcess:
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -99,8 +109,9 @@ class PortalProcess:
         return self._proc.wait(timeout)
 
     def rewrite_config(self, config: dict[str, Any]) -> None:
-        """Replace portal.yaml (``listen`` kept), e.g. before a ``SIGHUP``."""
-        self.config = {**config, "listen": self.config["listen"]}
+        """Replace portal.yaml (``listen`` kept, ``metrics`` as in the constructor), e.g.
+        before a ``SIGHUP``."""
+        self.config = self._with_metrics({**config, "listen": self.config["listen"]})
         self.config_path.write_text(yaml.safe_dump(self.config))
 
     def logs(self) -> str:

@@ -11,6 +11,9 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from twisted.web import server
+from twisted.web.resource import Resource
+
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
@@ -20,6 +23,7 @@ from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PASSWORD_PATH, REQUEST_TOKEN_PATH
 from synapse_base_cs_url.portal.placement import VERIFY_PATH
+from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.registration import (
     AVAILABLE_PATH,
     REGISTER_PATH,
@@ -116,7 +120,7 @@ def portal_endpoints(
             raise errors.MatrixError(404, errors.UNRECOGNIZED, SSO_OFF)
 
         routes += [Endpoint.of(SSO_REDIRECT_PATH, READ, sso_off)]
-    if config.metrics:
+    if config.metrics.public:
         routes.append(Endpoint.of(METRICS_PATH, [b"GET"], metrics_page))
     if auth_request is not None:
         decide = auth_request.decide
@@ -137,3 +141,49 @@ def portal_endpoints(
         handle = gateway.handle
         fallback = Endpoint.of(CLIENT_API, ANY_METHOD, lambda request, _: handle(request))
     return UrlTable(routes, fallback)
+
+
+class _MetricsPage(Resource):
+    """The metrics listener's one page: ``GET /metrics``; anything else is 404 (another
+    path) or 405 (another method), in plain text. Nothing of the portal's own is reachable
+    here, so a listener meant for the scraper serves nothing else."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: PortalMetrics) -> None:
+        Resource.__init__(self)  # type: ignore[no-untyped-call]
+        self._metrics = metrics
+
+    def render(self, request: server.Request) -> bytes:
+        headers = request.responseHeaders
+        if request.path != METRICS_PATH:
+            request.setResponseCode(404)
+            headers.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
+            return b"Not found: this listener serves only GET /metrics\n"
+        if request.method != b"GET":
+            request.setResponseCode(405)
+            headers.setRawHeaders(b"Allow", [b"GET"])
+            headers.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
+            return b"Method not allowed: this listener serves only GET /metrics\n"
+        headers.setRawHeaders(b"Content-Type", [self._metrics.content_type.encode()])
+        return self._metrics.render()
+
+
+class _MetricsSite(server.Site):
+    """No access log (a scrape every few seconds would fill the portal's log)."""
+
+    noisy = False
+
+    def log(self, request: object) -> None:
+        pass
+
+
+def metrics_site(
+    metrics: PortalMetrics, reactor: PortalReactor, idle_timeout: float
+) -> server.Site:
+    """The site of ``metrics: {host, port}``: a plain Twisted site, not a ``PortalSite``,
+    whose connections would count in the public listener's connection metrics and cap."""
+    make: Any = _MetricsSite
+    site: server.Site = make(_MetricsPage(metrics), timeout=idle_timeout, reactor=reactor)
+    site.displayTracebacks = False
+    return site

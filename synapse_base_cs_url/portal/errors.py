@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 import attr
 
@@ -47,6 +48,18 @@ class MatrixError(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.errcode}: {self.message}"
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Answered(Exception):
+    """Not an error: an answer the portal gives itself instead of sending the client on
+    (raised from a decision, so that each transport delivers it as it delivers a refusal)."""
+
+    status: int
+    payload: Mapping[str, object]
+
+    def body(self) -> bytes:
+        return json.dumps(self.payload).encode()
 
 
 def not_json(detail: str = "Content not JSON.") -> MatrixError:
@@ -139,6 +152,19 @@ def limit_exceeded(retry_after: float) -> MatrixError:
 def unknown_token() -> MatrixError:
     """An access token no homeserver behind the portal knows: what Synapse answers."""
     return MatrixError(401, UNKNOWN_TOKEN, "Invalid access token passed.")
+
+
+def token_home_unanswered(homeservers: Sequence[str], retry_after: float) -> MatrixError:
+    """No homeserver said it knows an access token, and some could not say at all: the
+    token may well be valid (its homeserver down for a moment). Never ``401``, which makes
+    clients drop the session (and the encryption keys not backed up)."""
+    return MatrixError(
+        503,
+        UNAVAILABLE,
+        f"Cannot tell now which homeserver this access token belongs to "
+        f"({', '.join(homeservers)} did not answer); try again shortly",
+        retry_after,
+    )
 
 
 def internal_error() -> MatrixError:

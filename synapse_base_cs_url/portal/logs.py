@@ -13,16 +13,21 @@ import sys
 import time
 from typing import TextIO
 
+from synapse_base_cs_url.core.redact import redact
 from synapse_base_cs_url.portal.reactor import PortalReactor
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class CachedTimeFormatter(logging.Formatter):
-    """``%(asctime)s`` as ``2026-01-31 12:34:56,789``, with ``strftime`` once per second."""
+    """``%(asctime)s`` as ``2026-01-31 12:34:56,789``, with ``strftime`` once per second;
+    every line :func:`redact`-ed (a last guard: the portal's own lines carry no secret)."""
 
     _second = -1
     _text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)

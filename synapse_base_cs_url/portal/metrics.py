@@ -47,8 +47,9 @@ class PortalMetrics:
         self.sso_callbacks = Counter(
             "synapse_base_cs_url_portal_sso_callbacks",
             "SSO callbacks from homeservers: recorded (token -> homeserver remembered), "
-            "replayed (token already recorded), refused (bad or expired signature) or "
-            "unavailable (the shared state did not answer)",
+            "replayed (token already recorded), refused (bad or expired signature), "
+            "limited (the client over clients.records_*: 429) or unavailable (the shared "
+            "state did not answer)",
             ("result",),
             registry=self.registry,
         )
@@ -70,6 +71,14 @@ class PortalMetrics:
             ("deadline",),
             registry=self.registry,
         )
+        self.unreadable_requests = Counter(
+            "synapse_base_cs_url_portal_unreadable_requests",
+            "Requests answered and closed before anything of them was routed, because their "
+            "head could not be read: 414 (request line too long), 431 (headers too large) "
+            "or 400 (malformed)",
+            ("status",),
+            registry=self.registry,
+        )
         self.client_api_requests = Counter(
             "synapse_base_cs_url_portal_client_api_requests",
             "Client-server API requests the gateway passed on, by homeserver, how it was chosen "
@@ -89,7 +98,8 @@ class PortalMetrics:
         self.token_resolutions = Counter(
             "synapse_base_cs_url_portal_token_resolutions",
             "Access tokens the gateway had not seen: found (a homeserver knew it), unknown "
-            "(none did), malformed (a Synapse token with a bad checksum: nobody asked) or "
+            "(every homeserver said no), unanswered (none knew it and some could not say: "
+            "503), malformed (a Synapse token with a bad checksum: nobody asked) or "
             "limited (429)",
             ("result",),
             registry=self.registry,
@@ -172,6 +182,9 @@ class PortalMetrics:
 
     def connection_timeout(self, deadline: str) -> None:
         self.connection_timeouts.labels(deadline).inc()
+
+    def unreadable_request(self, status: int) -> None:
+        self.unreadable_requests.labels(str(status)).inc()
 
     def render(self) -> bytes:
         if os.environ.get(MULTIPROCESS_ENV):

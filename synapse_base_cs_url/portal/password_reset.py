@@ -26,6 +26,7 @@ from synapse_base_cs_url.portal.directory.identifier import (
 )
 from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, guarded
+from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.state.store import Store
 
 REQUEST_TOKEN_PATH = re.compile(
@@ -44,7 +45,11 @@ class PasswordReset:
         login_routes: LoginRoutes,
         directory: Directory | None,
         secrets: Store,
+        limiter: RecordLimiter,
     ) -> None:
+        """``secrets``: client secret -> homeserver, a store of its own; ``limiter``: no
+        secret is kept for a client past its limit."""
+        self._limiter = limiter
         self._config = config
         self._homeservers = config.homeservers
         self._login_routes = login_routes
@@ -60,6 +65,7 @@ class PasswordReset:
             selection = self._login_routes.for_address(identifier, client_ip)
         secret = body.get("client_secret")
         if isinstance(secret, str) and secret:
+            self._limiter.allow(client_ip)
             key = Identifier(CLIENT_SECRET, secret).key
             await guarded(
                 self._secrets.put(key, selection.target.name, PLACEMENT_TTL), "This reset"

@@ -10,8 +10,11 @@ Used by the portal's own registration endpoints (redirect mode: the client is se
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
+
+import attr
 
 from synapse_base_cs_url.core import LoginContext, Selection
 from synapse_base_cs_url.core.context import localpart_of
@@ -32,6 +35,8 @@ from synapse_base_cs_url.portal.login_routes import (
     LoginRoutes,
     user_login,
 )
+from synapse_base_cs_url.portal.records import RecordLimiter
+from synapse_base_cs_url.portal.state.keys import token_key
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -47,8 +52,30 @@ VERIFY_PATH = re.compile(
 )
 #: How long a client's registration is followed by the verification steps that name no user.
 RECENT_CLIENT_TTL = 600.0
+#: What chose the homeserver of a step of a registration session the portal saw started.
+SESSION_ROUTE = "registration-session"
+#: Between a session record's homeserver and the key of the name it was placed for.
+SESSION_SEPARATOR = "\n"
 
 T = TypeVar("T")
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class PlacementRecords:
+    """The three kinds of record a registration leaves, each in a store of its own (one
+    kind flooded cannot push out another)."""
+
+    names: Store
+    """A new name -> the homeserver it was placed on."""
+    clients: Store
+    """A client -> the homeserver of its latest registration."""
+    sessions: Store
+    """A user-interactive session -> its homeserver, and the name it was placed for."""
+
+
+def _session_key(session: str) -> str:
+    """A session id kept by hash, as every key that a client chose."""
+    return token_key(session)
 
 
 def _client(client_ip: str) -> Identifier:
@@ -70,15 +97,19 @@ class Placement:
         config: PortalConfig,
         login_routes: LoginRoutes,
         directory: Directory | None,
-        placements: Store,
+        records: PlacementRecords,
+        limiter: RecordLimiter,
     ) -> None:
-        """``placements``: new names (and clients) -> the homeserver the portal placed
-        them on."""
+        """``records``: new names, clients and registration sessions -> the homeserver the
+        portal placed them on; ``limiter``: nothing is written for a client past its limit."""
         self._config = config
         self._homeservers = config.homeservers
         self._login_routes = login_routes
         self._directory = directory
-        self._placements = placements
+        self._placements = records.names
+        self._clients = records.clients
+        self._sessions = records.sessions
+        self._limiter = limiter
 
     def name_of(self, username: str) -> Identifier | None:
         """The localpart a registration asks for (``None``: a full user id on a server
@@ -91,48 +122,126 @@ class Placement:
             return Identifier(LOCALPART, username.lower())
         return found
 
-    async def for_registration(self, username: str | None, client_ip: str) -> Selection[Homeserver]:
-        """The homeserver a registration of ``username`` goes to; ``400 M_USER_IN_USE`` if
-        the name is held on any homeserver (with the directory on and unique localparts),
-        ``503`` when that cannot be told."""
+    async def for_registration(
+        self, username: str | None, client_ip: str, session: str | None = None
+    ) -> Selection[Homeserver]:
+        """The homeserver a registration step goes to; ``400 M_USER_IN_USE`` if the name is
+        held on any homeserver (with the directory on and unique localparts), ``503`` when
+        that cannot be told.
+
+        A step of a user-interactive session the portal saw started (``session``) goes
+        where that session lives, and only for the name it was placed for: a different
+        ``username`` is ``400 M_INVALID_PARAM``, and a session started without a name takes
+        one only if it is free (else an attacker's session would register a name held on
+        another homeserver, on this one)."""
+        if session:
+            followed = await self._in_session(session, username, client_ip)
+            if followed is not None:
+                return followed
         if not username:
             # A later step that left the name out goes where this client's registration was
             # placed; else the homeserver will make up a name, placed by what else is known.
-            recent = await self._placed_at(_client(client_ip))
+            recent = await self._placed_at(self._clients, _client(client_ip))
             return recent or self._login_routes.for_address(None, client_ip)
         identifier = self.name_of(username)
         if identifier is None:
             return self._login_routes.decide(user_login(username), PASSWORD_TYPE, client_ip)
-        placed = await self._placed_at(identifier)
+        placed = await self._placed_at(self._placements, identifier)
         if placed is not None:
             return placed
         selection = await self.where_new(identifier, client_ip)
         name = selection.target.name
+        self._limiter.allow(client_ip)
         if not await self._guarded(self._placements.put_new(identifier.key, name, PLACEMENT_TTL)):
             # Another step of this registration was placed meanwhile: that placement wins.
-            placed = await self._placed_at(identifier)
+            placed = await self._placed_at(self._placements, identifier)
             if placed is not None:
                 return placed
         # Its e-mail or phone verification names no user (below): remember the client too.
-        await self._guarded(self._placements.put(_client(client_ip).key, name, RECENT_CLIENT_TTL))
+        await self._guarded(self._clients.put(_client(client_ip).key, name, RECENT_CLIENT_TTL))
         return selection
+
+    async def _in_session(
+        self, session: str, username: str | None, client_ip: str
+    ) -> Selection[Homeserver] | None:
+        """Where a step of a known registration session goes (``None``: not known)."""
+        record = await self._guarded(self._sessions.get(_session_key(session)))
+        if record is None:
+            return None
+        name, _, bound = record.partition(SESSION_SEPARATOR)
+        if name not in self._homeservers:
+            return None
+        homeserver = self._homeservers[name]
+        identifier = self.name_of(username) if username else None
+        if identifier is None:
+            # No name (the homeserver keeps the one it has), or a full user id on a server
+            # that is not the portal's, which the homeserver refuses itself.
+            return Selection(homeserver, SESSION_ROUTE)
+        if bound:
+            if identifier.key != bound:
+                raise errors.MatrixError(
+                    400,
+                    errors.INVALID_PARAM,
+                    "This registration session was started for another username: start a "
+                    "new registration for this one",
+                )
+            return Selection(homeserver, SESSION_ROUTE)
+        # A session started without a name, naming one now: it must be free everywhere, and
+        # not placed on another homeserver.
+        placed = await self._placed_at(self._placements, identifier)
+        if placed is None:
+            await self.check_free(identifier, client_ip)
+            self._limiter.allow(client_ip)
+            if not await self._guarded(
+                self._placements.put_new(identifier.key, name, PLACEMENT_TTL)
+            ):
+                placed = await self._placed_at(self._placements, identifier)
+        if placed is not None and placed.target.name != name:
+            raise errors.MatrixError(400, USER_IN_USE, "User ID already taken.")
+        return Selection(homeserver, SESSION_ROUTE)
+
+    async def follow_session(
+        self, session: str, homeserver: str, username: str | None, client_ip: str
+    ) -> None:
+        """A registration step's answer named its user-interactive ``session``: its later
+        steps go to ``homeserver``, for the name this step asked for (if any). The first
+        name a session is bound to stays its name."""
+        identifier = self.name_of(username) if username else None
+        bound = identifier.key if identifier is not None else ""
+        key = _session_key(session)
+        record = await self._guarded(self._sessions.get(key))
+        if record is not None:
+            name, _, was_bound = record.partition(SESSION_SEPARATOR)
+            if name == homeserver and (was_bound or not bound):
+                return  # known, and bound already (or still nothing to bind)
+            if name != homeserver:
+                return  # a session lives on one homeserver: never moved by an answer
+        else:
+            self._limiter.allow(client_ip)
+        value = f"{homeserver}{SESSION_SEPARATOR}{bound}" if bound else homeserver
+        await self._guarded(self._sessions.put(key, value, PLACEMENT_TTL))
 
     async def for_verification(
         self, medium: str, body: Mapping[str, object], client_ip: str
     ) -> Selection[Homeserver]:
         """``POST /register/{email,msisdn}/requestToken``: an address held on any homeserver
-        is ``400 M_THREEPID_IN_USE`` (with the directory on); otherwise it goes where this
-        client's registration was placed in the last minutes (the step names neither the
-        user nor the registration), else where a login by the address would."""
+        is ``400 M_THREEPID_IN_USE`` (with the directory on; with
+        ``request_token_inhibit_3pid_errors``, a made-up ``sid`` as Synapse answers then);
+        otherwise it goes where this client's registration was placed in the last minutes
+        (the step names neither the user nor the registration), else where a login by the
+        address would."""
         # (A phone number's verification is not looked up: it follows the registration.)
         identifier = address_of(medium, body) if medium == EMAIL else None
         if identifier is not None and self._directory is not None:
             location = await self._directory.locate(identifier, client_ip)
             if location.holders and self._config.directory.unique_localparts:
+                if self._config.request_token_inhibit_3pid_errors:
+                    # As Synapse answers with that option: as if the e-mail were sent.
+                    raise errors.Answered(200, {"sid": secrets.token_urlsafe(12)})
                 raise errors.MatrixError(400, THREEPID_IN_USE, "Email is already in use")
             if not location.holders and not location.complete:
                 raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
-        placed = await self._placed_at(_client(client_ip))
+        placed = await self._placed_at(self._clients, _client(client_ip))
         return placed or self._login_routes.for_address(identifier, client_ip)
 
     async def where_new(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver]:
@@ -164,22 +273,26 @@ class Placement:
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before
         the directory has seen the account)."""
-        placed = await self._placed_at(identifier)
+        placed = await self._placed_at(self._placements, identifier)
         return placed.target if placed is not None else None
 
-    async def _placed_at(self, identifier: Identifier) -> Selection[Homeserver] | None:
+    async def _placed_at(
+        self, store: Store, identifier: Identifier
+    ) -> Selection[Homeserver] | None:
         """Where ``identifier`` (a name, or a client) was placed, if it still is configured."""
-        name = await self._guarded(self._placements.get(identifier.key))
+        name = await self._guarded(store.get(identifier.key))
         if name is None or name not in self._homeservers:
             return None
         return Selection(self._homeservers[name], PLACED_ROUTE)
 
     async def registered(self, user_id: str, homeserver: str) -> None:
-        """A registration through the portal succeeded: the directory knows at once."""
+        """A registration through the portal succeeded: the directory knows at once. The
+        account is *added* to what the directory knows of its name, never put in place of
+        it: whatever else holds the name still does."""
         localpart = localpart_of(user_id)
         if self._directory is not None and localpart is not None:
             await self._guarded(
-                self._directory.remember(Identifier(LOCALPART, localpart), homeserver)
+                self._directory.remember(Identifier(LOCALPART, localpart.lower()), homeserver)
             )
 
     @staticmethod

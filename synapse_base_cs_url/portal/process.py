@@ -1,6 +1,6 @@
 """The portal process and its life: a Redis check at startup, listening (on its own port or
-its parent's socket), reload on ``SIGHUP``, drain on ``SIGTERM``, the open-files limit.
-What it serves is built by ``wiring.py``."""
+its parent's socket; the same for the metrics listener, if any), reload on ``SIGHUP``, drain
+on ``SIGTERM``, the open-files limit. What it serves is built by ``wiring.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from typing import Any, cast
 from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.config.serving import MetricsListener
 from synapse_base_cs_url.portal.directory.admin_tokens import RefusedToken, check_at_startup
+from synapse_base_cs_url.portal.endpoints import metrics_site
 from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
@@ -37,6 +39,8 @@ DRAIN_POLL = 0.05
 #: Config settings (sections, or ``section.key``) that only take effect at a restart.
 RESTART_ONLY = (
     "listen",
+    # Its socket is opened at startup (by the parent, with workers), like the public one.
+    "metrics.listener",
     "workers",
     "state",
     "connections",
@@ -54,8 +58,11 @@ class StartupError(Exception):
 
 class PortalProcess:
     """One portal process: starts (the Redis check, listening on its port or its parent's
-    socket), reloads on ``SIGHUP`` and drains on ``SIGTERM``. What it serves is built by
-    ``wiring.py``. The reactor is the one clock of everything built here."""
+    socket, and on the metrics listener's), reloads on ``SIGHUP`` and drains on
+    ``SIGTERM``. What it serves is built by ``wiring.py``. The reactor is the one clock of
+    everything built here.
+
+    ``listen_fd`` and ``metrics_fd`` are the sockets a worker's parent opened for it."""
 
     def __init__(
         self,
@@ -65,6 +72,7 @@ class PortalProcess:
         sso_tokens: SsoTokenStore | None = None,
         signer: CallbackSigner | None = None,
         listen_fd: int | None = None,
+        metrics_fd: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.lasting = Lasting.build(config, reactor, sso_tokens=sso_tokens, signer=signer)
@@ -74,7 +82,10 @@ class PortalProcess:
         # Read once: the parent waits for its workers with the grace they started with.
         self._grace = config.shutdown_grace
         self._listen_fd = listen_fd
+        self._metrics_fd = metrics_fd
         self.port: Any = None
+        self.metrics_port: Any = None
+        """The metrics listener's, with ``metrics: {host, port}``."""
         self.portal = build_portal(config, reactor, self.lasting, ready=self.not_ready)
         self.resource = PortalResource(self.portal.endpoints)
         self.site = PortalSite(self.resource, config.connections, self.metrics, reactor)
@@ -130,6 +141,21 @@ class PortalProcess:
             ", ".join(f"{hs.name}={hs.base_url}" for hs in config.homeservers.values()),
             config.default_homeserver,
         )
+        own = config.metrics.listener
+        if own is not None:
+            try:
+                self.metrics_port = self._listen_metrics(own, config)
+            except Exception as e:
+                raise StartupError(
+                    f"portal cannot listen for metrics on {own.host}:{own.port}: {e}"
+                ) from None
+            if self.metrics_port is not None:
+                address = self.metrics_port.getHost()
+                logger.info(
+                    "metrics on http://%s:%s/metrics",
+                    getattr(address, "host", own.host),
+                    getattr(address, "port", own.port),
+                )
 
     def _listen(self, config: PortalConfig) -> Any:
         if self._listen_fd is None:
@@ -137,10 +163,26 @@ class PortalProcess:
                 config.listen.port, self.site, interface=config.listen.host
             )
         # A worker: accept from the socket its parent opened (one queue for all workers).
-        sock = socket.socket(fileno=self._listen_fd)
+        return self._adopt(self._listen_fd, self.site)
+
+    def _listen_metrics(self, own: MetricsListener, config: PortalConfig) -> Any:
+        site = metrics_site(self.metrics, self.reactor, config.connections.idle_timeout)
+        if self._metrics_fd is not None:
+            # A worker: the parent's socket, as for the public one. Whichever worker answers
+            # a scrape reads every worker's samples (metrics.py).
+            return self._adopt(self._metrics_fd, site)
+        if self._listen_fd is not None:
+            # A worker whose parent opened no metrics socket: the listener was added to
+            # portal.yaml after the parent started (this worker replaces one that died).
+            logger.warning("a change to 'metrics.listener' takes effect at the next restart")
+            return None
+        return self.reactor.listenTCP(own.port, site, interface=own.host)
+
+    def _adopt(self, fd: int, site: Any) -> Any:
+        sock = socket.socket(fileno=fd)
         try:
             adopt: Any = cast(Any, self.reactor).adoptStreamPort
-            return adopt(sock.fileno(), sock.family, self.site)
+            return adopt(sock.fileno(), sock.family, site)
         finally:
             sock.close()  # the reactor holds its own copy of the descriptor
 
@@ -184,9 +226,15 @@ class PortalProcess:
         """Stop accepting, fail readiness, let the requests under way finish (up to
         ``shutdown_grace``), then release everything."""
         self.draining = True
+        # (maybeDeferred: a test reactor's ports stop at once, returning no Deferred.)
         if self.port is not None:
-            await self.port.stopListening()
+            await defer.maybeDeferred(self.port.stopListening)
             self.port = None
+        if self.metrics_port is not None:
+            # Only stop accepting: the drain waits for requests on the public site alone,
+            # and a scrape's connection closes with the process.
+            await defer.maybeDeferred(self.metrics_port.stopListening)
+            self.metrics_port = None
         self.site.drain()
         grace = self._grace
         deadline = self.reactor.seconds() + grace
@@ -227,7 +275,13 @@ def raise_open_files_limit(wanted: int) -> None:
         )
 
 
-def run_portal(config: PortalConfig, config_path: str, *, listen_fd: int | None = None) -> int:
+def run_portal(
+    config: PortalConfig,
+    config_path: str,
+    *,
+    listen_fd: int | None = None,
+    metrics_fd: int | None = None,
+) -> int:
     """Serve until SIGTERM/SIGINT (then drain); SIGHUP reloads ``config_path``. Returns the
     exit status: 0 after a drain, 1 if the portal could not start."""
     from twisted.internet import reactor as global_reactor
@@ -235,7 +289,7 @@ def run_portal(config: PortalConfig, config_path: str, *, listen_fd: int | None 
     reactor = cast(PortalReactor, global_reactor)
     configure_logging(reactor, worker=worker_number())
     try:
-        service = PortalProcess(config, reactor, listen_fd=listen_fd)
+        service = PortalProcess(config, reactor, listen_fd=listen_fd, metrics_fd=metrics_fd)
     except ValueError as e:  # e.g. state.backend: redis without txredisapi
         logger.error("portal cannot start: %s", e)
         return 1

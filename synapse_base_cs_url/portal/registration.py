@@ -22,6 +22,7 @@ from synapse_base_cs_url.core.json_dict import JsonDict, json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.gateway.access_tokens import access_token
 from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PasswordReset
@@ -80,9 +81,13 @@ class RegistrationHandler:
     async def register(self, request: PortalRequest, _: re.Match[bytes]) -> None:
         body, client_ip = read_step(request, self._config)
         username = body.get("username")
+        auth = body.get("auth")
+        session = auth.get("session") if isinstance(auth, dict) else None
         selection = await counted(
             self._placement.for_registration(
-                username if isinstance(username, str) else None, client_ip
+                username if isinstance(username, str) and username else None,
+                client_ip,
+                session if isinstance(session, str) and session else None,
             ),
             "register",
             self._metrics,
@@ -130,8 +135,9 @@ class PasswordResetHandler:
         redirect_step(request, selection, "reset-token", self._metrics)
 
     async def password(self, request: PortalRequest, _: re.Match[bytes]) -> None:
-        if request.header(b"authorization"):
-            # A signed-in user changing a password: that is for their homeserver.
+        if access_token(request.header(b"authorization"), request.query_bytes) is not None:
+            # A signed-in user changing a password (by header or, as older clients send it,
+            # by query string): that is for their homeserver.
             raise errors.not_here(request.path_bytes.decode("utf-8", "replace"))
         body, _ip = read_step(request, self._config)
         selection = await counted(self._reset.for_password(body), "reset", self._metrics)

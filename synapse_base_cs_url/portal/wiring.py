@@ -34,8 +34,9 @@ from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PasswordReset
-from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement
+from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
 from synapse_base_cs_url.portal.reactor import PortalReactor
+from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.registration import PasswordResetHandler, RegistrationHandler
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.login_tokens import (
@@ -45,7 +46,12 @@ from synapse_base_cs_url.portal.sso.login_tokens import (
 )
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
-from synapse_base_cs_url.portal.state.keys import PLACEMENT_PREFIX
+from synapse_base_cs_url.portal.state.keys import (
+    PLACEMENT_PREFIX,
+    RECENT_CLIENT_PREFIX,
+    RESET_PREFIX,
+    SESSION_PREFIX,
+)
 from synapse_base_cs_url.portal.state.redis import RedisState
 from synapse_base_cs_url.portal.state.store import Store
 from synapse_base_cs_url.portal.upstream.client import Upstream
@@ -53,8 +59,10 @@ from synapse_base_cs_url.portal.web.body_sink import BodySink
 from synapse_base_cs_url.portal.web.request import PortalRequest
 from synapse_base_cs_url.portal.web.url_table import UrlTable
 
-#: Registrations in progress remembered by the memory backend.
-MAX_PLACEMENTS = 100_000
+#: Records of each kind kept by the memory backend (new names placed, clients' latest
+#: registrations, registration sessions, password resets' client secrets): each kind has a
+#: map of its own, so that a flood of one cannot push out another.
+MAX_RECORDS = 100_000
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
@@ -73,9 +81,11 @@ class Lasting:
     a reload does not invalidate the SSO logins in progress."""
     directory_memory: ExpiringMap[str, str]
     """The directory's answers, with the memory backend."""
-    placements: Store
-    """Where the portal placed each new name (registrations in progress), and where each
-    password reset's client secret was sent."""
+    placements: PlacementRecords
+    """Where the portal placed each new name, each client's latest registration and each
+    registration session."""
+    reset_secrets: Store
+    """Where each password reset's client secret was sent."""
 
     @classmethod
     def build(
@@ -112,11 +122,12 @@ class Lasting:
                 ttl=config.directory.found_ttl,
                 sliding=False,
             ),
-            placements=Store(
-                PLACEMENT_PREFIX,
-                ExpiringMap(reactor, max_entries=MAX_PLACEMENTS, ttl=PLACEMENT_TTL, sliding=False),
-                state,
+            placements=PlacementRecords(
+                names=_records(PLACEMENT_PREFIX, reactor, state),
+                clients=_records(RECENT_CLIENT_PREFIX, reactor, state),
+                sessions=_records(SESSION_PREFIX, reactor, state),
             ),
+            reset_secrets=_records(RESET_PREFIX, reactor, state),
         )
 
     def signer_for(self, config: PortalConfig) -> CallbackSigner:
@@ -128,6 +139,15 @@ class Lasting:
         return CallbackSigner(keys.current, keys.previous)
 
 
+def _records(prefix: str, reactor: PortalReactor, state: RedisState | None) -> Store:
+    """A store of one kind of record: a bounded map of its own in memory; in the shared
+    state, under its own prefix, each record with its TTL."""
+    memory: ExpiringMap[str, str] = ExpiringMap(
+        reactor, max_entries=MAX_RECORDS, ttl=PLACEMENT_TTL, sliding=False
+    )
+    return Store(prefix, memory, state)
+
+
 @attr.s(auto_attribs=True, frozen=True, slots=True)
 class Portal:
     """What one config builds; replaced as a whole on reload."""
@@ -137,6 +157,8 @@ class Portal:
     endpoints: UrlTable
     gateway: Gateway | None = None
     directory: Directory | None = None
+    records: RecordLimiter | None = None
+    """What each client may have the portal remember (kept across a reload)."""
 
     def stream_bodies(
         self, request: PortalRequest, method: bytes, target: bytes, length: int | None
@@ -179,9 +201,12 @@ def build_portal(
         directory = build_directory(config, upstream, reactor, lasting)
         if previous is not None and previous.directory is not None:
             directory.keep_limits_of(previous.directory)
+    records = RecordLimiter(config.clients, reactor)
+    if previous is not None and previous.records is not None:
+        records.keep_limits_of(previous.records)
     login_routes = LoginRoutes(config)
-    placement = Placement(config, login_routes, directory, lasting.placements)
-    reset = PasswordReset(config, login_routes, directory, lasting.placements)
+    placement = Placement(config, login_routes, directory, lasting.placements, records)
+    reset = PasswordReset(config, login_routes, directory, lasting.reset_secrets, records)
     gateway = auth_request = None
     if config.client_api is ClientApi.PROXY:
         resolver = Resolver(
@@ -190,6 +215,7 @@ def build_portal(
             config.gateway,
             reactor,
             on_result=metrics.token_resolution,
+            ipv6_prefix_length=config.clients.ipv6_prefix_length,
         )
         if previous is not None and previous.gateway is not None:
             resolver.keep_limits_of(previous.gateway.destinations.resolver)
@@ -206,7 +232,9 @@ def build_portal(
         directory=directory,
         placement=placement,
     )
-    sso = SsoHandler(config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor)
+    sso = SsoHandler(
+        config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor, records=records
+    )
     endpoints = portal_endpoints(
         config,
         login,
@@ -219,7 +247,7 @@ def build_portal(
         registration=RegistrationHandler(config, placement, metrics) if gateway is None else None,
         password_reset=PasswordResetHandler(config, reset, metrics) if gateway is None else None,
     )
-    return Portal(config, upstream, endpoints, gateway, directory)
+    return Portal(config, upstream, endpoints, gateway, directory, records)
 
 
 def build_directory(
@@ -246,6 +274,7 @@ def build_directory(
         sources,
         cache,
         reactor,
+        ipv6_prefix_length=config.clients.ipv6_prefix_length,
         on_lookup=metrics.directory_lookup,
         on_cache=metrics.directory_cached,
     )

@@ -10,11 +10,14 @@ connections waiting to be accepted. No connection passes through the parent. The
 - passes ``SIGTERM`` / ``SIGINT`` on (each worker drains, then exits) and ``SIGHUP`` on
   (each worker reloads portal.yaml), and exits 0 once every worker has;
 - gives the workers one directory for their Prometheus samples
-  (``PROMETHEUS_MULTIPROC_DIR``), so one scrape of ``/metrics`` counts the whole portal.
+  (``PROMETHEUS_MULTIPROC_DIR``), so one scrape of ``/metrics`` counts the whole portal;
+- with ``metrics: {host, port}``, opens that socket too and passes it on the same way: every
+  worker accepts scrapes from it, and whichever answers reads every worker's samples.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -34,6 +37,8 @@ logger = logging.getLogger("synapse_base_cs_url.portal")
 #: Set in a worker's environment: its number (1..N), and the listening socket it inherits.
 WORKER_ENV = "SYNAPSE_BASE_CS_URL_PORTAL_WORKER"
 LISTEN_FD_ENV = "SYNAPSE_BASE_CS_URL_PORTAL_LISTEN_FD"
+#: ...and the metrics listener's socket, with ``metrics: {host, port}``.
+METRICS_FD_ENV = "SYNAPSE_BASE_CS_URL_PORTAL_METRICS_FD"
 #: A worker that dies within this many seconds of starting has failed to start...
 EARLY_DEATH = 5.0
 #: ...and this many such deaths in a row stop the portal.
@@ -49,6 +54,11 @@ def worker_number() -> int | None:
 def inherited_listen_fd() -> int | None:
     """The listening socket a worker's parent passed on."""
     return _number_from_env(LISTEN_FD_ENV)
+
+
+def inherited_metrics_fd() -> int | None:
+    """The metrics listener's socket a worker's parent passed on, if it opened one."""
+    return _number_from_env(METRICS_FD_ENV)
 
 
 def _number_from_env(name: str) -> int | None:
@@ -77,9 +87,17 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child, before e
 
 
 class Parent:
-    def __init__(self, config_path: str, workers: int, grace: float, listener: Any) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        workers: int,
+        grace: float,
+        listener: Any,
+        metrics_listener: Any = None,
+    ) -> None:
         self.config_path = config_path
         self.listener = listener
+        self.metrics_listener = metrics_listener
         self.count = workers
         # Beyond the workers' own drain time, how long to wait before killing them.
         self.stop_timeout = grace + 10
@@ -101,6 +119,10 @@ class Parent:
             LISTEN_FD_ENV: str(fd),
             MULTIPROCESS_ENV: self.metrics_dir,
         }
+        fds = [fd]
+        if self.metrics_listener is not None:
+            env[METRICS_FD_ENV] = str(self.metrics_listener.fileno())
+            fds.append(self.metrics_listener.fileno())
         argv = [sys.executable, "-m", "synapse_base_cs_url", "portal", "-c", self.config_path]
         # The worker starts with these signals blocked (the mask survives exec) until it can
         # handle them: a reload or stop arriving while it starts waits instead of killing it.
@@ -109,7 +131,7 @@ class Parent:
             child = subprocess.Popen(
                 argv,
                 env=env,
-                pass_fds=(fd,),
+                pass_fds=fds,
                 # Its own session: a terminal's Ctrl-C reaches the parent, which passes it on.
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 (the parent has no threads)
@@ -148,6 +170,8 @@ class Parent:
     def _begin_stopping(self) -> None:
         self.stopping = True
         self.listener.close()  # new connections are refused from now on
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
         self._stop_deadline = time.monotonic() + self.stop_timeout
         logger.info("stopping: draining %d worker(s)", len(self.children))
         self.forward(signal.SIGTERM)
@@ -226,5 +250,19 @@ def run_parent(config_path: str, config: PortalConfig) -> int:
     except OSError as e:
         logger.error("portal cannot listen on %s:%s: %s", host, port, e)
         return 1
-    with listener:
-        return Parent(config_path, config.workers, config.shutdown_grace, listener).run()
+    with contextlib.ExitStack() as sockets:
+        sockets.enter_context(listener)
+        metrics_listener = None
+        own = config.metrics.listener
+        if own is not None:
+            # Opened here, not by each worker: port 0 then means one port for all of them,
+            # and a port in use stops the portal at once, not each worker as it starts.
+            try:
+                metrics_listener = sockets.enter_context(reuse_port_socket(own.host, own.port))
+            except OSError as e:
+                logger.error("portal cannot listen for metrics on %s:%s: %s", own.host, own.port, e)
+                return 1
+        parent = Parent(
+            config_path, config.workers, config.shutdown_grace, listener, metrics_listener
+        )
+        return parent.run()

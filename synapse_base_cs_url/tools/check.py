@@ -164,8 +164,10 @@ class Checker:
         ca_file: str | None = None,
         admin_tokens: Sequence[tuple[str, str, str]] = (),
     ) -> None:
-        """``admin_tokens``: (homeserver name, its URL, its admin token) from the portal's
-        config, each checked as the account directory will use it."""
+        """``admin_tokens``: (homeserver name, the URL the portal itself reaches it at,
+        i.e. its ``proxy_url``, and its admin token) from the portal's config, each checked
+        as and where the account directory will use it: never at the public ``base_url``,
+        which may be another host (a CDN, a load balancer) that must not see the token."""
         self.admin_tokens = tuple(admin_tokens)
         self.url = url.rstrip("/")
         self.user = user

@@ -208,8 +208,10 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ValueError as e:
             print(f"synapse-base-cs-url check: {args.config}: {e}", file=err)
             return 2
+        # Asked where the portal's directory uses them (proxy_url, base_url unless set): an
+        # admin token must not travel to the public address, which may be another host.
         tokens = [
-            (hs.name, hs.base_url, hs.admin_token)
+            (hs.name, hs.proxy_url, hs.admin_token)
             for hs in portal.homeservers.values()
             if hs.admin_token is not None
         ]

@@ -21,6 +21,7 @@ from synapse_base_cs_url.core.config_values import (
     type_name,
 )
 from synapse_base_cs_url.core.urls import validate_base_url
+from synapse_base_cs_url.portal.config.clients import ClientLimits, parse_clients
 from synapse_base_cs_url.portal.config.directory import DirectorySettings, parse_directory
 from synapse_base_cs_url.portal.config.gateway import (
     GATEWAY_TIMEOUT_KEYS,
@@ -48,8 +49,11 @@ from synapse_base_cs_url.portal.config.serving import (
     DEFAULT_WORKERS,
     Connections,
     Listen,
+    Metrics,
+    check_metrics_apart,
     parse_connections,
     parse_listen,
+    parse_metrics,
     parse_workers,
 )
 from synapse_base_cs_url.portal.config.sso import SsoSettings, check_sso_sharing, parse_sso
@@ -84,6 +88,8 @@ TOP_LEVEL_KEYS = (
     "client_api",
     "gateway",
     "directory",
+    "clients",
+    "request_token_inhibit_3pid_errors",
 )
 
 
@@ -105,7 +111,7 @@ class PortalConfig:
     timeouts: Timeouts
     upstream: UpstreamSettings
     discovery_cache_ttl: float
-    metrics: bool
+    metrics: Metrics = attr.Factory(Metrics)
     workers: int = DEFAULT_WORKERS
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     connections: Connections = attr.Factory(Connections)
@@ -113,6 +119,11 @@ class PortalConfig:
     client_api: ClientApi = ClientApi.REFUSE
     gateway: GatewaySettings = attr.Factory(GatewaySettings)
     directory: DirectorySettings = attr.Factory(DirectorySettings)
+    clients: ClientLimits = attr.Factory(ClientLimits)
+    request_token_inhibit_3pid_errors: bool = False
+    """As Synapse's option of that name: a registration's ``requestToken`` for an address
+    held on some homeserver is answered as if it were sent (a made-up ``sid``) rather than
+    ``400 M_THREEPID_IN_USE``, so the portal reveals no more than the homeservers do."""
 
     @property
     def shared(self) -> bool:
@@ -153,8 +164,11 @@ class PortalConfig:
         )
         state = parse_state(raw.get("state"))
         check_sso_sharing(sso, workers, state)
+        listen = parse_listen(raw.get("listen"))
+        metrics = parse_metrics(raw.get("metrics"))
+        check_metrics_apart(listen, metrics)
         return PortalConfig(
-            listen=parse_listen(raw.get("listen")),
+            listen=listen,
             public_baseurl=prefixed(
                 "public_baseurl", validate_base_url, required(raw, "public_baseurl")
             ),
@@ -177,7 +191,7 @@ class PortalConfig:
             discovery_cache_ttl=non_negative_seconds(
                 raw.get("discovery_cache_ttl", DEFAULT_DISCOVERY_TTL), "discovery_cache_ttl"
             ),
-            metrics=boolean(raw.get("metrics", True), "metrics"),
+            metrics=metrics,
             workers=workers,
             shutdown_grace=non_negative_seconds(
                 raw.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE), "shutdown_grace"
@@ -187,6 +201,11 @@ class PortalConfig:
             client_api=parse_client_api(raw.get("client_api")),
             gateway=parse_gateway(raw.get("gateway"), timeouts),
             directory=parse_directory(raw.get("directory"), homeservers),
+            clients=parse_clients(raw.get("clients")),
+            request_token_inhibit_3pid_errors=boolean(
+                raw.get("request_token_inhibit_3pid_errors", False),
+                "request_token_inhibit_3pid_errors",
+            ),
         )
 
     @staticmethod

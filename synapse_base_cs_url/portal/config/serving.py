@@ -3,12 +3,15 @@ and request bodies, draining, metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attr
 
 from synapse_base_cs_url.core.config_values import (
     boolean,
     positive_int,
     positive_seconds,
+    required,
     section,
 )
 
@@ -37,6 +40,19 @@ LISTEN_KEYS = ("host", "port", "x_forwarded")
 
 CONNECTION_KEYS = ("max", "header_timeout", "body_timeout", "idle_timeout")
 
+METRICS_LISTENER_KEYS = ("host", "port")
+
+#: ``metrics: public``: serve ``/metrics`` on the public listener (the behaviour of old).
+METRICS_PUBLIC = "public"
+
+#: What ``metrics: true`` says. It used to put ``/metrics`` on the public listener, where
+#: anyone who can reach the portal reads its traffic; now it must be said which is meant.
+METRICS_TRUE = (
+    "metrics: true is no longer accepted (it served /metrics on the public listener, to "
+    "anyone who can reach the portal); write 'metrics: public' to keep that, or "
+    "'metrics: {host: 127.0.0.1, port: 9101}' to serve it on a listener of its own"
+)
+
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
 class Listen:
@@ -60,21 +76,83 @@ class Connections:
     """Seconds a connection may stay silent between requests (or before the first)."""
 
 
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class MetricsListener:
+    """A listener of its own for ``GET /metrics``, apart from the public one, so that the
+    portal's traffic figures reach the scraper and nobody else."""
+
+    host: str = DEFAULT_HOST
+    port: int
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class Metrics:
+    """Where ``GET /metrics`` is served: nowhere (the default: the public listener is open to
+    every client, and the figures say who logs in where and how much), on the public
+    listener (``metrics: public``), or on a listener of its own (``listener``)."""
+
+    public: bool = False
+    listener: MetricsListener | None = None
+
+
+def _host(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{path}: must be an IP address or host name, not {value!r}")
+    return value
+
+
+def _port(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueError(f"{path}: must be a port number (0-65535), not {value!r}")
+    return value
+
+
 def parse_listen(raw: object) -> Listen:
     if raw is None:
         return Listen()
     raw = section(raw, "listen", LISTEN_KEYS)
-    host = raw.get("host", DEFAULT_HOST)
-    if not isinstance(host, str) or not host:
-        raise ValueError(f"listen.host: must be an IP address or host name, not {host!r}")
-    port = raw.get("port", DEFAULT_PORT)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"listen.port: must be a port number (0-65535), not {port!r}")
     return Listen(
-        host=host,
-        port=port,
+        host=_host(raw.get("host", DEFAULT_HOST), "listen.host"),
+        port=_port(raw.get("port", DEFAULT_PORT), "listen.port"),
         x_forwarded=boolean(raw.get("x_forwarded", False), "listen.x_forwarded"),
     )
+
+
+def parse_metrics(raw: object) -> Metrics:
+    """``metrics``: absent, null or ``false`` (not served), ``public``, or ``{host, port}``.
+    ``true`` is refused rather than read as either: it once meant ``public``, and reading it
+    as ``public`` would keep the exposure this setting was changed to end."""
+    if raw is None or raw is False:
+        return Metrics()
+    if raw is True:
+        raise ValueError(METRICS_TRUE)
+    if raw == METRICS_PUBLIC:
+        return Metrics(public=True)
+    if not isinstance(raw, Mapping):
+        raise ValueError(
+            f"metrics: must be false, '{METRICS_PUBLIC}' or a mapping (keys: "
+            f"{', '.join(METRICS_LISTENER_KEYS)}), not {raw!r}"
+        )
+    raw = section(raw, "metrics", METRICS_LISTENER_KEYS)
+    return Metrics(
+        listener=MetricsListener(
+            host=_host(raw.get("host", DEFAULT_HOST), "metrics.host"),
+            port=_port(required(raw, "port", "metrics."), "metrics.port"),
+        )
+    )
+
+
+def check_metrics_apart(listen: Listen, metrics: Metrics) -> None:
+    """The metrics listener must not share the public port: with ``workers`` both sockets
+    are bound with ``SO_REUSEPORT``, which would let both bind and split the connections
+    between them (a client's login answered by the metrics page, a scrape by the portal).
+    Port 0 (any free port) cannot clash."""
+    own = metrics.listener
+    if own is not None and own.port != 0 and own.port == listen.port:
+        raise ValueError(
+            f"metrics.port: {own.port} is listen.port too; the metrics listener needs a port "
+            f"of its own"
+        )
 
 
 def parse_workers(raw: object) -> int:

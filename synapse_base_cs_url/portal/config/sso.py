@@ -4,6 +4,7 @@ keys that sign the portal's SSO callbacks."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -113,13 +114,10 @@ def parse_sso(
                 "sso.client_whitelist: must be a list of URL prefixes, not "
                 + type_name(whitelist_raw)
             )
-        for i, prefix in enumerate(whitelist_raw):
-            if not isinstance(prefix, str) or not prefix:
-                raise ValueError(
-                    f"sso.client_whitelist[{i}]: must be a URL prefix such as "
-                    f"https://app.element.io/, not {prefix!r}"
-                )
-        whitelist = tuple(whitelist_raw)
+        whitelist = tuple(
+            whitelist_entry(prefix, f"sso.client_whitelist[{i}]")
+            for i, prefix in enumerate(whitelist_raw)
+        )
     token_ttl = positive_seconds(raw.get("token_ttl", DEFAULT_SSO_TOKEN_TTL), "sso.token_ttl")
     max_tokens = positive_int(raw.get("max_tokens", DEFAULT_SSO_MAX_TOKENS), "sso.max_tokens")
     return SsoSettings(
@@ -131,6 +129,47 @@ def parse_sso(
         signing_keys=parse_signing_keys(raw),
         configured=True,
     )
+
+
+def with_root_path(url: str) -> str:
+    """``url`` with ``/`` for its path if it names a host and no path (``https://host?x``
+    is ``https://host/?x``), else as it is.
+
+    ``sso.client_whitelist`` entries are prefixes compared as strings: ``https://host``
+    would also match ``https://host.evil.example``, and a client URL ``https://host`` would
+    not match ``https://host/``. With the slash, a prefix ends at its host, and both spellings
+    of a host's root page compare alike."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: not a URL to normalise
+        return url
+    if not parts.netloc or parts.path:
+        return url
+    # Where the host ends in ``url`` itself (urlsplit drops some characters, e.g. tabs).
+    end = url.find("//") + 2 + len(parts.netloc)
+    if url[end - len(parts.netloc) : end] != parts.netloc:
+        return url
+    return url[:end] + "/" + url[end:]
+
+
+def whitelist_entry(raw: object, path: str) -> str:
+    """One ``sso.client_whitelist`` entry: a URL prefix with a scheme and a host, ending at
+    least at its host (``https://host`` becomes ``https://host/``: see ``with_root_path``).
+    A prefix without a host (``app.example``, ``https://``) cannot say which site is
+    trusted, and would match more than the operator meant."""
+    example = "such as https://app.element.io/"
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"{path}: must be a URL prefix {example}, not {raw!r}")
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        named = bool(parts.scheme and parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket, or a port that is not a number
+        named = False
+    if not named:
+        raise ValueError(
+            f"{path}: must be a URL prefix with a scheme and a host, {example}, not {raw!r}"
+        )
+    return with_root_path(raw)
 
 
 def check_sso_sharing(sso: SsoSettings, workers: int, state: StateSettings) -> None:

@@ -103,6 +103,7 @@ class Directory:
         cache: DirectoryCache,
         clock: Clock,
         *,
+        ipv6_prefix_length: int = 64,
         on_lookup: Callable[[str, str, float], None] = lambda source, outcome, seconds: None,
         on_cache: Callable[[bool], None] = lambda hit: None,
     ) -> None:
@@ -114,7 +115,11 @@ class Directory:
         self._on_lookup = on_lookup
         self._on_cache = on_cache
         self._limits = RateLimiter(
-            settings.per_second, settings.burst, clock, max_keys=MAX_TRACKED_CLIENTS
+            settings.per_second,
+            settings.burst,
+            clock,
+            max_keys=MAX_TRACKED_CLIENTS,
+            ipv6_prefix_length=ipv6_prefix_length,
         )
         self._lookups: SingleFlight[str, Location] = SingleFlight()
         self._slots = Slots(settings.concurrency, settings.max_waiting)
@@ -153,8 +158,11 @@ class Directory:
         return await self._lookups.run(identifier.key, lambda: self._look_up(identifier))
 
     async def remember(self, identifier: Identifier, homeserver: str) -> None:
-        """An account the portal just placed: found at its first login, even seconds later."""
-        await self._cache.put(identifier, frozenset({homeserver}))
+        """An account the portal just saw made: found at its first login, even seconds
+        later. It is added to the holders already known, never put in their place: a
+        registration's answer cannot take a name away from the account that held it."""
+        known = await self._cache.get(identifier)
+        await self._cache.put(identifier, (known or frozenset()) | {homeserver})
 
     async def _look_up(self, identifier: Identifier) -> Location:
         location = await self._slots.run(lambda: self._ask_sources(identifier))

@@ -4,7 +4,9 @@ which nginx proxies to (``auth_request_set`` + ``proxy_pass``).
 
 Only the addresses in ``gateway.trusted_proxies`` may ask (it hands out routing, and a
 resolution sends the token to every homeserver). The original request is described by
-``X-Original-Method`` and ``X-Original-URI`` (and its own ``Authorization``). A request the
+``X-Original-Method`` and ``X-Original-URI`` (and its own ``Authorization``); its client is
+the first address of ``X-Forwarded-For``, read from the right, that is not a trusted proxy
+(whatever a client wrote into that header itself is never taken). A request the
 portal must answer itself (an unknown token, a limit) is sent back to the portal
 (``X-Upstream`` is the portal's own address), which answers it with the proper Matrix error.
 A decision made by token may be cached by nginx for ``gateway.decision_cache_ttl`` seconds
@@ -20,7 +22,7 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+from synapse_base_cs_url.portal.web.request import PortalRequest, forwarded_client
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -59,7 +61,7 @@ class AuthRequestEndpoint:
         uri = request.header(b"x-original-uri") or b"/"
         method = request.header(b"x-original-method") or b"GET"
         path, _, query = uri.partition(b"?")
-        client_ip, _ = client_address(request, x_forwarded=True)
+        client_ip = forwarded_client(request, self._config.gateway.trusted_proxies)
         try:
             target = await self._destinations.route(
                 method,

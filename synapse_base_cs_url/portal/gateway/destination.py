@@ -32,16 +32,15 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
 )
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
-from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.login_routes import DEFAULT_ROUTE, LoginRoutes
 from synapse_base_cs_url.portal.password_reset import (
     PASSWORD_PATH,
     REQUEST_TOKEN_PATH,
     PasswordReset,
 )
-from synapse_base_cs_url.portal.placement import VERIFY_PATH, Placement
+from synapse_base_cs_url.portal.placement import SESSION_ROUTE, VERIFY_PATH, Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
-    SESSION_PREFIX,
     TOKEN_PREFIX,
     token_key,
 )
@@ -55,8 +54,6 @@ MEDIA = re.compile(
 )
 #: A path segment that is a user id (percent-encoded or not).
 USER_ID_SEGMENT = re.compile(r"/(@[^/:]+:[^/]+)")
-#: How long a registration's user-interactive session is followed (Synapse: 24 hours).
-SESSION_TTL = 24 * 3600.0
 
 T = TypeVar("T")
 
@@ -79,11 +76,11 @@ class Destinations:
         config: PortalConfig,
         tokens: TokenMap,
         resolver: Resolver,
-        placement: Placement | None = None,
+        placement: Placement,
         reset: PasswordReset | None = None,
     ) -> None:
-        """``placement``: where new accounts go (a name held anywhere is refused); without
-        it, a registration goes where a login by that name would."""
+        """``placement``: where new accounts go (a name held anywhere is refused, with the
+        directory on), and where each registration session's steps go."""
         self._config = config
         self._placement = placement
         self._reset = reset
@@ -105,6 +102,10 @@ class Destinations:
         client_ip: str,
         body: bytes | None = None,
     ) -> Destination:
+        if has_dot_segment(path):
+            raise errors.MatrixError(
+                400, errors.UNRECOGNIZED, "Paths with '.' or '..' segments are not passed on"
+            )
         token = access_token(authorization, query)
         if token is not None:
             return await self._by_token(token, client_ip)
@@ -115,7 +116,7 @@ class Destinations:
             if refreshed is not None:
                 return refreshed
         verifying = VERIFY_PATH.fullmatch(path) if method == b"POST" else None
-        if verifying is not None and self._placement is not None:
+        if verifying is not None:
             medium = verifying.group(1).decode("ascii")
             selection = await self._placement.for_verification(
                 medium, _json_object(body or b""), client_ip
@@ -129,7 +130,7 @@ class Destinations:
             # Whether a username is free is for the homeserver it would be registered on.
             username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
             if username and username[0]:
-                return await self._new_name(username[0], client_ip, place=False)
+                return await self._available(username[0], client_ip)
         media = MEDIA.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
@@ -155,10 +156,12 @@ class Destinations:
         """Forget a token (by its hash): it logged out, or its account was deactivated."""
         await self._guarded(self._tokens.forget(TOKEN_PREFIX + key))
 
-    async def follow_registration(self, session: str, homeserver: str) -> None:
-        await self._guarded(
-            self._tokens.remember(SESSION_PREFIX + session, homeserver, SESSION_TTL)
-        )
+    async def follow_registration(
+        self, session: str, homeserver: str, username: str | None, client_ip: str
+    ) -> None:
+        """A registration step was answered with its user-interactive ``session``: the
+        session's later steps go to ``homeserver``, for the name this step asked for."""
+        await self._placement.follow_session(session, homeserver, username, client_ip)
 
     async def _by_token(self, token: str, client_ip: str) -> Destination:
         key = token_key(token)
@@ -176,14 +179,13 @@ class Destinations:
         parsed = _json_object(body)
         auth = parsed.get("auth")
         session = auth.get("session") if isinstance(auth, Mapping) else None
-        if isinstance(session, str) and session:
-            name = await self._guarded(self._tokens.lookup(SESSION_PREFIX + session, SESSION_TTL))
-            if name is not None and name in self._homeservers:
-                return Destination(self._homeservers[name], "registration-session")
         username = parsed.get("username")
-        if isinstance(username, str) and username:
-            return await self._new_name(username, client_ip, place=True)
-        return self._default()
+        selection = await self._placement.for_registration(
+            username if isinstance(username, str) and username else None,
+            client_ip,
+            session if isinstance(session, str) and session else None,
+        )
+        return Destination(selection.target, _registration_reason(selection.rule_name))
 
     async def _password_reset(self, path: bytes, body: bytes, client_ip: str) -> Destination | None:
         """A reset's requestToken by the address it names; its last step by the client
@@ -199,24 +201,18 @@ class Destinations:
             return Destination(selection.target, selection.rule_name)
         return None
 
-    async def _new_name(self, username: str, client_ip: str, *, place: bool) -> Destination:
-        """A registration (``place``: remembered) or an availability check of ``username``."""
-        placement = self._placement
-        if placement is None:
+    async def _available(self, username: str, client_ip: str) -> Destination:
+        """Whether ``username`` is free is for the homeserver it would be registered on."""
+        identifier = self._placement.name_of(username)
+        if identifier is None:
             return Destination(self._by_user(username, client_ip), "register")
-        if place:
-            selection = await placement.for_registration(username, client_ip)
-        else:
-            identifier = placement.name_of(username)
-            if identifier is None:
-                return Destination(self._by_user(username, client_ip), "register")
-            selection = await placement.where_new(identifier, client_ip)
+        selection = await self._placement.where_new(identifier, client_ip)
         return Destination(selection.target, "register")
 
     async def registered(self, answer: Mapping[str, object], homeserver: str) -> None:
         """A registration succeeded: its account is found at once by the directory."""
         user_id = answer.get("user_id")
-        if self._placement is not None and isinstance(user_id, str):
+        if isinstance(user_id, str):
             await self._placement.registered(user_id, homeserver)
 
     async def _refresh(self, body: bytes, client_ip: str) -> Destination | None:
@@ -232,9 +228,7 @@ class Destinations:
         # names its user, who goes where their login would.
         localpart = synapse_refresh_localpart(token)
         if localpart is not None:
-            lives = (
-                await self._placement.where_lives(localpart, client_ip) if self._placement else None
-            )
+            lives = await self._placement.where_lives(localpart, client_ip)
             return Destination(lives or self._by_user(localpart, client_ip), "refresh-user")
         return None
 
@@ -262,10 +256,28 @@ def routed_by_body(method: bytes, path: bytes) -> bool:
     return method == b"POST" and any(pattern.fullmatch(path) for pattern in ROUTED_BY_BODY)
 
 
+def _registration_reason(rule_name: str) -> str:
+    """The log's reason for a registration step: its session, the default homeserver (a
+    step naming nothing), or its name."""
+    if rule_name == SESSION_ROUTE:
+        return "registration-session"
+    return "default" if rule_name == DEFAULT_ROUTE else "register"
+
+
 def _json_object(body: bytes) -> Mapping[str, object]:
     """A request body's JSON object; empty if it is anything else (left to the homeserver
     to refuse)."""
     return json_object(body) or {}
+
+
+def has_dot_segment(path: bytes) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment, as sent or percent-encoded (``%2e``,
+    ``..%2f``): a proxy or a homeserver that normalises paths would take the request
+    somewhere else than the portal routed it (``/_matrix/client/../../_synapse/admin``)."""
+    if b"." not in path and b"%" not in path:
+        return False
+    decoded = urllib.parse.unquote_to_bytes(path).replace(b"\\", b"/")
+    return any(segment in (b".", b"..") for segment in decoded.split(b"/"))
 
 
 def _user_id_in(path: bytes) -> str | None:

@@ -80,6 +80,7 @@ class Exchange:
         self.body = body
         self.started = gateway.clock.seconds()
         self.target: Destination | None = None
+        self.client_ip = "unknown"
         self.responding = False
         self.counted = False
         self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
@@ -89,6 +90,7 @@ class Exchange:
         gateway, request = self.gateway, self.request
         path, _, query = self.uri.partition(b"?")
         client_ip, scheme = client_address(request, x_forwarded=gateway.x_forwarded)
+        self.client_ip = client_ip
         raw_body = self.body if isinstance(self.body, bytes) else None
         self.target = await gateway.destinations.route(
             self.method,
@@ -157,7 +159,7 @@ class Exchange:
             too_large = errors.too_large(self.gateway.settings.max_upload_size)
             self._count(too_large.status)
             raise too_large from None
-        except errors.MatrixError as e:
+        except (errors.MatrixError, errors.Answered) as e:
             self._count(e.status)
             raise
         except defer.CancelledError:
@@ -198,7 +200,9 @@ class Exchange:
             elif answer is not None and response.code == 401:
                 session = answer.get("session")
                 if isinstance(session, str) and session:
-                    await self.gateway.destinations.follow_registration(session, name)
+                    await self.gateway.destinations.follow_registration(
+                        session, name, self._asked_username(), self.client_ip
+                    )
         except errors.MatrixError as e:
             # The homeserver did it (an account made, a token refreshed): the client must
             # get the answer; the token is found again by a lookup when used.
@@ -206,6 +210,12 @@ class Exchange:
         self.request.set_header(b"Content-Length", str(len(data)).encode())
         self.request.write_part(data)
         self.request.end()
+
+    def _asked_username(self) -> str | None:
+        """The ``username`` this registration step asked for (its body was read whole)."""
+        body = json_object(self.body) if isinstance(self.body, bytes) else None
+        username = body.get("username") if body is not None else None
+        return username if isinstance(username, str) and username else None
 
     async def _stream(self, response: AgentResponse) -> None:
         request = self.request

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import attr
 
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.sso import with_root_path
 
 CALLBACK_PATH = b"/_synapse_base_cs_url/sso/return"
 #: How long a callback URL is accepted after the SSO redirect that made it. Identity
@@ -168,7 +169,11 @@ def add_login_token(to: str, token: str) -> str:
 
 
 def whitelisted(to: str, whitelist: Sequence[str]) -> bool:
-    return any(to.startswith(prefix) for prefix in whitelist)
+    """Whether ``to`` starts with an ``sso.client_whitelist`` prefix, ``to`` taken with its
+    path defaulting to ``/``: ``https://app.example`` is the page ``https://app.example/``
+    whitelists (the entries end at least at their host: ``parse_sso``)."""
+    root = with_root_path(to)
+    return any(root.startswith(prefix) for prefix in whitelist)
 
 
 def confirmation_page(target: str, to: str) -> bytes:

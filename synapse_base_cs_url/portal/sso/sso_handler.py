@@ -10,6 +10,7 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.sso.callback import (
     CallbackSigner,
     add_login_token,
@@ -24,7 +25,7 @@ from synapse_base_cs_url.portal.sso.callback import (
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
-from synapse_base_cs_url.portal.web.request import PortalRequest
+from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -44,7 +45,11 @@ class SsoHandler:
         signer: CallbackSigner,
         metrics: PortalMetrics,
         clock: Clock,
+        *,
+        records: RecordLimiter,
     ) -> None:
+        """``records``: a callback records a login token, for a client within its limit."""
+        self._records = records
         self._config = config
         self._tokens = tokens
         self._signer = signer
@@ -82,6 +87,14 @@ class SsoHandler:
         except errors.MatrixError as e:
             self._metrics.sso_callback("refused")
             logger.info("sso callback refused: %s %s", e.status, e.errcode)
+            raise
+        client_ip, _scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
+        try:
+            # A signed callback can be replayed with any loginToken: each is a record.
+            self._records.allow(client_ip)
+        except errors.MatrixError:
+            self._metrics.sso_callback("limited")
+            logger.info("sso callback refused: 429 (client over its limit)")
             raise
         try:
             recorded = await self._tokens.remember(callback.login_token, callback.hs)

@@ -14,7 +14,8 @@ import hashlib
 SSO_PREFIX = "sso:"
 #: Access token -> its homeserver (the gateway's token map).
 TOKEN_PREFIX = "gw:token:"
-#: A registration's user-interactive session -> the homeserver it is on.
+#: A registration's user-interactive session -> the homeserver it is on, and the name it
+#: was placed for.
 SESSION_PREFIX = "gw:uia:"
 #: Refresh token -> its homeserver (``POST /refresh`` carries no access token).
 REFRESH_PREFIX = "gw:refresh:"
@@ -22,6 +23,11 @@ REFRESH_PREFIX = "gw:refresh:"
 DIRECTORY_PREFIX = "dir:"
 #: A new name -> the homeserver the portal placed its registration on.
 PLACEMENT_PREFIX = "reg:"
+#: A client address -> the homeserver of its most recent registration (its e-mail
+#: verification names no user).
+RECENT_CLIENT_PREFIX = "reg-client:"
+#: A password reset's client secret -> the homeserver that sent its e-mail.
+RESET_PREFIX = "reset:"
 
 
 def token_key(secret: str) -> str:

@@ -5,6 +5,7 @@ bounded number of lookups at once."""
 from __future__ import annotations
 
 import collections
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -15,12 +16,38 @@ from synapse_base_cs_url.portal.reactor import Clock
 T = TypeVar("T")
 
 
-class RateLimiter:
-    """``burst`` at once per key, refilled at ``rate`` a second; at most ``max_keys`` keys are
-    tracked (the least recently seen go first, starting afresh if they come back)."""
+def client_key(client_ip: str, ipv6_prefix_length: int) -> str:
+    """What a client is counted as: its IPv4 address, or its IPv6 address's network of
+    ``ipv6_prefix_length`` bits (one subscriber holds a whole /64, and would otherwise rotate
+    through it to get a fresh limit with every request). Anything else is its own key."""
+    if ":" not in client_ip or ipv6_prefix_length >= 128:
+        return client_ip
+    try:
+        address = ipaddress.IPv6Address(client_ip)
+    except ValueError:
+        return client_ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    network = ipaddress.IPv6Network((address, ipv6_prefix_length), strict=False)
+    return str(network)
 
-    def __init__(self, rate: float, burst: int, clock: Clock, *, max_keys: int) -> None:
+
+class RateLimiter:
+    """``burst`` at once per client, refilled at ``rate`` a second; at most ``max_keys``
+    clients are tracked (the least recently seen go first, starting afresh if they come
+    back). A client is counted by :func:`client_key`."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Clock,
+        *,
+        max_keys: int,
+        ipv6_prefix_length: int = 64,
+    ) -> None:
         self._rate, self._burst, self._clock, self._max = rate, burst, clock, max_keys
+        self._prefix = ipv6_prefix_length
         self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
 
     def adopt(self, previous: RateLimiter) -> None:
@@ -32,7 +59,9 @@ class RateLimiter:
         return len(self._buckets)
 
     def take(self, key: str) -> float:
-        """0 if ``key`` may go now (and it is counted), else seconds until it may."""
+        """0 if ``key`` (a client's address) may go now (and it is counted), else seconds
+        until it may."""
+        key = client_key(key, self._prefix)
         now = self._clock.seconds()
         tokens, last = self._buckets.get(key, (float(self._burst), now))
         tokens = min(float(self._burst), tokens + (now - last) * self._rate)

@@ -58,10 +58,12 @@ def as_matrix_error(homeserver: Homeserver, e: Exception, connect_timeout: float
         return errors.bad_gateway(homeserver.name, "not a valid HTTP/1.1 answer")
     if isinstance(e, RequestTransmissionFailed):
         return errors.unreachable(homeserver.name, "connection closed before answering")
-    logger.warning("unexpected error talking to %s: %r", homeserver.name, e)
+    logger.warning("unexpected error talking to %s: %s", homeserver.name, type(e).__name__)
     return errors.unreachable(homeserver.name, _describe(e))
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    """What a failure was, by its kind only: an exception's text can hold an internal
+    address (a DNS name, a ``proxy_url``) or a URI with a token in its query, and goes to
+    the client."""
+    return type(e).__name__

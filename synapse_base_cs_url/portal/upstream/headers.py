@@ -2,10 +2,13 @@
 Synapse's ``http/proxy.py`` owns its own.
 
 Request headers: hop-by-hop headers (RFC 9110 7.6.1, plus any named in ``Connection``) and
-everything the client sent as ``X-Forwarded-*`` / ``Forwarded`` are dropped; the portal then
-sets ``X-Forwarded-For`` and ``X-Forwarded-Proto`` from the connection it actually received,
-so a homeserver with an ``x_forwarded`` listener records the client's address, not the
-portal's, and a client cannot pick the address it is recorded under.
+every client-address header the client sent (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``
+and the others of ``CLIENT_ADDRESS_HEADERS``) are dropped; the portal then sets
+``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``X-Real-IP`` from the connection it actually
+received, so a homeserver with an ``x_forwarded`` listener, or behind an nginx that takes the
+client from ``X-Real-IP`` (``real_ip_header``), records the client's address, not the
+portal's, and a client cannot pick the address it is recorded under (which Synapse's
+rate limits, IP bans and admin API all trust).
 """
 
 from __future__ import annotations
@@ -28,10 +31,37 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+#: Headers some proxy or CDN reads a client's address from (lower case). The portal sets
+#: X-Forwarded-For, X-Forwarded-Proto and X-Real-IP itself; any other of these a client
+#: sends would let it choose its address wherever the homeserver's proxy believes that one.
+CLIENT_ADDRESS_HEADERS = frozenset(
+    {
+        b"x-real-ip",
+        b"true-client-ip",  # Akamai, Cloudflare Enterprise
+        b"cf-connecting-ip",  # Cloudflare
+        b"cf-connecting-ipv6",
+        b"fastly-client-ip",  # Fastly
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"client-ip",
+        b"x-originating-ip",
+        b"x-forwarded",
+        b"forwarded-for",
+        b"forwarded",  # RFC 7239
+        b"x-proxyuser-ip",
+        b"x-remote-ip",
+        b"x-remote-addr",
+        b"remote-addr",
+        b"x-envoy-external-address",  # Envoy
+        b"x-appengine-user-ip",
+        b"x-azure-clientip",
+        b"x-azure-socketip",
+    }
+)
 # Set again by the agent for the new connection and body.
 _REQUEST_RECOMPUTED = frozenset({b"host", b"content-length", b"expect"})
 # Login answers are small: ask for them uncompressed so the portal can read and amend them.
-_REQUEST_DROPPED = _REQUEST_RECOMPUTED | {b"accept-encoding", b"forwarded"}
+_REQUEST_DROPPED = _REQUEST_RECOMPUTED | {b"accept-encoding"}
 # The portal writes its own length, date, server and CORS headers.
 _RESPONSE_DROPPED = frozenset({b"content-length", b"date", b"server"})
 
@@ -49,15 +79,17 @@ def forward_headers(
     """The headers to send upstream for a client request carrying ``headers``.
     ``keep_encoding``: pass ``Accept-Encoding`` on (the gateway relays answers as they are;
     a login answer is read and amended, so it is asked for uncompressed)."""
-    dropped = _REQUEST_RECOMPUTED | {b"forwarded"} if keep_encoding else _REQUEST_DROPPED
-    drop = HOP_BY_HOP | dropped | _connection_tokens(headers)
+    dropped = _REQUEST_RECOMPUTED if keep_encoding else _REQUEST_DROPPED
+    drop = HOP_BY_HOP | CLIENT_ADDRESS_HEADERS | dropped | _connection_tokens(headers)
     out = [
         (name, list(values))
         for name, values in headers.getAllRawHeaders()
         if (lower := name.lower()) not in drop and not lower.startswith(b"x-forwarded-")
     ]
-    out.append((b"X-Forwarded-For", [client_ip.encode("ascii", "replace")]))
+    address = client_ip.encode("ascii", "replace")
+    out.append((b"X-Forwarded-For", [address]))
     out.append((b"X-Forwarded-Proto", [scheme.encode("ascii", "replace")]))
+    out.append((b"X-Real-IP", [address]))
     return out
 
 

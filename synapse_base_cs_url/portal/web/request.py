@@ -9,7 +9,8 @@ the handlers use only its typed methods.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol, cast
 
 import attr
@@ -18,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http_headers import Headers
 
+from synapse_base_cs_url.core.matchers import IPNetwork
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.web.body_sink import BodySink
 
@@ -271,6 +273,38 @@ class PortalRequest(server.Request):
 def request_class(settings: RequestSettings) -> type[PortalRequest]:
     """A request class for a site's ``requestFactory``, whose requests see ``settings``."""
     return type("PortalRequest", (PortalRequest,), {"settings": settings})
+
+
+def forwarded_client(request: PortalRequest, trusted: Sequence[IPNetwork]) -> str:
+    """The client a chain of ``trusted`` proxies forwarded this request for: the TCP peer
+    if it is not one of them; else ``X-Forwarded-For`` read from the right (each proxy
+    appends the address it received from), the first address that is not a trusted proxy.
+    Whatever a client wrote into the header itself stands to the left of that, and is never
+    taken (a client cannot pick the address it is limited under)."""
+    peer = request.client_host() or "unknown"
+    if not _in_any(peer, trusted):
+        return peer
+    forwarded = request.headers.getRawHeaders(b"x-forwarded-for") or []
+    hops = [
+        hop.strip().decode("ascii", "replace")
+        for value in forwarded
+        for hop in value.split(b",")
+        if hop.strip()
+    ]
+    client = peer
+    for hop in reversed(hops):
+        client = hop
+        if not _in_any(hop, trusted):
+            break
+    return client
+
+
+def _in_any(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def client_address(request: PortalRequest, *, x_forwarded: bool) -> tuple[str, str]:

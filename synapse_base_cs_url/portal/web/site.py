@@ -11,6 +11,13 @@ connection (a file descriptor) for as long as it likes. Here:
   while the open ones carry on.
 
 A connection that misses a deadline is closed; the metrics count each kind.
+
+A request head the portal cannot read is answered before the connection closes, as nginx
+answers it: ``414`` for a request line over ``MAX_LINE`` bytes, ``431`` for a header line
+over ``MAX_LINE``, a head over ``MAX_HEAD_SIZE`` or more than ``MAX_HEADERS`` headers, ``400``
+for a malformed one; each with a Matrix JSON body and ``Connection: close``. (Twisted closes
+silently on the first, and answers a bare ``400`` to the others: a client, or a user
+following a long SSO link, could not tell the portal's refusal from a crash.)
 """
 
 from __future__ import annotations
@@ -33,6 +40,21 @@ if TYPE_CHECKING:
 HEADER = "header"
 BODY = "body"
 
+#: Twisted's own limits on a request's head, kept, but named here so that the answers can
+#: say them. (nginx's default, ``large_client_header_buffers 4 8k``, allows lines of 8 KiB
+#: at most but up to 32 KiB in all: behind it, a head of 16 to 32 KiB reaches the portal and
+#: gets the portal's 431.)
+MAX_LINE = 16384
+"""The request line, and each header line (``LineReceiver.MAX_LENGTH``)."""
+MAX_HEAD_SIZE = 16384
+"""The request line and all header lines together (``HTTPChannel.totalHeadersSize``)."""
+MAX_HEADERS = 500
+"""Headers in one request (``HTTPChannel.maxHeaders``)."""
+#: How long a refused client may go on sending (its input is read and dropped) after the
+#: answer: closing a socket whose input is unread resets the connection, and the reset can
+#: destroy the answer before the client has read it (nginx's ``lingering_close``).
+LINGER_SECONDS = 5.0
+
 _BUSY_BODY = json.dumps(
     {"errcode": "M_UNAVAILABLE", "error": "Too many connections to this portal; try again"}
 ).encode()
@@ -46,12 +68,57 @@ BUSY_ANSWER = (
 )
 
 
+def _refusal(status: int, reason: str, errcode: str, error: str) -> bytes:
+    """A whole answer, written before anything of the request was routed: JSON as every
+    other error of the portal's, open to any origin (so that a web client can read why),
+    and the end of the connection."""
+    body = json.dumps({"errcode": errcode, "error": error}).encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Access-Control-Allow-Origin: *\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+# M_TOO_LARGE is the spec's errcode for "the request or entity was too large": a client can
+# show it as such, where M_UNKNOWN says nothing.
+URI_TOO_LONG = (
+    414,
+    _refusal(
+        414,
+        "URI Too Long",
+        "M_TOO_LARGE",
+        f"The request line is longer than {MAX_LINE} bytes",
+    ),
+)
+HEADERS_TOO_LARGE = (
+    431,
+    _refusal(
+        431,
+        "Request Header Fields Too Large",
+        "M_TOO_LARGE",
+        f"The request's headers are too large: at most {MAX_HEADERS} headers, each line at "
+        f"most {MAX_LINE} bytes and all of them with the request line at most "
+        f"{MAX_HEAD_SIZE} bytes",
+    ),
+)
+BAD_REQUEST = (
+    400,
+    _refusal(400, "Bad Request", "M_UNKNOWN", "Malformed HTTP request"),
+)
+
+
 class PortalChannel(http.HTTPChannel):
     """An HTTP connection with header and body deadlines, known to its site while open."""
 
     site: PortalSite
+    MAX_LENGTH = MAX_LINE
+    totalHeadersSize = MAX_HEAD_SIZE
+    maxHeaders = MAX_HEADERS
     _deadline: DelayedCall | None = None
+    _linger: DelayedCall | None = None
     _awaiting_request_line = True
+    _refused = False
 
     def connectionMade(self) -> None:
         base: Any = super()
@@ -59,6 +126,8 @@ class PortalChannel(http.HTTPChannel):
         self.site.opened(self)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request, read only so the answer is not reset
         if self._deadline is None and not self.busy:
             self._start(HEADER, self.site.limits.header_timeout)
         base: Any = super()
@@ -78,7 +147,7 @@ class PortalChannel(http.HTTPChannel):
         first = self._awaiting_request_line and bool(line)
         base: Any = super()
         base.lineReceived(line)
-        if first:
+        if first and not self._refused:
             self._awaiting_request_line = False
             # Twisted has just made the request for this line: tell it its method and
             # target now, so that it can decide where its body goes once the headers are in.
@@ -86,6 +155,45 @@ class PortalChannel(http.HTTPChannel):
             receiving = self._receiving()
             if len(parts) == 3 and receiving is not None:
                 receiving.line_received(parts[0], parts[1])
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line over ``MAX_LINE``: the request line (``414``) or a header line (``431``).
+        Twisted would close without a word."""
+        self._refuse(*(URI_TOO_LONG if self._awaiting_request_line else HEADERS_TOO_LARGE))
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Twisted's answer to every head it cannot take (a bare ``400``, no body), told
+        apart by the counters it has just pushed over their limits."""
+        too_large = (
+            self._receivedHeaderSize > self.totalHeadersSize
+            or self._receivedHeaderCount > self.maxHeaders
+        )
+        self._refuse(*(HEADERS_TOO_LARGE if too_large else BAD_REQUEST))
+
+    def _refuse(self, status: int, answer: bytes) -> None:
+        """Answer (unless an answer has begun: then only close), stop reading requests, and
+        close: the writing half now, the rest once the client has closed its own or
+        ``LINGER_SECONDS`` have passed."""
+        if self._refused:
+            return
+        self._refused = True
+        self._stop()
+        self.persistent = False
+        base: Any = super()
+        base.clearLineBuffer()  # nothing more of this connection is parsed
+        self.site.metrics.unreadable_request(status)
+        transport: Any = self.transport
+        if any(getattr(r, "startedWriting", False) for r in self.requests):
+            transport.abortConnection()  # a body arrived malformed after its answer began
+            return
+        transport.write(answer)
+        half_close = getattr(transport, "loseWriteConnection", None)
+        if half_close is None:
+            base.loseConnection()
+            return
+        half_close()
+        call_later: Any = self.callLater
+        self._linger = call_later(LINGER_SECONDS, transport.abortConnection)
 
     def _receiving(self) -> PortalRequest | None:
         """The request whose headers or body are arriving (the newest on the connection)."""
@@ -101,6 +209,8 @@ class PortalChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop()
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         self.site.closed(self)
         base: Any = super()
         base.connectionLost(reason)

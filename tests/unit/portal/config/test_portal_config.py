@@ -42,7 +42,7 @@ def test_the_issue_example_parses_with_defaults() -> None:
     assert (config.timeouts.connect, config.timeouts.total) == (5.0, 30.0)
     assert [p.pattern for p in config.proxy_user_agents] == ["Dart/"]
     assert config.discovery_cache_ttl == 10.0
-    assert config.metrics is True
+    assert (config.metrics.public, config.metrics.listener) == (False, None)
     assert config.listen.x_forwarded is False
     assert config.server_name is None
     selection = config.routes.select(LoginContext(user_id="@a:hs2.example.com"))
@@ -60,7 +60,7 @@ def test_everything_set() -> None:
         max_body_size=1024,
         timeouts={"connect": 1, "total": 2.5},
         discovery_cache_ttl=0,
-        metrics=False,
+        metrics={"host": "10.0.0.5", "port": 9101},
         listen={"host": "0.0.0.0", "port": 0, "x_forwarded": True},
     )
     config = PortalConfig.from_config(raw)
@@ -69,7 +69,9 @@ def test_everything_set() -> None:
     assert config.server_name == "example.com"
     assert len(config.proxy_user_agents) == 2
     assert (config.timeouts.connect, config.timeouts.total) == (1.0, 2.5)
-    assert (config.max_body_size, config.discovery_cache_ttl, config.metrics) == (1024, 0.0, False)
+    assert (config.max_body_size, config.discovery_cache_ttl) == (1024, 0.0)
+    assert config.metrics.listener is not None and not config.metrics.public
+    assert (config.metrics.listener.host, config.metrics.listener.port) == ("10.0.0.5", 9101)
     assert config.listen.x_forwarded is True
 
 
@@ -224,7 +226,11 @@ CASES = [
         _set("discovery_cache_ttl", float("nan")),
         "discovery_cache_ttl: must be a number of seconds, not nan",
     ),
-    (_set("metrics", "on"), "metrics: must be true or false, not 'on'"),
+    (_set("metrics", "on"), "metrics: must be false, 'public' or a mapping (keys: host, port)"),
+    (_set("metrics", True), "metrics: true is no longer accepted"),
+    (_set("metrics", {"host": "127.0.0.1"}), "metrics.port: required"),
+    (_set("metrics", {"port": 9101, "path": "/m"}), "metrics: unknown key 'path'"),
+    (_set("metrics", {"port": 8080}), "metrics.port: 8080 is listen.port too"),
 ]
 
 

@@ -258,8 +258,8 @@ def test_a_homeserver_that_refuses_the_connection_is_502() -> None:
     assert channel.code == 502
     assert channel.json() == {
         "errcode": "M_UNKNOWN",
-        "error": "Homeserver 'hs1' is unreachable: ConnectionRefusedError: "
-        "Connection was refused by other side.",
+        # The failure's kind only: an exception's text may hold an internal address.
+        "error": "Homeserver 'hs1' is unreachable: ConnectionRefusedError",
     }
     assert count(portal, "hs1", "default", 502) == 1
 

@@ -21,6 +21,7 @@ from synapse_base_cs_url.portal.state.keys import token_key
 from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 from tests.harness.deferreds import settle
+from tests.harness.placement import placement_for
 
 CONFIG = PortalConfig.from_config(
     {
@@ -48,12 +49,29 @@ class Homeservers:
         self.asked.append((hs.name, d))
         return await d
 
-    def answer(self, name: str, status: int) -> None:
+    def answer(self, name: str, status: int, body: bytes | None = None) -> None:
+        """Answer ``name``'s oldest open ask; a 401 is Synapse's for a token it does not
+        know unless ``body`` says otherwise."""
+        if body is None:
+            body = UNKNOWN_TOKEN_BODY if status == 401 else b"{}"
         for asked, d in self.asked:
             if asked == name and not d.called:
-                d.callback(UpstreamResponse(status, None, b""))  # type: ignore[arg-type]
+                d.callback(UpstreamResponse(status, None, body))  # type: ignore[arg-type]
                 return
         raise AssertionError(f"{name} was not asked")
+
+    def fail(self, name: str, error: Exception) -> None:
+        for asked, d in self.asked:
+            if asked == name and not d.called:
+                d.errback(error)
+                return
+        raise AssertionError(f"{name} was not asked")
+
+
+#: What Synapse answers whoami with a token it does not know.
+UNKNOWN_TOKEN_BODY = (
+    b'{"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid access token passed.", "soft_logout": false}'
+)
 
 
 def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
@@ -64,7 +82,9 @@ def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
         CONFIG.gateway,
         clock,
     )
-    router = Destinations(CONFIG, InMemoryTokenMap(100, clock), resolver)
+    router = Destinations(
+        CONFIG, InMemoryTokenMap(100, clock), resolver, placement_for(CONFIG, clock)
+    )
     return router, resolver, homeservers, clock
 
 
@@ -180,10 +200,12 @@ def test_registration_by_username_then_by_session() -> None:
 
     assert register(b'{"username": "@x:two.example"}').homeserver.name == "hs2"
     assert register(b'{"username": "newbie"}').homeserver.name == "hs1"
-    settle(defer.ensureDeferred(router.follow_registration("S1", "hs2")))
+    settle(defer.ensureDeferred(router.follow_registration("S1", "hs2", None, "192.0.2.1")))
     by_session = register(b'{"auth": {"session": "S1", "type": "m.login.dummy"}}')
     assert (by_session.homeserver.name, by_session.reason) == ("hs2", "registration-session")
-    assert register(b"not json").reason == "default"
+    # A step naming nothing follows this client's latest placement (as without the gateway).
+    nothing = register(b"not json")
+    assert (nothing.homeserver.name, nothing.reason) == ("hs1", "register")
 
 
 def test_a_request_giving_up_leaves_the_lookup_to_the_others() -> None:
@@ -304,3 +326,52 @@ def test_the_slower_asks_cancelled_once_one_homeserver_answered_log_nothing_alar
     assert stuck_connector.stoppedConnecting  # the slower ask was given up
     alarming = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert alarming == []
+
+
+def test_a_homeserver_that_cannot_answer_never_makes_a_token_unknown() -> None:
+    """The review's outage: hs2 unreachable, its user's valid token was answered ``401
+    M_UNKNOWN_TOKEN`` (``soft_logout: false``: clients drop the session and its keys), and
+    kept being so after hs2 came back, until ``unknown_token_ttl`` passed."""
+    router, _, homeservers, _ = setup()
+    d = route(router, b"/_matrix/client/v3/sync", "bobs-token")
+    homeservers.answer("hs1", 401)
+    homeservers.fail("hs2", errors.unreachable("hs2", "connection refused"))
+    with pytest.raises(errors.MatrixError) as raised:
+        settle(d)
+    assert raised.value.status == 503
+    assert raised.value.retry_after is not None and raised.value.retry_after > 0
+    assert "soft_logout" not in raised.value.body().decode()
+    # Nothing remembered: hs2, back, is asked at once, and the token is its.
+    again = route(router, b"/_matrix/client/v3/sync", "bobs-token")
+    assert [name for name, _ in homeservers.asked] == ["hs1", "hs2", "hs1", "hs2"]
+    homeservers.answer("hs1", 401)
+    homeservers.answer("hs2", 200)
+    assert settle(again).homeserver.name == "hs2"
+
+
+@pytest.mark.parametrize("status", [500, 502, 429, 404])
+def test_an_error_answer_says_nothing_about_a_token(status: int) -> None:
+    router, _, homeservers, _ = setup()
+    d = route(router, b"/_matrix/client/v3/sync", f"tok-{status}")
+    homeservers.answer("hs1", 401)
+    homeservers.answer("hs2", status)
+    with pytest.raises(errors.MatrixError) as raised:
+        settle(d)
+    assert raised.value.status == 503
+
+
+def test_a_401_that_is_not_a_plain_unknown_token_is_the_tokens_own_homeserver() -> None:
+    """An expired refreshable token is answered ``soft_logout: true`` by its homeserver: the
+    request goes there, so the client gets that answer (and refreshes, keeping its keys)."""
+    router, _, homeservers, _ = setup()
+    d = route(router, b"/_matrix/client/v3/sync", "expired")
+    homeservers.answer("hs1", 401)
+    homeservers.answer(
+        "hs2",
+        401,
+        b'{"errcode": "M_UNKNOWN_TOKEN", "error": "Access token has expired", "soft_logout": true}',
+    )
+    assert settle(d).homeserver.name == "hs2"
+    locked = route(router, b"/_matrix/client/v3/sync", "locked")
+    homeservers.answer("hs1", 401, b'{"errcode": "M_USER_LOCKED", "soft_logout": true}')
+    assert settle(locked).homeserver.name == "hs1"

@@ -52,6 +52,7 @@ def test_forward_headers_strip_hop_by_hop_and_client_forwarding() -> None:
         b"authorization": [b"Bearer abc"],
         b"x-forwarded-for": [b"198.51.100.2"],
         b"x-forwarded-proto": [b"https"],
+        b"x-real-ip": [b"198.51.100.2"],
     }
 
 

@@ -161,6 +161,22 @@ def test_sso_section() -> None:
     assert c.sso.client_whitelist == ("https://app.element.io/",)
 
 
+@pytest.mark.parametrize(
+    ("entry", "kept"),
+    [
+        # Without the slash, "https://app.element.io" also matches app.element.io.evil.example
+        ("https://app.element.io", "https://app.element.io/"),
+        ("https://app.element.io:8443", "https://app.element.io:8443/"),
+        ("element://connect", "element://connect/"),
+        ("https://app.element.io/", "https://app.element.io/"),
+        ("https://app.example/login/", "https://app.example/login/"),
+        ("https://app.example/login", "https://app.example/login"),  # a path prefix: as given
+    ],
+)
+def test_a_whitelist_entry_without_a_path_ends_at_its_host(entry: str, kept: str) -> None:
+    assert config(sso={"client_whitelist": [entry]}).sso.client_whitelist == (kept,)
+
+
 SSO_ERRORS = [
     ({"sso": ["hs1"]}, "sso: must be a mapping (keys: default, identity_providers, "),
     ({"sso": {"defaults": "hs1"}}, "sso: unknown key 'defaults'; allowed keys: client_whitelist"),
@@ -188,6 +204,23 @@ SSO_ERRORS = [
         "sso.client_whitelist: must be a list of URL prefixes, not str",
     ),
     ({"sso": {"client_whitelist": [""]}}, "sso.client_whitelist[0]: must be a URL prefix"),
+    # A prefix without scheme or host cannot say which site it trusts:
+    (
+        {"sso": {"client_whitelist": ["https://ok.example/", "app.element.io"]}},
+        "sso.client_whitelist[1]: must be a URL prefix with a scheme and a host",
+    ),
+    (
+        {"sso": {"client_whitelist": ["https://"]}},
+        "sso.client_whitelist[0]: must be a URL prefix with a scheme and a host",
+    ),
+    (
+        {"sso": {"client_whitelist": ["https:///cb"]}},
+        "sso.client_whitelist[0]: must be a URL prefix with a scheme and a host",
+    ),
+    (
+        {"sso": {"client_whitelist": ["//app.element.io/"]}},
+        "sso.client_whitelist[0]: must be a URL prefix with a scheme and a host",
+    ),
     ({"sso": {"token_ttl": 0}}, "sso.token_ttl: must be more than 0 seconds, not 0"),
     ({"sso": {"token_ttl": "2m"}}, "sso.token_ttl: must be a number of seconds, not '2m'"),
     ({"sso": {"max_tokens": 0}}, "sso.max_tokens: must be a positive whole number, not 0"),
@@ -322,6 +355,30 @@ def test_login_token_is_appended_keeping_the_clients_query() -> None:
 def test_whitelist_and_confirmation_page() -> None:
     assert whitelisted("https://app.element.io/#/", ("https://app.element.io/",))
     assert not whitelisted("https://app.element.io.evil.example/", ("https://app.element.io/",))
+
+
+@pytest.mark.parametrize(
+    "to",
+    ["https://app.element.io", "https://app.element.io?x=1", "https://app.element.io#/room"],
+)
+def test_a_client_url_without_a_path_is_its_host_s_root(to: str) -> None:
+    """The same page as with its slash: whitelisted by ``https://app.element.io/``."""
+    assert whitelisted(to, ("https://app.element.io/",))
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "https://app.element.io.evil.example",
+        "https://app.element.io.evil.example?x=1",
+        "https://app.element.io@evil.example",
+        "https://app.element.io:8443",
+        "https://app.element.io\\@evil.example",
+        "http://app.element.io",
+    ],
+)
+def test_a_host_that_merely_starts_like_a_whitelisted_one_is_not(to: str) -> None:
+    assert not whitelisted(to, ("https://app.element.io/",))
     page = confirmation_page(
         'https://evil.example/?loginToken=T&"x', 'https://evil.example/?"x'
     ).decode()

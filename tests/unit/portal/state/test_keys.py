@@ -20,7 +20,7 @@ def test_token_key_and_tag() -> None:
 
 def test_every_prefix_is_distinct() -> None:
     prefixes = [getattr(keys, n) for n in dir(keys) if n.endswith("_PREFIX")]
-    assert len(prefixes) == 6
+    assert len(prefixes) == 8
     assert len(set(prefixes)) == len(prefixes)
     assert not any(a != b and b.startswith(a) for a in prefixes for b in prefixes)
 
