@@ -132,3 +132,27 @@ def test_a_registration_adds_to_the_holders_it_never_replaces_them() -> None:
     settle(placement.registered("@new:one.example", "hs1"))
     new = Identifier(LOCALPART, "new")
     assert settle(directory.locate(new, "192.0.2.1")).holders == {"hs1"}
+
+
+def test_with_inhibited_3pid_errors_a_bound_address_is_answered_as_if_sent() -> None:
+    """``M_THREEPID_IN_USE`` for an address held anywhere is an oracle the homeservers may
+    hide (``request_token_inhibit_3pid_errors``): the portal follows them."""
+    raw = portal_config(
+        directory={"sources": ["function"], "function": f"{__name__}:nobody"},
+        request_token_inhibit_3pid_errors=True,
+    )
+    config = PortalConfig.from_config(raw)
+    clock = task.Clock()
+    directory = directory_over(config, clock, {"bob@example.org": "hs2"})
+    placement = placement_for(config, clock, directory)
+    body = {"email": "bob@example.org", "client_secret": "c", "send_attempt": 1}
+    with pytest.raises(errors.Answered) as answered:
+        settle(placement.for_verification("email", body, "192.0.2.1"))
+    assert answered.value.status == 200 and isinstance(answered.value.payload["sid"], str)
+    shown = PortalConfig.from_config({**raw, "request_token_inhibit_3pid_errors": False})
+    shown_placement = placement_for(
+        shown, clock, directory_over(shown, clock, {"bob@example.org": "hs2"})
+    )
+    with pytest.raises(errors.MatrixError) as refused:
+        settle(shown_placement.for_verification("email", body, "192.0.2.1"))
+    assert refused.value.errcode == "M_THREEPID_IN_USE"

@@ -163,3 +163,21 @@ def test_a_request_the_portal_must_answer_itself_is_sent_back_to_the_portal() ->
     assert answered.code == 401
     assert answered.json()["errcode"] == "M_UNKNOWN_TOKEN"
     assert [hs.paths() for hs in portal.homeservers] == [[WHOAMI], [WHOAMI]]
+
+
+def test_the_client_is_read_from_x_forwarded_for_past_the_trusted_proxies() -> None:
+    """The endpoint took X-Forwarded-For's first address: through a proxy that appends
+    (``$proxy_add_x_forwarded_for``), a client chose the address it was limited under."""
+    portal = decider(gateway={"resolve_burst": 1, "resolve_per_second": 0.001})
+    for hs in portal.homeservers:
+        hs.on(b"GET", WHOAMI, json_answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "no"}))
+    real = b"203.0.113.9"
+    first = ask(portal, SYNC, token="t-1", extra=((b"X-Forwarded-For", b"6.6.6.1, " + real),))
+    assert decision(first)[1] == PORTAL_URL  # unknown: the portal answers it (401)
+    asked = sum(len(hs.requests) for hs in portal.homeservers)
+    spoofed = ask(portal, SYNC, token="t-2", extra=((b"X-Forwarded-For", b"6.6.6.2, " + real),))
+    assert decision(spoofed)[1] == PORTAL_URL  # limited: this client's burst is spent
+    assert sum(len(hs.requests) for hs in portal.homeservers) == asked
+    other = ask(portal, SYNC, token="t-3", extra=((b"X-Forwarded-For", b"198.51.100.4"),))
+    assert decision(other)[1] == PORTAL_URL
+    assert sum(len(hs.requests) for hs in portal.homeservers) > asked  # its own burst

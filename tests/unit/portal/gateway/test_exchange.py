@@ -412,3 +412,41 @@ def test_an_upload_under_way_is_answered_by_its_exchange_after_a_reload_without_
     assert channel.json() == {"content_uri": "mxc://one.example/abc"}
     # A new request after the reload: the gateway is off.
     assert portal.request(b"GET", ROOMS).code == 404
+
+
+# --- requests the gateway must not pass on (the security review) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        b"/_matrix/client/v3/../../../_synapse/admin/v1/server_version",
+        b"/_matrix/client/v3/%2e%2e/%2E%2E/_synapse/admin/v1/server_version",
+        b"/_matrix/client/v3/.%2e/x",
+        b"/_matrix/client/v3/..%2f..%2f_synapse/admin",
+        b"/_matrix/client/v3/./sync",
+    ],
+)
+def test_a_path_with_dot_segments_is_refused_not_forwarded(path: bytes) -> None:
+    """A proxy that normalises paths in front of a homeserver would take such a request to
+    ``/_synapse/admin``, which the portal's directory may reach."""
+    portal = gateway()
+    channel = portal.request(b"GET", path)
+    assert channel.code == 400, channel.body
+    assert channel.json()["errcode"] == "M_UNRECOGNIZED"
+    assert all(hs.requests == [] for hs in portal.homeservers)
+
+
+def test_a_target_a_homeserver_cannot_be_sent_is_400_and_its_token_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``?a=\\x80`` passes Twisted's server and fails its client: the gateway answered 500 and
+    logged a traceback holding the whole URI, ``access_token=`` included."""
+    portal = gateway()
+    token = "syt_Ym9i_sEcReTtOkEnVaLuE12_0abcde"
+    with caplog.at_level("DEBUG", logger="synapse_base_cs_url"):
+        channel = portal.request(b"GET", SYNC + b"?access_token=" + token.encode() + b"&a=\x80")
+    assert channel.code == 400, channel.body
+    assert channel.json()["errcode"] == "M_UNRECOGNIZED"
+    assert all(hs.requests == [] for hs in portal.homeservers)
+    assert token not in caplog.text and token not in channel.body.decode()

@@ -180,3 +180,14 @@ def test_a_client_leaving_during_a_proxied_login_is_499(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert logins(portal, "hs2", "proxy", 499) == 1
     assert logins(portal, "hs2", "proxy", 502) == 0
+
+
+def test_a_login_target_a_homeserver_cannot_be_sent_is_400_naming_nothing_internal() -> None:
+    """``POST /login?a=\\x80`` answered ``502 "...Invalid URI b'http://<proxy_url>/...'"``:
+    the homeserver's internal address, to the client."""
+    portal = InMemoryPortal(portal_config(mode="proxy"))
+    body = b'{"type": "m.login.password", "user": "alice", "password": "pw"}'
+    channel = portal.request(b"POST", b"/_matrix/client/v3/login?a=\x80", body)
+    assert channel.code == 400, channel.body
+    assert b"internal" not in channel.body
+    assert all(hs.requests == [] for hs in portal.homeservers)

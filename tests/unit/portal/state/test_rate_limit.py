@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
+from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots, client_key
 
 
 def test_a_burst_then_the_rate() -> None:
@@ -58,3 +58,20 @@ def test_slots_queue_then_refuse() -> None:
     assert not slots.full
     gates[1].callback(None)
     assert second.result == 1 and slots.running == 0
+
+
+def test_ipv6_clients_are_counted_by_their_network() -> None:
+    assert client_key("2001:db8:1:2::1", 64) == client_key("2001:db8:1:2:ffff:1:2:3", 64)
+    assert client_key("2001:db8:1:2::1", 64) != client_key("2001:db8:1:3::1", 64)
+    assert client_key("2001:db8:1:2::1", 128) == "2001:db8:1:2::1"
+    assert client_key("192.0.2.1", 64) == "192.0.2.1"
+    assert client_key("::ffff:192.0.2.1", 64) == "192.0.2.1"
+    assert client_key("unknown", 64) == "unknown"
+
+
+def test_a_limiter_counts_a_rotating_ipv6_client_once() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, 2, clock, max_keys=10)
+    assert [limiter.take(f"2001:db8::{i}") for i in range(1, 3)] == [0, 0]
+    assert limiter.take("2001:db8::99") > 0
+    assert limiter.take("2001:db8:0:1::1") == 0
