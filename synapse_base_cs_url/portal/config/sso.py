@@ -153,16 +153,19 @@ def with_root_path(url: str) -> str:
 
 
 def whitelist_entry(raw: object, path: str) -> str:
-    """One ``sso.client_whitelist`` entry: a URL prefix with a scheme and a host, ending at
-    least at its host (``https://host`` becomes ``https://host/``: see ``with_root_path``).
-    A prefix without a host (``app.example``, ``https://``) cannot say which site is
-    trusted, and would match more than the operator meant."""
+    """One ``sso.client_whitelist`` entry: a URL prefix with a scheme and, for ``http`` and
+    ``https``, a host, ending at least at its host (``https://host`` becomes
+    ``https://host/``: see ``with_root_path``). A web prefix without a host (``app.example``,
+    ``https://``) cannot say which site is trusted, and would match more than the operator
+    meant. An app's own scheme (``com.example.app:/callback``, as mobile clients register)
+    names no host and needs none: no other site can answer it."""
     example = "such as https://app.element.io/"
     if not isinstance(raw, str) or not raw:
         raise ValueError(f"{path}: must be a URL prefix {example}, not {raw!r}")
     try:
         parts = urllib.parse.urlsplit(raw)
-        named = bool(parts.scheme and parts.hostname)
+        web = parts.scheme.lower() in ("http", "https")
+        named = bool(parts.scheme and (parts.hostname or not web))
     except ValueError:  # e.g. an unclosed IPv6 bracket, or a port that is not a number
         named = False
     if not named:

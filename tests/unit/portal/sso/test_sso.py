@@ -171,6 +171,8 @@ def test_sso_section() -> None:
         ("https://app.element.io/", "https://app.element.io/"),
         ("https://app.example/login/", "https://app.example/login/"),
         ("https://app.example/login", "https://app.example/login"),  # a path prefix: as given
+        # An app's own scheme names no host, and needs none: no other site answers it.
+        ("com.example.app:/callback", "com.example.app:/callback"),
     ],
 )
 def test_a_whitelist_entry_without_a_path_ends_at_its_host(entry: str, kept: str) -> None:
