@@ -12,6 +12,7 @@ import requests
 
 from synapse_base_cs_url._dev.throwaway_synapse import JsonDict, SynapseProcess, free_port
 from tests.harness.constants import PASSWORD, TWIN_SERVER_NAME
+from tests.harness.log_secrets import secrets_in_portal_logs
 from tests.harness.portal import Homeservers, PortalProcess, portal_config, portal_homeserver
 from tests.harness.synapse import (
     CUSTOM_AUTH_PROVIDER,
@@ -23,6 +24,15 @@ from tests.harness.synapse import (
     start_all,
     synapse_process,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def portal_logs_carry_no_secret(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Once every test has run: no portal log, of any test (errors provoked included),
+    carries a token, a login token, the tests' password or an e-mail address."""
+    yield
+    found = secrets_in_portal_logs(tmp_path_factory.getbasetemp())
+    assert found == [], "portal logs carry secrets:\n" + "\n".join(found[:20])
 
 
 @pytest.fixture(scope="session")
