@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,11 +23,13 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.core import rendezvous_pick
 from tests.harness.cli import run_tool
+from tests.harness.clients import whoami
 from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.metrics import total
 from tests.harness.portal import portal_homeserver
 from tests.harness.services import redis_server
 from tests.harness.smtp import SmtpSink
+from tests.harness.switchable_proxy import SwitchableProxy
 from tests.harness.synapse import start_all
 
 pytestmark = pytest.mark.integration
@@ -598,3 +601,164 @@ def test_a_registrations_verification_follows_it_and_a_bound_address_is_refused(
     step = requests.post(portal.url + verify, json=fresh, allow_redirects=False, timeout=30)
     assert step.status_code == 307, step.text
     assert step.headers["Location"] == home.base_url + verify
+
+
+# Security review (issue 17), findings 1 and 2, against real Synapses (their unit tests:
+# tests/unit/portal/test_placement.py, tests/unit/portal/gateway/test_resolver_and_destination.py).
+
+
+def _post_register(portal: PortalProcess, body: dict[str, Any]) -> requests.Response:
+    """One registration step sent to the portal's gateway."""
+    return requests.post(portal.url + REGISTER, json=body, allow_redirects=False, timeout=30)
+
+
+def _admin_headers(deployment: Deployment, name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {deployment.tokens[name].read_text().strip()}"}
+
+
+def test_a_registration_session_cannot_take_a_name_held_elsewhere(
+    deployment: Deployment, start: Any
+) -> None:
+    """Finding 1 of the security review: the gateway sent every step of a registration's
+    user-interactive session to the homeserver where the session started, whatever name the
+    step asked for. So a session started for a new name Z (placed on one homeserver) could
+    register there a name U that a user already holds on *another* homeserver, which the
+    portal's "a name held anywhere is refused" check never saw; the account's success then
+    *replaced* what the directory knew of U, and U's bare-name logins went to the attacker's
+    account (before the fix: ``200 @U:<Z's homeserver>``). A session now binds the name it
+    was placed for: another name in it is ``400 M_INVALID_PARAM``, nothing is created, U
+    still logs in at home, and the session's own registration still completes."""
+    portal = start(deployment.config(client_api="proxy"), "reg-session-bound")
+    # A user of d1 (the password-reset tests change passwords on d2 only).
+    held, home = next((u, h) for u, h in sorted(deployment.placed.items()) if h == "d1")
+    new = next(
+        name
+        for name in (f"session-starter{i}" for i in range(100))
+        if rendezvous_pick(list(NAMES), name) != home
+    )
+    there_name = rendezvous_pick(list(NAMES), new)
+    there = deployment.homeservers[there_name]
+    attacker_password = "attacker-password-7c1e"
+
+    started = _post_register(portal, {"username": new, "password": PASSWORD})
+    assert started.status_code == 401, started.text
+    session = started.json()["session"]
+
+    hijack = _post_register(
+        portal,
+        {
+            "username": held,
+            "password": attacker_password,
+            "auth": {"type": "m.login.dummy", "session": session},
+        },
+    )
+    assert hijack.status_code == 400, f"{hijack.status_code} {hijack.text}"
+    assert hijack.json()["errcode"] == "M_INVALID_PARAM"
+    # Nothing was created where the session lives...
+    account = requests.get(
+        f"{there.base_url}/_synapse/admin/v2/users/@{held}:{there.server_name}",
+        headers=_admin_headers(deployment, there_name),
+        timeout=30,
+    )
+    assert account.status_code == 404, account.text
+    # ...and the name's holder still logs in at home by their bare name.
+    assert logged_in_at(portal, by_localpart(held), deployment) == home
+
+    # The session's own registration is unharmed.
+    done = _post_register(
+        portal,
+        {
+            "username": new,
+            "password": PASSWORD,
+            "auth": {"type": "m.login.dummy", "session": session},
+        },
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["user_id"] == f"@{new}:{there.server_name}"
+
+    logs = portal.logs()
+    secrets = [PASSWORD, attacker_password, session, done.json()["access_token"]]
+    secrets += [deployment.tokens[name].read_text().strip() for name in NAMES]
+    for secret in secrets:
+        assert secret not in logs
+
+
+def test_a_homeserver_outage_never_logs_a_user_out(deployment: Deployment, start: Any) -> None:
+    """Finding 2 of the security review: a token the gateway has not seen is resolved by
+    asking every homeserver's whoami; a homeserver that could not answer (down, restarting)
+    counted as "not mine", so its users' tokens were answered ``401 M_UNKNOWN_TOKEN``
+    (``soft_logout: false``: clients drop the session, and keys not backed up with it) and
+    stayed 401 for ``gateway.unknown_token_ttl`` after it came back. Now: ``503
+    M_UNAVAILABLE`` with ``Retry-After`` while it is down, nothing remembered, and ``200``
+    as soon as it answers again. d2 is reached through a forwarder the test switches off."""
+    d2 = deployment.homeservers["d2"]
+    port = urlsplit(d2.base_url).port
+    assert port is not None
+    with SwitchableProxy(port) as forwarder:
+        config = deployment.config(client_api="proxy")
+        config["homeservers"]["d2"]["proxy_url"] = forwarder.url
+        portal = start(config, "outage")
+        # A user of d2 whose password no other test changes, logged in at d2 itself: the
+        # portal has never seen the token.
+        user = sorted(u for u, h in deployment.placed.items() if h == "d2")[-1]
+        direct = requests.post(d2.base_url + LOGIN, json=by_localpart(user), timeout=30)
+        assert direct.status_code == 200, direct.text
+        token = direct.json()["access_token"]
+
+        forwarder.refuse()
+        for _ in range(2):  # the first answer left nothing behind: the same again
+            down = whoami(portal.url, token)
+            assert down.status_code == 503, f"{down.status_code} {down.text}"
+            assert int(down.headers["Retry-After"]) >= 1
+            assert down.json()["errcode"] == "M_UNAVAILABLE"
+            assert down.json().get("soft_logout") is not False
+
+        forwarder.accept()
+        back = whoami(portal.url, token)
+        assert back.status_code == 200, f"{back.status_code} {back.text}"
+        assert back.json()["user_id"] == f"@{user}:{d2.server_name}"
+
+    logs = portal.logs()
+    for secret in [token, PASSWORD, *(deployment.tokens[n].read_text().strip() for n in NAMES)]:
+        assert secret not in logs
+
+
+def test_an_expired_token_through_the_gateway_keeps_soft_logout(
+    deployment: Deployment, start: Any
+) -> None:
+    """Finding 2 of the security review, its other half: an expired token is answered ``401
+    M_UNKNOWN_TOKEN`` with ``soft_logout: true`` by the homeserver that issued it (the
+    client refreshes, or logs in again keeping its device and keys). The resolver counted
+    that 401 as "not mine", like every other homeserver's, and answered its own ``401``
+    with ``soft_logout: false``: a hard logout. Now the token's own homeserver refusing it
+    is where the request goes, and the client gets that homeserver's answer.
+
+    The deployment's refreshable tokens live 5 minutes; a token that expires in a second is
+    made with Synapse's admin API (``POST /_synapse/admin/v1/users/<user>/login`` with
+    ``valid_until_ms``): Synapse expires it by the same ``valid_until_ms`` check as a
+    refreshable access token, and answers it the same way."""
+    portal = start(deployment.config(client_api="proxy"), "expired")
+    user = sorted(u for u, h in deployment.placed.items() if h == "d2")[-1]
+    d2 = deployment.homeservers["d2"]
+    lifetime_ms = 1500
+    made = requests.post(
+        f"{d2.base_url}/_synapse/admin/v1/users/@{user}:{d2.server_name}/login",
+        json={"valid_until_ms": int(time.time() * 1000) + lifetime_ms},
+        headers=_admin_headers(deployment, "d2"),
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    token = made.json()["access_token"]
+    time.sleep(lifetime_ms / 1000 + 0.5)
+    # What the homeserver itself answers...
+    own = whoami(d2.base_url, token)
+    assert own.status_code == 401 and own.json()["soft_logout"] is True, own.text
+    # ...is what the client gets through the portal.
+    through = whoami(portal.url, token)
+    assert through.status_code == 401, through.text
+    assert through.json()["errcode"] == "M_UNKNOWN_TOKEN"
+    assert through.json()["soft_logout"] is True, through.text
+
+    logs = portal.logs()
+    for secret in [token, *(deployment.tokens[n].read_text().strip() for n in NAMES)]:
+        assert secret not in logs
