@@ -81,6 +81,31 @@ def user_login(user: str) -> JsonDict:
     return {"type": PASSWORD_TYPE, "identifier": {"type": "m.id.user", "user": user}}
 
 
+def held(location: Location, what: str) -> bool:
+    """Whether any homeserver holds the identifier (the other reading of a directory answer:
+    may a new account or address take it?); the directory not able to say is ``503`` (the
+    name might be taken: ``what`` is not possible now)."""
+    if location.holders:
+        return True
+    if not location.complete:
+        raise errors.directory_unavailable(what, DIRECTORY_RETRY_AFTER)
+    return False
+
+
+def login_by(identifier: Identifier) -> JsonDict:
+    """A password login body by ``identifier``, as the routes see one."""
+    if identifier.medium == LOCALPART:
+        return user_login(identifier.address)
+    return {
+        "type": PASSWORD_TYPE,
+        "identifier": {
+            "type": "m.id.thirdparty",
+            "medium": identifier.medium,
+            "address": identifier.address,
+        },
+    }
+
+
 class LoginRoutes:
     """The routes of ``portal.yaml`` applied to login bodies."""
 
@@ -127,18 +152,22 @@ class LoginRoutes:
             return None
         return identifier_of_body(ctx, body, self._config.server_name)
 
-    def located(
+    def holder(
         self,
         location: Location,
         identifier: Identifier,
+        client_ip: str,
+        *,
+        what: str,
         body: Mapping[str, Any] | None = None,
-        client_ip: str | None = None,
     ) -> Selection[Homeserver] | None:
-        """The homeserver that holds the account; ``None`` when nobody does (the routes
-        place it); a :class:`MatrixError` when several do (never guess) or when the
-        directory could not say (sending it anywhere might be wrong). Where the holder is
-        one of several ingress points with its ``server_name``, the routes choose among
-        them, as for a user id naming it."""
+        """The one reading of a directory answer, for a login, a reset or a refresh alike:
+        the homeserver that holds the account; ``None`` when nobody does (the routes place
+        it); a :class:`MatrixError` when several do (never guess) or when the directory
+        could not say (sending it anywhere might be wrong: ``what`` is not possible now).
+        Where the holder is one of several ingress points with its ``server_name``, the
+        routes choose among them by ``body`` (a login by ``identifier`` unless given), as
+        for a user id naming it."""
         holders = sorted(location.holders)
         if len(holders) == 1:
             holder = self._homeservers[holders[0]]
@@ -146,7 +175,9 @@ class LoginRoutes:
             if len(ingress) <= 1:
                 return Selection(holder, DIRECTORY_ROUTE)
             ctx = LoginContext.from_login_body(
-                body or {}, client_ip=client_ip, server_name=self._config.server_name
+                body if body is not None else login_by(identifier),
+                client_ip=client_ip,
+                server_name=self._config.server_name,
             )
             chosen = choose_among(self._config.routes, ctx, ingress, DIRECTORY_ROUTE)
             return Selection(self._homeservers[chosen.target], chosen.rule_name)
@@ -162,19 +193,13 @@ class LoginRoutes:
             )
             raise errors.ambiguous_identifier(full_ids)
         if not location.complete:
-            raise errors.directory_unavailable("This login", DIRECTORY_RETRY_AFTER)
+            raise errors.directory_unavailable(what, DIRECTORY_RETRY_AFTER)
         return None
 
     def for_address(self, identifier: Identifier | None, client_ip: str) -> Selection[Homeserver]:
         """Where a login by this e-mail address or phone number (``None``: by nothing the
         routes can see) would go."""
-        login: dict[str, object] = {"type": PASSWORD_TYPE}
-        if identifier is not None:
-            login["identifier"] = {
-                "type": "m.id.thirdparty",
-                "medium": identifier.medium,
-                "address": identifier.address,
-            }
+        login = login_by(identifier) if identifier is not None else {"type": PASSWORD_TYPE}
         return self.decide(login, PASSWORD_TYPE, client_ip)
 
     def for_user(self, user: str, client_ip: str) -> Homeserver:

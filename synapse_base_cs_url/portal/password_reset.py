@@ -16,7 +16,6 @@ import re
 from collections.abc import Mapping
 
 from synapse_base_cs_url.core import Selection
-from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
@@ -24,9 +23,10 @@ from synapse_base_cs_url.portal.directory.identifier import (
     Identifier,
     address_of,
 )
-from synapse_base_cs_url.portal.login_routes import DIRECTORY_RETRY_AFTER, LoginRoutes
-from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, guarded
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.placement import PLACEMENT_TTL
 from synapse_base_cs_url.portal.records import RecordLimiter
+from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.state.store import Store
 
 REQUEST_TOKEN_PATH = re.compile(
@@ -36,6 +36,8 @@ PASSWORD_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/account/passwor
 #: What a remembered client secret is kept under (by hash, as every secret).
 CLIENT_SECRET = "client_secret"
 RESET_ROUTE = "password-reset"
+#: What a reset is called in its errors (``503``: "... is not possible right now").
+RESET = "This password reset"
 
 
 class PasswordReset:
@@ -67,16 +69,14 @@ class PasswordReset:
         if isinstance(secret, str) and secret:
             self._limiter.allow(client_ip)
             key = Identifier(CLIENT_SECRET, secret).key
-            await guarded(
-                self._secrets.put(key, selection.target.name, PLACEMENT_TTL), "This reset"
-            )
+            await guarded(self._secrets.put(key, selection.target.name, PLACEMENT_TTL), RESET)
         return selection
 
     async def for_password(self, body: Mapping[str, object]) -> Selection[Homeserver]:
         secret = _client_secret(body)
         if secret is not None:
             key = Identifier(CLIENT_SECRET, secret).key
-            name = await guarded(self._secrets.get(key), "This reset")
+            name = await guarded(self._secrets.get(key), RESET)
             if name is not None and name in self._homeservers:
                 return Selection(self._homeservers[name], RESET_ROUTE)
         return Selection(self._homeservers[self._config.default_homeserver], "default")
@@ -84,15 +84,8 @@ class PasswordReset:
     async def _holder(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver] | None:
         if self._directory is None:
             return None
-        location = await self._directory.locate(identifier, client_ip)
-        holders = sorted(location.holders)
-        if len(holders) == 1:
-            return Selection(self._homeservers[holders[0]], "directory")
-        if holders:
-            raise errors.ambiguous_identifier([])
-        if not location.complete:
-            raise errors.directory_unavailable("This password reset", DIRECTORY_RETRY_AFTER)
-        return None
+        location = await self._directory.locate(identifier, client_ip, what=RESET)
+        return self._login_routes.holder(location, identifier, client_ip, what=RESET)
 
 
 def _client_secret(body: Mapping[str, object]) -> str | None:

@@ -30,16 +30,15 @@ from synapse_base_cs_url.portal.directory.identifier import (
     address_of,
     identifier_of,
 )
-from synapse_base_cs_url.portal.login_routes import (
-    DIRECTORY_RETRY_AFTER,
-    LoginRoutes,
-    user_login,
-)
+from synapse_base_cs_url.portal.login_routes import LoginRoutes, held, user_login
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.state.keys import token_key
-from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.state.store import Store
 
+#: What a registration step is called in its errors (``503``: "... is not possible now").
+REGISTRATION = "This registration"
+REQUEST = "This request"
 #: How long a placement is remembered: Synapse's user-interactive sessions last a day.
 PLACEMENT_TTL = 24 * 3600.0
 #: What chose the homeserver of a registration step the portal had placed before.
@@ -81,14 +80,6 @@ def _session_key(session: str) -> str:
 def _client(client_ip: str) -> Identifier:
     """The key of a client's most recent registration (by hash, as every key)."""
     return Identifier("client", client_ip)
-
-
-async def guarded(work: Awaitable[T], what: str) -> T:
-    """The state's answer; its being unavailable is a 503 for the client."""
-    try:
-        return await work
-    except StateUnavailable:
-        raise errors.unavailable(what, STATE_RETRY_AFTER) from None
 
 
 class Placement:
@@ -233,14 +224,12 @@ class Placement:
         # (A phone number's verification is not looked up: it follows the registration.)
         identifier = address_of(medium, body) if medium == EMAIL else None
         if identifier is not None and self._directory is not None:
-            location = await self._directory.locate(identifier, client_ip)
-            if location.holders and self._config.directory.unique_localparts:
+            location = await self._directory.locate(identifier, client_ip, what=REGISTRATION)
+            if held(location, REGISTRATION) and self._config.directory.unique_localparts:
                 if self._config.request_token_inhibit_3pid_errors:
                     # As Synapse answers with that option: as if the e-mail were sent.
                     raise errors.Answered(200, {"sid": secrets.token_urlsafe(12)})
                 raise errors.MatrixError(400, THREEPID_IN_USE, "Email is already in use")
-            if not location.holders and not location.complete:
-                raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
         placed = await self._placed_at(self._clients, _client(client_ip))
         return placed or self._login_routes.for_address(identifier, client_ip)
 
@@ -255,20 +244,20 @@ class Placement:
         directory = self._directory
         if directory is None or not self._config.directory.unique_localparts:
             return
-        location = await directory.locate(identifier, client_ip)
-        if location.holders:
+        location = await directory.locate(identifier, client_ip, what=REGISTRATION)
+        if held(location, REGISTRATION):
             raise errors.MatrixError(400, USER_IN_USE, "User ID already taken.")
-        if not location.complete:
-            raise errors.directory_unavailable("This registration", DIRECTORY_RETRY_AFTER)
 
     async def where_lives(self, localpart: str, client_ip: str) -> Homeserver | None:
-        """The one homeserver the directory finds ``localpart`` on (``None``: no directory,
-        nobody, or several)."""
+        """The homeserver the directory finds ``localpart`` on (``None``: no directory, or
+        nobody); as for a login, several holders or a directory that could not say are an
+        error, never a guess."""
         if self._directory is None:
             return None
-        location = await self._directory.locate(Identifier(LOCALPART, localpart.lower()), client_ip)
-        holders = sorted(location.holders)
-        return self._homeservers[holders[0]] if len(holders) == 1 else None
+        identifier = Identifier(LOCALPART, localpart.lower())
+        location = await self._directory.locate(identifier, client_ip, what=REQUEST)
+        found = self._login_routes.holder(location, identifier, client_ip, what=REQUEST)
+        return found.target if found is not None else None
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before
@@ -297,4 +286,4 @@ class Placement:
 
     @staticmethod
     async def _guarded(work: Awaitable[T]) -> T:
-        return await guarded(work, "This registration")
+        return await guarded(work, REGISTRATION)

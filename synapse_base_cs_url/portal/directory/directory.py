@@ -28,8 +28,7 @@ from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import DIRECTORY_PREFIX
 from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
-from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
-from synapse_base_cs_url.portal.state.shared import SharedState
+from synapse_base_cs_url.portal.state.shared import SharedState, StateUnavailable, guarded
 from synapse_base_cs_url.portal.state.single_flight import SingleFlight
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -137,13 +136,13 @@ class Directory:
         self._on_cache(True)
         return Location(holders, True, "cache")
 
-    async def locate(self, identifier: Identifier, client_ip: str) -> Location:
+    async def locate(
+        self, identifier: Identifier, client_ip: str, *, what: str = "This request"
+    ) -> Location:
         """Who holds ``identifier``: from the cache, else from the sources; ``429`` past the
-        limits, ``503`` when the cache (Redis) cannot be read."""
-        try:
-            cached = await self._cache.get(identifier)
-        except StateUnavailable:
-            raise errors.unavailable("This login", STATE_RETRY_AFTER) from None
+        limits, ``503`` (saying that ``what`` is not possible now) when the cache (Redis)
+        cannot be read."""
+        cached = await guarded(self._cache.get(identifier), what)
         self._on_cache(cached is not None)
         if cached is not None:
             return Location(cached, True, "cache")

@@ -44,7 +44,7 @@ from synapse_base_cs_url.portal.state.keys import (
     TOKEN_PREFIX,
     token_key,
 )
-from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+from synapse_base_cs_url.portal.state.shared import guarded
 
 REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register")
 REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
@@ -150,11 +150,11 @@ class Destinations:
             if isinstance(secret, str) and secret:
                 key = prefix + token_key(secret)
                 ttl = self._config.gateway.token_ttl
-                await self._guarded(self._tokens.remember(key, homeserver, ttl))
+                await _guarded(self._tokens.remember(key, homeserver, ttl))
 
     async def forget(self, key: str) -> None:
         """Forget a token (by its hash): it logged out, or its account was deactivated."""
-        await self._guarded(self._tokens.forget(TOKEN_PREFIX + key))
+        await _guarded(self._tokens.forget(TOKEN_PREFIX + key))
 
     async def follow_registration(
         self, session: str, homeserver: str, username: str | None, client_ip: str
@@ -166,13 +166,13 @@ class Destinations:
     async def _by_token(self, token: str, client_ip: str) -> Destination:
         key = token_key(token)
         ttl = self._config.gateway.token_ttl
-        name = await self._guarded(self._tokens.lookup(TOKEN_PREFIX + key, ttl))
+        name = await _guarded(self._tokens.lookup(TOKEN_PREFIX + key, ttl))
         if name is not None and name in self._homeservers:
             return Destination(self._homeservers[name], "token", key)
         name = await self.resolver.resolve(token, key, client_ip)
         if name is None:
             raise errors.unknown_token()
-        await self._guarded(self._tokens.remember(TOKEN_PREFIX + key, name, ttl))
+        await _guarded(self._tokens.remember(TOKEN_PREFIX + key, name, ttl))
         return Destination(self._homeservers[name], "resolved", key)
 
     async def _registration(self, body: bytes, client_ip: str) -> Destination:
@@ -219,7 +219,7 @@ class Destinations:
         token = _json_object(body).get("refresh_token")
         if not isinstance(token, str) or not token:
             return None
-        name = await self._guarded(
+        name = await _guarded(
             self._tokens.lookup(REFRESH_PREFIX + token_key(token), self._config.gateway.token_ttl)
         )
         if name is not None and name in self._homeservers:
@@ -239,13 +239,6 @@ class Destinations:
     def _default(self) -> Destination:
         return Destination(self._homeservers[self._config.default_homeserver], "default")
 
-    async def _guarded(self, work: Awaitable[T]) -> T:
-        """The token map's answer; its state being unavailable is a 503 for the client."""
-        try:
-            return await work
-        except StateUnavailable:
-            raise errors.unavailable("This request", STATE_RETRY_AFTER) from None
-
 
 ROUTED_BY_BODY = (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH, VERIFY_PATH)
 
@@ -254,6 +247,11 @@ def routed_by_body(method: bytes, path: bytes) -> bool:
     """A registration, a token refresh or a password reset: where it goes is in its body (so
     the body is read whole before routing)."""
     return method == b"POST" and any(pattern.fullmatch(path) for pattern in ROUTED_BY_BODY)
+
+
+async def _guarded(work: Awaitable[T]) -> T:
+    """The token map's answer (a 503 when the shared state cannot say)."""
+    return await guarded(work, "This request")
 
 
 def _registration_reason(rule_name: str) -> str:

@@ -32,12 +32,15 @@ from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
-from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
+
+#: What a login is called in its errors (``503``: "... is not possible right now").
+LOGIN = "This login"
 
 
 class LoginHandler:
@@ -81,8 +84,8 @@ class LoginHandler:
                 # Known where it lives, in this process: decided at once, as without the
                 # directory (no coroutine for the cache's answer).
                 try:
-                    attempt.selection = self._login_routes.located(
-                        known, identifier, attempt.body, attempt.client_ip
+                    attempt.selection = self._login_routes.holder(
+                        known, identifier, attempt.client_ip, what=LOGIN, body=attempt.body
                     )
                 except errors.MatrixError as e:
                     self._refused(e, identifier)
@@ -119,9 +122,9 @@ class LoginHandler:
         else (nobody holds it) the routes."""
         assert self._directory is not None
         try:
-            location = await self._directory.locate(identifier, attempt.client_ip)
-            selection = self._login_routes.located(
-                location, identifier, attempt.body, attempt.client_ip
+            location = await self._directory.locate(identifier, attempt.client_ip, what=LOGIN)
+            selection = self._login_routes.holder(
+                location, identifier, attempt.client_ip, what=LOGIN, body=attempt.body
             )
             if selection is None and self._placement is not None:
                 # Registered through the portal moments ago: where it was placed.
@@ -147,11 +150,10 @@ class LoginHandler:
         token: str = attempt.body["token"]
         attempt.token_tag = token_tag(token)
         try:
-            issuer = await self._sso_tokens.take(token)
-        except StateUnavailable as e:
-            self._metrics.reject(errors.UNAVAILABLE, 503)
-            logger.warning("login token=%s: %s", attempt.token_tag, e)
-            raise errors.unavailable("A token login", STATE_RETRY_AFTER) from None
+            issuer = await guarded(self._sso_tokens.take(token), "A token login")
+        except errors.MatrixError as e:
+            self._metrics.reject(e.errcode, e.status)
+            raise
         attempt.selection = self._login_routes.decide(
             attempt.body, TOKEN_TYPE, attempt.client_ip, token_issuer=issuer
         )

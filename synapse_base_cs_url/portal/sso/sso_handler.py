@@ -24,7 +24,7 @@ from synapse_base_cs_url.portal.sso.callback import (
 )
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
-from synapse_base_cs_url.portal.state.redis import STATE_RETRY_AFTER, StateUnavailable
+from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -97,11 +97,12 @@ class SsoHandler:
             logger.info("sso callback refused: 429 (client over its limit)")
             raise
         try:
-            recorded = await self._tokens.remember(callback.login_token, callback.hs)
-        except StateUnavailable as e:
+            recorded = await guarded(
+                self._tokens.remember(callback.login_token, callback.hs), "Single sign-on"
+            )
+        except errors.MatrixError:
             self._metrics.sso_callback("unavailable")
-            logger.warning("sso callback homeserver=%s: %s", callback.hs, e)
-            raise errors.unavailable("Single sign-on", STATE_RETRY_AFTER) from None
+            raise
         target = add_login_token(callback.to, callback.login_token)
         request.set_header(b"Cache-Control", b"no-store")
         request.set_header(b"Referrer-Policy", b"no-referrer")

@@ -18,6 +18,7 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.portal.config.state import RedisAddress, StateSettings
 from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.state.shared import StateUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,6 @@ GETDEL_SCRIPT = (
 )
 #: Connections kept to Redis per process.
 POOL_SIZE = 2
-#: What a client that got a 503 because Redis did not answer is told to wait (seconds):
-#: about how long txredisapi takes to reconnect once Redis is back.
-STATE_RETRY_AFTER = 5.0
-
-
-class StateUnavailable(Exception):
-    """Redis did not answer in time, or answered with an error."""
 
 
 class RedisState:

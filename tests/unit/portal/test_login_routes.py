@@ -81,12 +81,41 @@ def test_an_account_the_directory_finds_on_one_of_several_ingress_points() -> No
     chosen = set()
     for i in range(40):
         body = {"identifier": {"type": "m.id.user", "user": f"user{i}"}}
-        where = routes.located(
+        where = routes.holder(
             Location(frozenset({"big-a"}), True, "homeservers"),
             Identifier(LOCALPART, f"user{i}"),
-            body,
             "192.0.2.1",
+            what="This login",
+            body=body,
         )
         assert where is not None
         chosen.add(where.target.name)
     assert chosen == {"big-a", "big-b"}  # the routes choose among them, as for a user id
+
+
+def test_one_reading_of_a_directory_answer() -> None:
+    """A login, a reset and a refresh read an answer the same way: one holder, nobody,
+    several (never guessed), or a directory that could not say (never guessed either)."""
+    from synapse_base_cs_url.portal import errors
+    from synapse_base_cs_url.portal.directory.directory import Location
+    from synapse_base_cs_url.portal.directory.identifier import EMAIL, LOCALPART, Identifier
+    from synapse_base_cs_url.portal.login_routes import held
+
+    routes = routes_for([], server_name="portal.example.com")
+    bob = Identifier(LOCALPART, "bob")
+    found = routes.holder(Location(frozenset({"hs2"}), False, "h"), bob, "ip", what="x")
+    assert found is not None and found.target.name == "hs2"  # found counts, even incomplete
+    assert routes.holder(Location(frozenset(), True, "h"), bob, "ip", what="x") is None
+    with pytest.raises(errors.MatrixError) as several:
+        routes.holder(Location(frozenset({"hs1", "hs2"}), True, "h"), bob, "ip", what="x")
+    assert several.value.status == 400
+    assert "@bob:hs1.example.com" in several.value.message
+    with pytest.raises(errors.MatrixError) as silent:
+        routes.holder(Location(frozenset(), False, "h"), bob, "ip", what="This password reset")
+    assert silent.value.status == 503 and "This password reset" in silent.value.message
+    mail = Identifier(EMAIL, "bob@example.org")
+    assert held(Location(frozenset({"big-a"}), False, "h"), "x")
+    assert not held(Location(frozenset(), True, "h"), "x")
+    with pytest.raises(errors.MatrixError) as unknown:
+        held(Location(frozenset(), False, "h"), "This registration")
+    assert unknown.value.status == 503 and mail.address not in unknown.value.message
