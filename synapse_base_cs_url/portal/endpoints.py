@@ -15,28 +15,30 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import (
+    AVAILABLE_PATH,
+    CLIENT_API_PATH,
+    LOGIN_PATH,
+    PASSWORD_PATH,
+    REGISTER_PATH,
+    REGISTER_TOKEN_PATH,
+    RESET_TOKEN_PATH,
+    SSO_REDIRECT_PATH,
+    VERSIONS_PATH,
+)
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
 from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, AuthRequestEndpoint
-from synapse_base_cs_url.portal.gateway.gateway import CLIENT_API, Gateway
+from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.password_reset import PASSWORD_PATH, REQUEST_TOKEN_PATH
-from synapse_base_cs_url.portal.placement import VERIFY_PATH
 from synapse_base_cs_url.portal.reactor import PortalReactor
-from synapse_base_cs_url.portal.registration import (
-    AVAILABLE_PATH,
-    REGISTER_PATH,
-    PasswordResetHandler,
-    RegistrationHandler,
-)
+from synapse_base_cs_url.portal.registration import PasswordResetHandler, RegistrationHandler
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
-from synapse_base_cs_url.portal.sso.sso_handler import SSO_REDIRECT_PATH, SsoHandler
+from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.web.request import PortalRequest
 from synapse_base_cs_url.portal.web.url_table import ANY_METHOD, READ, Endpoint, UrlTable
 
-LOGIN_PATH = re.compile(rb"/_matrix/client/(?:api/v1|r0|v3)/login")
-VERSIONS_PATH = b"/_matrix/client/versions"
 WELL_KNOWN_PATH = b"/.well-known/matrix/client"
 HEALTH_PATH = b"/health"
 READY_PATH = b"/ready"
@@ -129,17 +131,17 @@ def portal_endpoints(
         routes += [
             Endpoint.of(REGISTER_PATH, [b"POST"], registration.register),
             Endpoint.of(AVAILABLE_PATH, READ, registration.available),
-            Endpoint.of(VERIFY_PATH, [b"POST"], registration.verification),
+            Endpoint.of(REGISTER_TOKEN_PATH, [b"POST"], registration.verification),
         ]
     if password_reset is not None:
         routes += [
-            Endpoint.of(REQUEST_TOKEN_PATH, [b"POST"], password_reset.request_token),
+            Endpoint.of(RESET_TOKEN_PATH, [b"POST"], password_reset.request_token),
             Endpoint.of(PASSWORD_PATH, [b"POST"], password_reset.password),
         ]
     fallback = None
     if gateway is not None:
         handle = gateway.handle
-        fallback = Endpoint.of(CLIENT_API, ANY_METHOD, lambda request, _: handle(request))
+        fallback = Endpoint.of(CLIENT_API_PATH, ANY_METHOD, lambda request, _: handle(request))
     return UrlTable(routes, fallback)
 
 

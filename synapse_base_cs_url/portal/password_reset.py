@@ -12,7 +12,6 @@ the address, and its last step the homeserver that sent the e-mail.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from synapse_base_cs_url.core import Selection
@@ -29,10 +28,6 @@ from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.state.store import Store
 
-REQUEST_TOKEN_PATH = re.compile(
-    rb"/_matrix/client/(?:r0|v3|unstable)/account/password/(email|msisdn)/requestToken"
-)
-PASSWORD_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/account/password")
 #: What a remembered client secret is kept under (by hash, as every secret).
 CLIENT_SECRET = "client_secret"
 RESET_ROUTE = "password-reset"

@@ -9,7 +9,6 @@ Used by the portal's own registration endpoints (redirect mode: the client is se
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Awaitable, Mapping
 from typing import TypeVar
@@ -45,10 +44,6 @@ PLACEMENT_TTL = 24 * 3600.0
 PLACED_ROUTE = "placed"
 USER_IN_USE = "M_USER_IN_USE"
 THREEPID_IN_USE = "M_THREEPID_IN_USE"
-#: A registration's e-mail or phone verification (``requestToken``).
-VERIFY_PATH = re.compile(
-    rb"/_matrix/client/(?:r0|v3|unstable)/register/(email|msisdn)/requestToken"
-)
 #: How long a client's registration is followed by the verification steps that name no user.
 RECENT_CLIENT_TTL = 600.0
 #: What chose the homeserver of a step of a registration session the portal saw started.

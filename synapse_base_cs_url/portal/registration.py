@@ -23,16 +23,13 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.access_tokens import access_token
-from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import Placement
+from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
-
-REGISTER_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register")
-AVAILABLE_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register/available")
 
 
 T = TypeVar("T")

@@ -4,6 +4,7 @@ only what is below it (``docs/architecture.md`` draws the same picture)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "synapse_base_cs_url"
@@ -135,3 +136,34 @@ def test_the_gateway_does_not_borrow_from_the_login_package() -> None:
     routes, placement, header hygiene) lives outside ``login/``."""
     reached = _reached_from(f"{NAME}.portal.gateway.")
     assert {t for t in reached if t.startswith(f"{NAME}.portal.login.")} == set()
+
+
+#: The modules that answer requests: none imports another (what two of them share lives
+#: below them: ``web/``, the decisions, ``client_paths``).
+HANDLERS = (
+    f"{NAME}.portal.login.login_handler",
+    f"{NAME}.portal.sso.sso_handler",
+    f"{NAME}.portal.registration",
+    f"{NAME}.portal.gateway.gateway",
+    f"{NAME}.portal.gateway.auth_request",
+    f"{NAME}.portal.discovery",
+)
+
+
+def test_no_handler_imports_another() -> None:
+    graph = _imports()
+    for handler in HANDLERS:
+        assert handler in graph, f"{handler} is not a module any more: update HANDLERS"
+        others = {t for t in graph[handler] if t in HANDLERS}
+        assert others == set(), f"{handler} imports {others}"
+
+
+def test_every_client_api_path_pattern_is_in_client_paths() -> None:
+    """One pattern for one endpoint: a second copy of a path drifts from the first."""
+    pattern = re.compile(r"""b["']/_matrix/""")
+    elsewhere = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "client_paths.py" and pattern.search(path.read_text())
+    ]
+    assert elsewhere == []

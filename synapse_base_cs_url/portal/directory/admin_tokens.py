@@ -14,13 +14,13 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import WHOAMI_PATH
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.directory.sources import USER_PATH, admin_request
 from synapse_base_cs_url.portal.upstream.client import Upstream
 
 logger = logging.getLogger("synapse_base_cs_url.portal.directory")
 
-WHOAMI = b"/_matrix/client/v3/account/whoami"
 #: What a homeserver answers a token it refuses (unknown; not an admin's). Anything else (a
 #: 502 from a proxy in front of a Synapse that is down) is no answer.
 REFUSED = (401, 403)
@@ -37,7 +37,7 @@ class TokenCheck:
 
 async def check_token(upstream: Upstream, hs: Homeserver) -> TokenCheck:
     try:
-        whoami = await admin_request(upstream, hs, WHOAMI)
+        whoami = await admin_request(upstream, hs, WHOAMI_PATH)
         user = json_object(whoami.body) if whoami.status == 200 else None
         user_id = user.get("user_id") if user is not None else None
         if whoami.status in REFUSED:

@@ -24,6 +24,15 @@ import attr
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import (
+    AVAILABLE_PATH,
+    MEDIA_PATH,
+    PASSWORD_PATH,
+    REFRESH_PATH,
+    REGISTER_PATH,
+    REGISTER_TOKEN_PATH,
+    RESET_TOKEN_PATH,
+)
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.access_tokens import (
@@ -33,12 +42,8 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login_routes import DEFAULT_ROUTE, LoginRoutes
-from synapse_base_cs_url.portal.password_reset import (
-    PASSWORD_PATH,
-    REQUEST_TOKEN_PATH,
-    PasswordReset,
-)
-from synapse_base_cs_url.portal.placement import SESSION_ROUTE, VERIFY_PATH, Placement
+from synapse_base_cs_url.portal.password_reset import PasswordReset
+from synapse_base_cs_url.portal.placement import SESSION_ROUTE, Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
     TOKEN_PREFIX,
@@ -46,12 +51,6 @@ from synapse_base_cs_url.portal.state.keys import (
 )
 from synapse_base_cs_url.portal.state.shared import guarded
 
-REGISTER = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register")
-REFRESH = re.compile(rb"/_matrix/client/(?:v1|v3)/refresh")
-AVAILABLE = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register/available")
-MEDIA = re.compile(
-    rb"/_matrix/(?:media/(?:r0|v1|v3)|client/v1/media)/(?:download|thumbnail)/([^/]+)/[^/]+(?:/.*)?"
-)
 #: A path segment that is a user id (percent-encoded or not).
 USER_ID_SEGMENT = re.compile(r"/(@[^/:]+:[^/]+)")
 
@@ -109,13 +108,13 @@ class Destinations:
         token = access_token(authorization, query)
         if token is not None:
             return await self._by_token(token, client_ip)
-        if method == b"POST" and REGISTER.fullmatch(path):
+        if method == b"POST" and REGISTER_PATH.fullmatch(path):
             return await self._registration(body or b"", client_ip)
-        if method == b"POST" and REFRESH.fullmatch(path):
+        if method == b"POST" and REFRESH_PATH.fullmatch(path):
             refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
-        verifying = VERIFY_PATH.fullmatch(path) if method == b"POST" else None
+        verifying = REGISTER_TOKEN_PATH.fullmatch(path) if method == b"POST" else None
         if verifying is not None:
             medium = verifying.group(1).decode("ascii")
             selection = await self._placement.for_verification(
@@ -126,12 +125,12 @@ class Destinations:
             reset = await self._password_reset(path, body or b"", client_ip)
             if reset is not None:
                 return reset
-        if method == b"GET" and AVAILABLE.fullmatch(path):
+        if method == b"GET" and AVAILABLE_PATH.fullmatch(path):
             # Whether a username is free is for the homeserver it would be registered on.
             username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
             if username and username[0]:
                 return await self._available(username[0], client_ip)
-        media = MEDIA.fullmatch(path)
+        media = MEDIA_PATH.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
             hs = self._by_server_name.get(server)
@@ -191,7 +190,7 @@ class Destinations:
         """A reset's requestToken by the address it names; its last step by the client
         secret the first one carried."""
         assert self._reset is not None
-        token_step = REQUEST_TOKEN_PATH.fullmatch(path)
+        token_step = RESET_TOKEN_PATH.fullmatch(path)
         if token_step is not None:
             medium = token_step.group(1).decode("ascii")
             selection = await self._reset.for_request_token(medium, _json_object(body), client_ip)
@@ -240,7 +239,7 @@ class Destinations:
         return Destination(self._homeservers[self._config.default_homeserver], "default")
 
 
-ROUTED_BY_BODY = (REGISTER, REFRESH, REQUEST_TOKEN_PATH, PASSWORD_PATH, VERIFY_PATH)
+ROUTED_BY_BODY = (REGISTER_PATH, REFRESH_PATH, RESET_TOKEN_PATH, PASSWORD_PATH, REGISTER_TOKEN_PATH)
 
 
 def routed_by_body(method: bytes, path: bytes) -> bool:

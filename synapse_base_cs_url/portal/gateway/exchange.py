@@ -12,10 +12,14 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import (
+    FORGETS_PATH,
+    REFRESH_PATH,
+    REGISTER_PATH,
+    SYNC_PATH,
+)
 from synapse_base_cs_url.portal.config.gateway import GatewaySettings
 from synapse_base_cs_url.portal.gateway.destination import (
-    REFRESH,
-    REGISTER,
     Destination,
     Destinations,
     routed_by_body,
@@ -31,8 +35,6 @@ from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-SYNC = re.compile(rb"/_matrix/client/(?:r0|v3)/sync")
-FORGETS = re.compile(rb"/_matrix/client/(?:r0|v3)/(?:logout(?:/all)?|account/deactivate)")
 #: Answers the gateway reads whole to learn from (small JSON: registration, refresh).
 LEARN_LIMIT = 64 * 1024
 
@@ -53,7 +55,7 @@ class Forwarding:
 def timeout_for(settings: GatewaySettings, path: bytes, query: bytes) -> float:
     """Seconds until the answer must start: a /sync as long as the client asked, plus a
     margin; anything else ``timeouts.client_api``."""
-    if SYNC.fullmatch(path):
+    if SYNC_PATH.fullmatch(path):
         match = re.search(rb"(?:^|&)timeout=(\d{1,9})(?:&|$)", query)
         if match is not None:
             return int(match.group(1)) / 1000 + settings.long_poll_margin
@@ -177,14 +179,14 @@ class Exchange:
             await self._learn_and_write(response, path)
         else:
             await self._stream(response)
-            if response.code == 200 and FORGETS.fullmatch(path) and self.target.key:
+            if response.code == 200 and FORGETS_PATH.fullmatch(path) and self.target.key:
                 await self.gateway.destinations.forget(self.target.key)
         self._count(response.code)
 
     def _learns(self, path: bytes, status: int) -> bool:
         return self.method == b"POST" and (
-            (REGISTER.fullmatch(path) is not None and status in (200, 401))
-            or (REFRESH.fullmatch(path) is not None and status == 200)
+            (REGISTER_PATH.fullmatch(path) is not None and status in (200, 401))
+            or (REFRESH_PATH.fullmatch(path) is not None and status == 200)
         )
 
     async def _learn_and_write(self, response: AgentResponse, path: bytes) -> None:
@@ -195,7 +197,7 @@ class Exchange:
         try:
             if answer is not None and response.code == 200:
                 await self.gateway.destinations.learn_answer(answer, name)
-                if REGISTER.fullmatch(path):
+                if REGISTER_PATH.fullmatch(path):
                     await self.gateway.destinations.registered(answer, name)
             elif answer is not None and response.code == 401:
                 session = answer.get("session")

@@ -10,8 +10,6 @@ starts there.
 
 from __future__ import annotations
 
-import re
-
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.destination import Destinations, routed_by_body
@@ -21,9 +19,6 @@ from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.web.request import PortalRequest
-
-#: Every path the gateway carries (those the portal does not answer itself).
-CLIENT_API = re.compile(rb"/_matrix/(?:client|media)/.*")
 
 
 class Gateway:

@@ -26,6 +26,7 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import WHOAMI_PATH
 from synapse_base_cs_url.portal.config.gateway import GatewaySettings
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.gateway.access_tokens import synapse_token_malformed
@@ -38,7 +39,6 @@ from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamRespons
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
-WHOAMI = b"/_matrix/client/v3/account/whoami"
 #: What a client is told to wait when a homeserver could not say whether a token is its own.
 UNANSWERED_RETRY_AFTER = 5.0
 #: Client addresses whose rate buckets are kept (the least recently seen go first).
@@ -127,7 +127,10 @@ class Resolver:
         could not say (unreachable, too slow, an error, or not a Matrix answer)."""
         headers = [(b"Authorization", [b"Bearer " + token.encode("ascii", "replace")])]
         asks = [
-            (hs.name, defer.ensureDeferred(self._upstream.request(hs, b"GET", WHOAMI, headers)))
+            (
+                hs.name,
+                defer.ensureDeferred(self._upstream.request(hs, b"GET", WHOAMI_PATH, headers)),
+            )
             for hs in self._homeservers
         ]
         found: defer.Deferred[str | None] = defer.Deferred()

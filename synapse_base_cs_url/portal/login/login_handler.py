@@ -25,7 +25,6 @@ from synapse_base_cs_url.portal.login.attempt import CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body
-from synapse_base_cs_url.portal.login.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
@@ -35,6 +34,7 @@ from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
+from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 
 logger = logging.getLogger("synapse_base_cs_url.portal")

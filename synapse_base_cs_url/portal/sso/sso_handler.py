@@ -30,11 +30,6 @@ from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
 FOUND = 302
-#: Synapse's ``SsoRedirectServlet`` paths; the identity provider id as Synapse allows it.
-SSO_REDIRECT_PATH = re.compile(
-    rb"/_matrix/client/(?:(?:api/v1|r0|v3)/login/(?:sso|cas)/redirect"
-    rb"|(?:r0|v3)/login/sso/redirect/(?P<idp>[A-Za-z0-9_.~-]+))"
-)
 
 
 class SsoHandler:

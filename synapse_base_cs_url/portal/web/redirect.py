@@ -1,4 +1,5 @@
-"""Redirect mode: send the client to the chosen homeserver with a ``307``.
+"""Sending a client to a homeserver with a ``307`` (a login in redirect mode; a registration or
+a password reset step without the gateway).
 
 A 307 (unlike 301/302/303) obliges the client to repeat the same method with the same body,
 so the homeserver receives the client's own ``POST /login`` from the client's own address.
