@@ -15,14 +15,10 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.account_steps import STEPS
 from synapse_base_cs_url.portal.client_paths import (
-    AVAILABLE_PATH,
     CLIENT_API_PATH,
     LOGIN_PATH,
-    PASSWORD_PATH,
-    REGISTER_PATH,
-    REGISTER_TOKEN_PATH,
-    RESET_TOKEN_PATH,
     SSO_REDIRECT_PATH,
     VERSIONS_PATH,
 )
@@ -33,7 +29,7 @@ from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import PortalReactor
-from synapse_base_cs_url.portal.registration import PasswordResetHandler, RegistrationHandler
+from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.web.request import PortalRequest
@@ -61,8 +57,7 @@ def portal_endpoints(
     ready: Callable[[], Awaitable[str | None]],
     gateway: Gateway | None = None,
     auth_request: AuthRequestEndpoint | None = None,
-    registration: RegistrationHandler | None = None,
-    password_reset: PasswordResetHandler | None = None,
+    account_steps: AccountRedirects | None = None,
 ) -> UrlTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
@@ -127,16 +122,10 @@ def portal_endpoints(
     if auth_request is not None:
         decide = auth_request.decide
         routes.append(Endpoint.of(AUTH_REQUEST_PATH, READ, lambda request, _: decide(request)))
-    if registration is not None:
+    if account_steps is not None:
         routes += [
-            Endpoint.of(REGISTER_PATH, [b"POST"], registration.register),
-            Endpoint.of(AVAILABLE_PATH, READ, registration.available),
-            Endpoint.of(REGISTER_TOKEN_PATH, [b"POST"], registration.verification),
-        ]
-    if password_reset is not None:
-        routes += [
-            Endpoint.of(RESET_TOKEN_PATH, [b"POST"], password_reset.request_token),
-            Endpoint.of(PASSWORD_PATH, [b"POST"], password_reset.password),
+            Endpoint.of(step.path, list(step.methods), account_steps.handler_for(step))
+            for step in STEPS
         ]
     fallback = None
     if gateway is not None:

@@ -196,6 +196,10 @@ class LoginRoutes:
             raise errors.directory_unavailable(what, DIRECTORY_RETRY_AFTER)
         return None
 
+    def default(self) -> Selection[Homeserver]:
+        """``default_homeserver``, chosen by no route."""
+        return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
+
     def for_address(self, identifier: Identifier | None, client_ip: str) -> Selection[Homeserver]:
         """Where a login by this e-mail address or phone number (``None``: by nothing the
         routes can see) would go."""

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import attr
 
+from synapse_base_cs_url.portal.account_steps import AccountSteps
 from synapse_base_cs_url.portal.config.directory import Source as DirectorySource
 from synapse_base_cs_url.portal.config.gateway import ClientApi
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
@@ -37,7 +38,7 @@ from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.records import RecordLimiter
-from synapse_base_cs_url.portal.registration import PasswordResetHandler, RegistrationHandler
+from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.login_tokens import (
     InMemorySsoTokenStore,
@@ -207,6 +208,7 @@ def build_portal(
     login_routes = LoginRoutes(config)
     placement = Placement(config, login_routes, directory, lasting.placements, records)
     reset = PasswordReset(config, login_routes, directory, lasting.reset_secrets, records)
+    steps = AccountSteps(login_routes, placement, reset)
     gateway = auth_request = None
     if config.client_api is ClientApi.PROXY:
         resolver = Resolver(
@@ -219,7 +221,7 @@ def build_portal(
         )
         if previous is not None and previous.gateway is not None:
             resolver.keep_limits_of(previous.gateway.destinations.resolver)
-        destinations = Destinations(config, lasting.token_map, resolver, placement, reset)
+        destinations = Destinations(config, lasting.token_map, resolver, placement, steps)
         gateway = Gateway(config, upstream, destinations, metrics, reactor)
         auth_request = AuthRequestEndpoint(config, destinations, metrics)
     login = LoginHandler(
@@ -244,8 +246,7 @@ def build_portal(
         ready=ready,
         gateway=gateway,
         auth_request=auth_request,
-        registration=RegistrationHandler(config, placement, metrics) if gateway is None else None,
-        password_reset=PasswordResetHandler(config, reset, metrics) if gateway is None else None,
+        account_steps=AccountRedirects(config, steps, metrics) if gateway is None else None,
     )
     return Portal(config, upstream, endpoints, gateway, directory, records)
 

@@ -1,8 +1,11 @@
-"""A :class:`Placement` as the wiring builds it, on a memory backend, for unit tests."""
+"""A :class:`Placement` (and the account steps around it) as the wiring builds them, on a
+memory backend, for unit tests."""
 
 from __future__ import annotations
 
+from synapse_base_cs_url.portal.account_steps import AccountSteps
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
@@ -35,3 +38,10 @@ def placement_for(
         records,
         limiter or RecordLimiter(config.clients, clock),
     )
+
+
+def account_steps_for(config: PortalConfig, clock: Clock, placement: Placement) -> AccountSteps:
+    login_routes = LoginRoutes(config)
+    limiter = RecordLimiter(config.clients, clock)
+    reset = PasswordReset(config, login_routes, None, memory_store(clock), limiter)
+    return AccountSteps(login_routes, placement, reset)

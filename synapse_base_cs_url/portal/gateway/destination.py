@@ -3,13 +3,12 @@
 1. With an access token: the homeserver the token map names (learnt when a login,
    registration or token refresh passed through the portal), else the one that knows it when
    asked (``resolve``); nobody: ``401 M_UNKNOWN_TOKEN``.
-2. Without one: ``POST /register`` (and ``GET /register/available``) by its ``username``
-   with the login routes, and the rest of that registration by its ``auth.session``;
-   ``POST /refresh`` by its refresh token (learnt, else the user a Synapse refresh token
-   names, with the login routes); media
-   downloads and thumbnails by the server name in their path
-   (``homeservers.<name>.server_name``); a path naming a user id by that user, with the
-   login routes; anything else: ``default_homeserver``.
+2. Without one: a registration or password reset step as :mod:`account_steps` decides it
+   (the same decision as without the gateway); ``POST /refresh`` by its refresh token
+   (learnt, else the user a Synapse refresh token names, where the directory finds that
+   user, else the login routes); media downloads and thumbnails by the server name in their
+   path (``homeservers.<name>.server_name``); a path naming a user id by that user, with
+   the login routes; anything else: ``default_homeserver``.
 """
 
 from __future__ import annotations
@@ -24,8 +23,13 @@ import attr
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.account_steps import (
+    AccountSteps,
+    StepRequest,
+    gateway_reason,
+    step_for,
+)
 from synapse_base_cs_url.portal.client_paths import (
-    AVAILABLE_PATH,
     MEDIA_PATH,
     PASSWORD_PATH,
     REFRESH_PATH,
@@ -41,9 +45,8 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
 )
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
-from synapse_base_cs_url.portal.login_routes import DEFAULT_ROUTE, LoginRoutes
-from synapse_base_cs_url.portal.password_reset import PasswordReset
-from synapse_base_cs_url.portal.placement import SESSION_ROUTE, Placement
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
     TOKEN_PREFIX,
@@ -76,13 +79,13 @@ class Destinations:
         tokens: TokenMap,
         resolver: Resolver,
         placement: Placement,
-        reset: PasswordReset | None = None,
+        steps: AccountSteps,
     ) -> None:
-        """``placement``: where new accounts go (a name held anywhere is refused, with the
-        directory on), and where each registration session's steps go."""
+        """``steps``: where each registration and password reset step goes (decided as
+        without the gateway); ``placement``: what a registration's answer teaches."""
         self._config = config
         self._placement = placement
-        self._reset = reset
+        self._steps = steps
         self._homeservers = config.homeservers
         self._tokens = tokens
         self.resolver = resolver
@@ -108,28 +111,16 @@ class Destinations:
         token = access_token(authorization, query)
         if token is not None:
             return await self._by_token(token, client_ip)
-        if method == b"POST" and REGISTER_PATH.fullmatch(path):
-            return await self._registration(body or b"", client_ip)
+        account_step = step_for(method, path)
+        if account_step is not None:
+            step, match = account_step
+            request = StepRequest(match, query, _json_object(body or b""), client_ip)
+            selection = await self._steps.decide(step, request)
+            return Destination(selection.target, gateway_reason(step, request, selection))
         if method == b"POST" and REFRESH_PATH.fullmatch(path):
             refreshed = await self._refresh(body or b"", client_ip)
             if refreshed is not None:
                 return refreshed
-        verifying = REGISTER_TOKEN_PATH.fullmatch(path) if method == b"POST" else None
-        if verifying is not None:
-            medium = verifying.group(1).decode("ascii")
-            selection = await self._placement.for_verification(
-                medium, _json_object(body or b""), client_ip
-            )
-            return Destination(selection.target, "register")
-        if method == b"POST" and self._reset is not None:
-            reset = await self._password_reset(path, body or b"", client_ip)
-            if reset is not None:
-                return reset
-        if method == b"GET" and AVAILABLE_PATH.fullmatch(path):
-            # Whether a username is free is for the homeserver it would be registered on.
-            username = urllib.parse.parse_qs(query.decode("utf-8", "replace")).get("username")
-            if username and username[0]:
-                return await self._available(username[0], client_ip)
         media = MEDIA_PATH.fullmatch(path)
         if media is not None:
             server = urllib.parse.unquote(media.group(1).decode("utf-8", "replace"))
@@ -174,40 +165,6 @@ class Destinations:
         await _guarded(self._tokens.remember(TOKEN_PREFIX + key, name, ttl))
         return Destination(self._homeservers[name], "resolved", key)
 
-    async def _registration(self, body: bytes, client_ip: str) -> Destination:
-        parsed = _json_object(body)
-        auth = parsed.get("auth")
-        session = auth.get("session") if isinstance(auth, Mapping) else None
-        username = parsed.get("username")
-        selection = await self._placement.for_registration(
-            username if isinstance(username, str) and username else None,
-            client_ip,
-            session if isinstance(session, str) and session else None,
-        )
-        return Destination(selection.target, _registration_reason(selection.rule_name))
-
-    async def _password_reset(self, path: bytes, body: bytes, client_ip: str) -> Destination | None:
-        """A reset's requestToken by the address it names; its last step by the client
-        secret the first one carried."""
-        assert self._reset is not None
-        token_step = RESET_TOKEN_PATH.fullmatch(path)
-        if token_step is not None:
-            medium = token_step.group(1).decode("ascii")
-            selection = await self._reset.for_request_token(medium, _json_object(body), client_ip)
-            return Destination(selection.target, "password-reset")
-        if PASSWORD_PATH.fullmatch(path):
-            selection = await self._reset.for_password(_json_object(body))
-            return Destination(selection.target, selection.rule_name)
-        return None
-
-    async def _available(self, username: str, client_ip: str) -> Destination:
-        """Whether ``username`` is free is for the homeserver it would be registered on."""
-        identifier = self._placement.name_of(username)
-        if identifier is None:
-            return Destination(self._by_user(username, client_ip), "register")
-        selection = await self._placement.where_new(identifier, client_ip)
-        return Destination(selection.target, "register")
-
     async def registered(self, answer: Mapping[str, object], homeserver: str) -> None:
         """A registration succeeded: its account is found at once by the directory."""
         user_id = answer.get("user_id")
@@ -251,14 +208,6 @@ def routed_by_body(method: bytes, path: bytes) -> bool:
 async def _guarded(work: Awaitable[T]) -> T:
     """The token map's answer (a 503 when the shared state cannot say)."""
     return await guarded(work, "This request")
-
-
-def _registration_reason(rule_name: str) -> str:
-    """The log's reason for a registration step: its session, the default homeserver (a
-    step naming nothing), or its name."""
-    if rule_name == SESSION_ROUTE:
-        return "registration-session"
-    return "default" if rule_name == DEFAULT_ROUTE else "register"
 
 
 def _json_object(body: bytes) -> Mapping[str, object]:

@@ -21,7 +21,7 @@ from synapse_base_cs_url.portal.state.keys import token_key
 from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 from tests.harness.deferreds import settle
-from tests.harness.placement import placement_for
+from tests.harness.placement import account_steps_for, placement_for
 
 CONFIG = PortalConfig.from_config(
     {
@@ -82,9 +82,9 @@ def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
         CONFIG.gateway,
         clock,
     )
-    router = Destinations(
-        CONFIG, InMemoryTokenMap(100, clock), resolver, placement_for(CONFIG, clock)
-    )
+    placement = placement_for(CONFIG, clock)
+    steps = account_steps_for(CONFIG, clock, placement)
+    router = Destinations(CONFIG, InMemoryTokenMap(100, clock), resolver, placement, steps)
     return router, resolver, homeservers, clock
 
 
