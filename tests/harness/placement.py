@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from synapse_base_cs_url.portal.account_steps import AccountSteps
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.records import RecordLimiter

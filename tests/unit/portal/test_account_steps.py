@@ -34,6 +34,21 @@ VERIFY = "/_matrix/client/v3/register/email/requestToken"
 RESET_TOKEN = "/_matrix/client/v3/account/password/email/requestToken"
 RESET = "/_matrix/client/v3/account/password"
 
+
+def verify(address: str, secret: str) -> dict[str, Any]:
+    return {"email": address, "client_secret": secret, "send_attempt": 1}
+
+
+def finish_reset(secret: str) -> dict[str, Any]:
+    creds = {"client_secret": secret, "sid": "s"}
+    return {
+        "new_password": "n",
+        "auth": {"type": "m.login.email.identity", "threepid_creds": creds},
+    }
+
+
+USER_ID_QUERY = "?" + urllib.parse.urlencode({"username": "@x:two.example"})
+
 #: (what, method, path, body): in order (a reset's last step follows its requestToken).
 STEPS: list[tuple[str, bytes, str, dict[str, Any] | None]] = [
     ("a new name, by the default", b"POST", REGISTER, {"username": "newbie"}),
@@ -45,14 +60,14 @@ STEPS: list[tuple[str, bytes, str, dict[str, Any] | None]] = [
     ("is zed free", b"GET", AVAILABLE + "?username=zed", None),
     ("is bob free", b"GET", AVAILABLE + "?username=bob", None),
     ("no username", b"GET", AVAILABLE, None),
-    ("a user id's name", b"GET", AVAILABLE + "?" + urllib.parse.urlencode({"username": "@x:two.example"}), None),
-    ("a bound address", b"POST", VERIFY, {"email": "bob@example.org", "client_secret": "v1", "send_attempt": 1}),
-    ("a free address", b"POST", VERIFY, {"email": "new@example.org", "client_secret": "v2", "send_attempt": 1}),
-    ("a reset of bob's", b"POST", RESET_TOKEN, {"email": "BOB@example.org", "client_secret": "r1", "send_attempt": 1}),
-    ("its last step", b"POST", RESET, {"new_password": "n", "auth": {"type": "m.login.email.identity", "threepid_creds": {"client_secret": "r1", "sid": "s"}}}),
-    ("an address held twice", b"POST", RESET_TOKEN, {"email": "shared@example.org", "client_secret": "r2", "send_attempt": 1}),
-    ("a secret nobody sent", b"POST", RESET, {"new_password": "n", "auth": {"threepid_creds": {"client_secret": "r9"}}}),
-]  # fmt: skip
+    ("a user id's name", b"GET", AVAILABLE + USER_ID_QUERY, None),
+    ("a bound address", b"POST", VERIFY, verify("bob@example.org", "v1")),
+    ("a free address", b"POST", VERIFY, verify("new@example.org", "v2")),
+    ("a reset of bob's", b"POST", RESET_TOKEN, verify("BOB@example.org", "r1")),
+    ("its last step", b"POST", RESET, finish_reset("r1")),
+    ("an address held twice", b"POST", RESET_TOKEN, verify("shared@example.org", "r2")),
+    ("a secret nobody sent", b"POST", RESET, finish_reset("r9")),
+]
 
 
 def portal(client_api: str) -> InMemoryPortal:
@@ -122,7 +137,8 @@ EXPECTED = [
 @pytest.mark.parametrize("client_api", ["refuse", "proxy"])
 def test_each_step_goes_where_it_should(client_api: str) -> None:
     got = run_all(client_api)
-    assert dict(zip([s[0] for s in STEPS], got)) == dict(zip([s[0] for s in STEPS], EXPECTED))
+    names = [step[0] for step in STEPS]
+    assert dict(zip(names, got, strict=True)) == dict(zip(names, EXPECTED, strict=True))
 
 
 def test_both_transports_decide_every_step_alike() -> None:
