@@ -31,11 +31,7 @@ from synapse_base_cs_url.portal.account_steps import (
 )
 from synapse_base_cs_url.portal.client_paths import (
     MEDIA_PATH,
-    PASSWORD_PATH,
     REFRESH_PATH,
-    REGISTER_PATH,
-    REGISTER_TOKEN_PATH,
-    RESET_TOKEN_PATH,
 )
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
@@ -194,15 +190,6 @@ class Destinations:
 
     def _default(self) -> Destination:
         return Destination(self._homeservers[self._config.default_homeserver], "default")
-
-
-ROUTED_BY_BODY = (REGISTER_PATH, REFRESH_PATH, RESET_TOKEN_PATH, PASSWORD_PATH, REGISTER_TOKEN_PATH)
-
-
-def routed_by_body(method: bytes, path: bytes) -> bool:
-    """A registration, a token refresh or a password reset: where it goes is in its body (so
-    the body is read whole before routing)."""
-    return method == b"POST" and any(pattern.fullmatch(path) for pattern in ROUTED_BY_BODY)
 
 
 async def _guarded(work: Awaitable[T]) -> T:

@@ -13,16 +13,16 @@ from twisted.internet import defer
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.client_paths import (
-    FORGETS_PATH,
-    REFRESH_PATH,
-    REGISTER_PATH,
     SYNC_PATH,
+    ClientEndpoint,
+    Learns,
+    gateway_endpoint,
+    routed_by_body,
 )
 from synapse_base_cs_url.portal.config.gateway import GatewaySettings
 from synapse_base_cs_url.portal.gateway.destination import (
     Destination,
     Destinations,
-    routed_by_body,
 )
 from synapse_base_cs_url.portal.gateway.relay import Relay
 from synapse_base_cs_url.portal.gateway.upload_stream import UploadStream, UploadTooLarge
@@ -174,22 +174,17 @@ class Exchange:
             # The Agent keeps the answer's length apart from its headers: pass it on, so
             # the client gets the body as the homeserver framed it (not chunked).
             request.set_header(b"Content-Length", str(response.length).encode())
-        path = self.uri.partition(b"?")[0]
-        if self._learns(path, response.code):
-            await self._learn_and_write(response, path)
+        endpoint = gateway_endpoint(self.method, self.uri.partition(b"?")[0])
+        if endpoint is not None and endpoint.reads_answer(response.code):
+            await self._learn_and_write(response, endpoint)
         else:
             await self._stream(response)
-            if response.code == 200 and FORGETS_PATH.fullmatch(path) and self.target.key:
+            forgets = endpoint is not None and endpoint.learns is Learns.FORGETS
+            if response.code == 200 and forgets and self.target.key:
                 await self.gateway.destinations.forget(self.target.key)
         self._count(response.code)
 
-    def _learns(self, path: bytes, status: int) -> bool:
-        return self.method == b"POST" and (
-            (REGISTER_PATH.fullmatch(path) is not None and status in (200, 401))
-            or (REFRESH_PATH.fullmatch(path) is not None and status == 200)
-        )
-
-    async def _learn_and_write(self, response: AgentResponse, path: bytes) -> None:
+    async def _learn_and_write(self, response: AgentResponse, endpoint: ClientEndpoint) -> None:
         assert self.target is not None
         data = await read_body(response, LEARN_LIMIT)
         answer = json_object(data)
@@ -197,7 +192,7 @@ class Exchange:
         try:
             if answer is not None and response.code == 200:
                 await self.gateway.destinations.learn_answer(answer, name)
-                if REGISTER_PATH.fullmatch(path):
+                if endpoint.learns is Learns.REGISTRATION:
                     await self.gateway.destinations.registered(answer, name)
             elif answer is not None and response.code == 401:
                 session = answer.get("session")

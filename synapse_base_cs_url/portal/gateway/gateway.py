@@ -11,8 +11,9 @@ starts there.
 from __future__ import annotations
 
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import routed_by_body
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.gateway.destination import Destinations, routed_by_body
+from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.exchange import Exchange, Forwarding
 from synapse_base_cs_url.portal.gateway.upload_stream import UploadStream
 from synapse_base_cs_url.portal.metrics import PortalMetrics
