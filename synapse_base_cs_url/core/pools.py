@@ -118,10 +118,6 @@ class Pool(Generic[T]):
                 best, best_score = index, score
         return best
 
-    def next_round_robin(self) -> T:
-        """The next member in rotation; safe to call from several threads."""
-        return self.members[self._next_index()]
-
     def _next_index(self) -> int:
         # next() on a count is atomic under the GIL, but not promised without one.
         with self._lock:

@@ -52,13 +52,6 @@ class Rule(Generic[T]):
     def matches(self, ctx: LoginContext) -> bool:
         return self.match.matches(ctx)
 
-    def choose(self, ctx: LoginContext) -> T:
-        """The target for a login this rule matched."""
-        if self.pool is not None:
-            return self.pool.pick(ctx)
-        assert self.target is not None  # guaranteed by __attrs_post_init__
-        return self.target
-
     def select(self, ctx: LoginContext) -> Selection[T]:
         """The :class:`Selection` for a login this rule matched."""
         if self.pool is None:

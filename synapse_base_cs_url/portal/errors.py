@@ -18,6 +18,10 @@ UNAVAILABLE = "M_UNAVAILABLE"
 LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
 INVALID_PARAM = "M_INVALID_PARAM"
+MISSING_PARAM = "M_MISSING_PARAM"
+FORBIDDEN = "M_FORBIDDEN"
+USER_IN_USE = "M_USER_IN_USE"
+THREEPID_IN_USE = "M_THREEPID_IN_USE"
 
 #: Logged and counted (as nginx does) when the client closed the connection before its answer:
 #: never the homeserver's failure.

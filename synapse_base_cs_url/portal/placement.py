@@ -42,8 +42,6 @@ REQUEST = "This request"
 PLACEMENT_TTL = 24 * 3600.0
 #: What chose the homeserver of a registration step the portal had placed before.
 PLACED_ROUTE = "placed"
-USER_IN_USE = "M_USER_IN_USE"
-THREEPID_IN_USE = "M_THREEPID_IN_USE"
 #: How long a client's registration is followed by the verification steps that name no user.
 RECENT_CLIENT_TTL = 600.0
 #: What chose the homeserver of a step of a registration session the portal saw started.
@@ -183,7 +181,7 @@ class Placement:
             ):
                 placed = await self._placed_at(self._placements, identifier)
         if placed is not None and placed.target.name != name:
-            raise errors.MatrixError(400, USER_IN_USE, "User ID already taken.")
+            raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
         return Selection(homeserver, SESSION_ROUTE)
 
     async def follow_session(
@@ -224,7 +222,7 @@ class Placement:
                 if self._config.request_token_inhibit_3pid_errors:
                     # As Synapse answers with that option: as if the e-mail were sent.
                     raise errors.Answered(200, {"sid": secrets.token_urlsafe(12)})
-                raise errors.MatrixError(400, THREEPID_IN_USE, "Email is already in use")
+                raise errors.MatrixError(400, errors.THREEPID_IN_USE, "Email is already in use")
         placed = await self._placed_at(self._clients, _client(client_ip))
         return placed or self._login_routes.for_address(identifier, client_ip)
 
@@ -241,7 +239,7 @@ class Placement:
             return
         location = await directory.locate(identifier, client_ip, what=REGISTRATION)
         if held(location, REGISTRATION):
-            raise errors.MatrixError(400, USER_IN_USE, "User ID already taken.")
+            raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
 
     async def where_lives(self, localpart: str, client_ip: str) -> Homeserver | None:
         """The homeserver the directory finds ``localpart`` on (``None``: no directory, or

@@ -90,7 +90,7 @@ class HomeserverSource:
             return None
         if response.status == 200:
             return True
-        if response.status == 404 and _errcode(response.body) == "M_NOT_FOUND":
+        if response.status == 404 and _errcode(response.body) == errors.NOT_FOUND:
             return False
         logger.warning(
             "directory: %s answered %d to the admin API (is its admin token still valid?)",

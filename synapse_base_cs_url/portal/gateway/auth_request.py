@@ -56,7 +56,7 @@ class AuthRequestEndpoint:
     async def decide(self, request: PortalRequest) -> None:
         if not self.trusted(request):
             raise errors.MatrixError(
-                403, "M_FORBIDDEN", "Only the portal's trusted proxies may ask"
+                403, errors.FORBIDDEN, "Only the portal's trusted proxies may ask"
             )
         uri = request.header(b"x-original-uri") or b"/"
         method = request.header(b"x-original-method") or b"GET"

@@ -42,9 +42,6 @@ CALLBACK_PATH = b"/_synapse_base_cs_url/sso/return"
 CALLBACK_LIFETIME = 3600
 #: Schemes a ``redirectUrl`` must not have: the confirmation page puts it in a link.
 UNSAFE_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob"})
-FORBIDDEN = "M_FORBIDDEN"
-MISSING_PARAM = "M_MISSING_PARAM"
-INVALID_PARAM = "M_INVALID_PARAM"
 
 
 class CallbackSigner:
@@ -81,7 +78,7 @@ def check_redirect_url(to: str) -> None:
     """Refuse ``redirectUrl`` values that could never be a client (or that are dangerous in
     a link): 400 ``M_INVALID_PARAM``."""
     invalid = errors.MatrixError(
-        400, INVALID_PARAM, "redirectUrl must be an absolute URL of the client"
+        400, errors.INVALID_PARAM, "redirectUrl must be an absolute URL of the client"
     )
     try:
         scheme = urllib.parse.urlsplit(to).scheme.lower()
@@ -113,7 +110,9 @@ def redirect_url_param(query: bytes) -> str:
         "redirectUrl", []
     )
     if len(values) != 1 or not values[0]:
-        raise errors.MatrixError(400, MISSING_PARAM, "Missing string query parameter redirectUrl")
+        raise errors.MatrixError(
+            400, errors.MISSING_PARAM, "Missing string query parameter redirectUrl"
+        )
     return values[0]
 
 
@@ -136,26 +135,26 @@ def parse_callback(
         got = params.get(name, [])
         if len(got) != 1 or not got[0]:
             raise errors.MatrixError(
-                400, MISSING_PARAM, f"Missing or repeated query parameter {name}"
+                400, errors.MISSING_PARAM, f"Missing or repeated query parameter {name}"
             )
         values[name] = got[0]
     try:
         exp = int(values["exp"])
     except ValueError:
-        raise errors.MatrixError(403, FORBIDDEN, "Invalid SSO callback signature") from None
+        raise errors.MatrixError(403, errors.FORBIDDEN, "Invalid SSO callback signature") from None
     if not signer.valid(values["hs"], exp, values["to"], values["sig"]):
         raise errors.MatrixError(
             403,
-            FORBIDDEN,
+            errors.FORBIDDEN,
             "Invalid SSO callback signature (not made by this portal process, or altered): "
             "start the login again from your client",
         )
     if exp < now:
         raise errors.MatrixError(
-            403, FORBIDDEN, "This single sign-on has expired: start the login again"
+            403, errors.FORBIDDEN, "This single sign-on has expired: start the login again"
         )
     if values["hs"] not in homeservers:  # signed by us, but the config changed since
-        raise errors.MatrixError(403, FORBIDDEN, "Unknown homeserver in SSO callback")
+        raise errors.MatrixError(403, errors.FORBIDDEN, "Unknown homeserver in SSO callback")
     return Callback(values["hs"], values["to"], values["loginToken"])
 
 

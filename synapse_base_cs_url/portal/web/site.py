@@ -29,6 +29,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
+from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.serving import Connections
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import DelayedCall, PortalReactor
@@ -56,7 +57,7 @@ MAX_HEADERS = 500
 LINGER_SECONDS = 5.0
 
 _BUSY_BODY = json.dumps(
-    {"errcode": "M_UNAVAILABLE", "error": "Too many connections to this portal; try again"}
+    {"errcode": errors.UNAVAILABLE, "error": "Too many connections to this portal; try again"}
 ).encode()
 #: What a connection past ``connections.max`` gets before it is closed.
 BUSY_ANSWER = (
@@ -87,7 +88,7 @@ URI_TOO_LONG = (
     _refusal(
         414,
         "URI Too Long",
-        "M_TOO_LARGE",
+        errors.TOO_LARGE,
         f"The request line is longer than {MAX_LINE} bytes",
     ),
 )
@@ -96,7 +97,7 @@ HEADERS_TOO_LARGE = (
     _refusal(
         431,
         "Request Header Fields Too Large",
-        "M_TOO_LARGE",
+        errors.TOO_LARGE,
         f"The request's headers are too large: at most {MAX_HEADERS} headers, each line at "
         f"most {MAX_LINE} bytes and all of them with the request line at most "
         f"{MAX_HEAD_SIZE} bytes",
@@ -104,7 +105,7 @@ HEADERS_TOO_LARGE = (
 )
 BAD_REQUEST = (
     400,
-    _refusal(400, "Bad Request", "M_UNKNOWN", "Malformed HTTP request"),
+    _refusal(400, "Bad Request", errors.UNKNOWN, "Malformed HTTP request"),
 )
 
 
