@@ -97,7 +97,11 @@ class PortalProcess:
         return self.portal.config
 
     def _request_class(self, config: PortalConfig) -> type[PortalRequest]:
-        settings = RequestSettings(max_body_size=config.max_body_size, stream_bodies=self._sink)
+        settings = RequestSettings(
+            max_body_size=config.max_body_size,
+            stream_bodies=self._sink,
+            x_forwarded=config.listen.x_forwarded,
+        )
         return request_class(settings)
 
     def _sink(

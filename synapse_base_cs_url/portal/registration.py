@@ -18,7 +18,7 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.access_tokens import access_token
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
-from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -48,9 +48,7 @@ class AccountRedirects:
             # A signed-in user changing a password (by header or, as older clients send it,
             # by query string): that is for their homeserver.
             raise errors.not_here(request.path_bytes.decode("utf-8", "replace"))
-        if request.too_large:
-            raise errors.too_large(self._config.max_body_size)
-        client_ip, _scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
+        client_ip = request.client_ip
         body = json_object(request.body()) or {}
         try:
             selection = await self._steps.decide(

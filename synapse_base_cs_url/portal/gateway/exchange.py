@@ -31,7 +31,7 @@ from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, discard_body, read_body
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
-from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -44,8 +44,6 @@ class Forwarding:
     """What every exchange of one gateway uses; built again on reload."""
 
     settings: GatewaySettings
-    x_forwarded: bool
-    """Whether the client's address comes from the reverse proxy's ``X-Forwarded-*``."""
     upstream: Upstream
     destinations: Destinations
     metrics: PortalMetrics
@@ -91,7 +89,7 @@ class Exchange:
     async def _send(self) -> AgentResponse:
         gateway, request = self.gateway, self.request
         path, _, query = self.uri.partition(b"?")
-        client_ip, scheme = client_address(request, x_forwarded=gateway.x_forwarded)
+        client_ip, scheme = request.client_ip, request.scheme
         self.client_ip = client_ip
         raw_body = self.body if isinstance(self.body, bytes) else None
         self.target = await gateway.destinations.route(

@@ -10,7 +10,6 @@ starts there.
 
 from __future__ import annotations
 
-from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.client_paths import routed_by_body
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.gateway.destination import Destinations
@@ -32,10 +31,8 @@ class Gateway:
         clock: Clock,
     ) -> None:
         self.destinations = destinations
-        self._max_body_size = config.max_body_size
         self._forwarding = Forwarding(
             settings=config.gateway,
-            x_forwarded=config.listen.x_forwarded,
             upstream=upstream,
             destinations=destinations,
             metrics=metrics,
@@ -59,9 +56,8 @@ class Gateway:
     async def handle(self, request: PortalRequest) -> None:
         """The complete request is in, its body kept (a request whose body streamed is
         answered by its own exchange, the body's sink): answer it."""
-        body = request.body() if request.method_bytes == b"POST" else None
-        if request.too_large:
-            raise errors.too_large(self._max_body_size)
+        received = request.body()  # (413 if it was too large)
+        body = received if request.method_bytes == b"POST" else None
         exchange = Exchange(
             self._forwarding, request, request.method_bytes, request.uri_bytes, body
         )

@@ -35,7 +35,7 @@ from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
 from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
-from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -99,22 +99,19 @@ class LoginHandler:
     def _arrived(self, request: PortalRequest) -> LoginAttempt:
         started = self._clock.seconds()
         try:
-            if request.too_large:
-                raise errors.too_large(self._config.max_body_size)
             body = parse_json_object(request.body())
             login_type = check_login_body(body)
         except errors.MatrixError as e:
             self._metrics.reject(e.errcode, e.status)
             logger.info("login rejected: %s %s", e.status, e.errcode)
             raise
-        client_ip, scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
         return LoginAttempt(
             request=request,
             started=started,
             body=body,
             login_type=login_type,
-            client_ip=client_ip,
-            scheme=scheme,
+            client_ip=request.client_ip,
+            scheme=request.scheme,
         )
 
     async def _located_login(self, attempt: LoginAttempt, identifier: Identifier) -> None:

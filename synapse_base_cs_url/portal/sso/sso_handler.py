@@ -25,7 +25,7 @@ from synapse_base_cs_url.portal.sso.callback import (
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.shared import guarded
-from synapse_base_cs_url.portal.web.request import PortalRequest, client_address
+from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
@@ -83,7 +83,7 @@ class SsoHandler:
             self._metrics.sso_callback("refused")
             logger.info("sso callback refused: %s %s", e.status, e.errcode)
             raise
-        client_ip, _scheme = client_address(request, x_forwarded=self._config.listen.x_forwarded)
+        client_ip = request.client_ip
         try:
             # A signed callback can be replayed with any loginToken: each is a record.
             self._records.allow(client_ip)

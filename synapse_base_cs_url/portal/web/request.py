@@ -20,6 +20,7 @@ from twisted.web import server
 from twisted.web.http_headers import Headers
 
 from synapse_base_cs_url.core.matchers import IPNetwork
+from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.errors import MatrixError
 from synapse_base_cs_url.portal.web.body_sink import BodySink
 
@@ -39,6 +40,9 @@ class RequestSettings:
     """Bytes of a body kept in memory; past it the request is ``too_large``."""
     stream_bodies: StreamBodies | None = None
     """Decides which bodies go to a :class:`BodySink` instead (the gateway's uploads)."""
+    x_forwarded: bool = False
+    """The listener sits behind a reverse proxy it trusts: a request's client address and
+    scheme come from ``X-Forwarded-For`` / ``-Proto`` (``listen.x_forwarded``)."""
 
 
 class _SiteState(Protocol):
@@ -71,6 +75,7 @@ class PortalRequest(server.Request):
     one (the body is then not kept here)."""
     _line: tuple[bytes, bytes] | None = None
     _received = 0
+    _client: tuple[str, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         base: Any = super()
@@ -150,7 +155,10 @@ class PortalRequest(server.Request):
         return self.uri_bytes.partition(b"?")[2]
 
     def body(self) -> bytes:
-        """The body received (at most ``settings.max_body_size`` bytes of it)."""
+        """The body received; ``413`` (``M_TOO_LARGE``) if it was longer than
+        ``settings.max_body_size``, so no handler can read a body cut short."""
+        if self.too_large:
+            raise errors.too_large(self.settings.max_body_size)
         content: Any = self.content
         if content is None:
             return b""
@@ -168,6 +176,23 @@ class PortalRequest(server.Request):
         """The last value of request header ``name``."""
         value: bytes | None = self.getHeader(name)
         return value
+
+    @property
+    def client_ip(self) -> str:
+        """The client's IP address, as this request's listener knows it (its TCP peer, or
+        its trusted proxy's ``X-Forwarded-For``)."""
+        return self._client_address()[0]
+
+    @property
+    def scheme(self) -> str:
+        """``http`` or ``https``, as the client used it (see :attr:`client_ip`)."""
+        return self._client_address()[1]
+
+    def _client_address(self) -> tuple[str, str]:
+        found = self._client
+        if found is None:
+            found = self._client = client_address(self, x_forwarded=self.settings.x_forwarded)
+        return found
 
     def client_host(self) -> str | None:
         """The IP address of the TCP peer."""
