@@ -25,6 +25,7 @@ from synapse_base_cs_url.portal.directory.identifier import (
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL
 from synapse_base_cs_url.portal.records import RecordLimiter
+from synapse_base_cs_url.portal.state.keys import record_key
 from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -63,14 +64,14 @@ class PasswordReset:
         secret = body.get("client_secret")
         if isinstance(secret, str) and secret:
             self._limiter.allow(client_ip)
-            key = Identifier(CLIENT_SECRET, secret).key
+            key = record_key(CLIENT_SECRET, secret)
             await guarded(self._secrets.put(key, selection.target.name, PLACEMENT_TTL), RESET)
         return selection
 
     async def for_password(self, body: Mapping[str, object]) -> Selection[Homeserver]:
         secret = _client_secret(body)
         if secret is not None:
-            key = Identifier(CLIENT_SECRET, secret).key
+            key = record_key(CLIENT_SECRET, secret)
             name = await guarded(self._secrets.get(key), RESET)
             if name is not None and name in self._homeservers:
                 return Selection(self._homeservers[name], RESET_ROUTE)

@@ -31,7 +31,7 @@ from synapse_base_cs_url.portal.directory.identifier import (
 )
 from synapse_base_cs_url.portal.login_routes import LoginRoutes, held, user_login
 from synapse_base_cs_url.portal.records import RecordLimiter
-from synapse_base_cs_url.portal.state.keys import token_key
+from synapse_base_cs_url.portal.state.keys import record_key
 from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -66,13 +66,12 @@ class PlacementRecords:
 
 
 def _session_key(session: str) -> str:
-    """A session id kept by hash, as every key that a client chose."""
-    return token_key(session)
+    return record_key("session", session)
 
 
-def _client(client_ip: str) -> Identifier:
-    """The key of a client's most recent registration (by hash, as every key)."""
-    return Identifier("client", client_ip)
+def _client_key(client_ip: str) -> str:
+    """The key of a client's most recent registration."""
+    return record_key("client", client_ip)
 
 
 class Placement:
@@ -125,12 +124,12 @@ class Placement:
         if not username:
             # A later step that left the name out goes where this client's registration was
             # placed; else the homeserver will make up a name, placed by what else is known.
-            recent = await self._placed_at(self._clients, _client(client_ip))
+            recent = await self._placed_at(self._clients, _client_key(client_ip))
             return recent or self._login_routes.for_address(None, client_ip)
         identifier = self.name_of(username)
         if identifier is None:
             return self._login_routes.decide(user_login(username), PASSWORD_TYPE, client_ip)
-        placed = await self._placed_at(self._placements, identifier)
+        placed = await self._placed_at(self._placements, identifier.key)
         if placed is not None:
             return placed
         selection = await self.where_new(identifier, client_ip)
@@ -138,11 +137,11 @@ class Placement:
         self._limiter.allow(client_ip)
         if not await self._guarded(self._placements.put_new(identifier.key, name, PLACEMENT_TTL)):
             # Another step of this registration was placed meanwhile: that placement wins.
-            placed = await self._placed_at(self._placements, identifier)
+            placed = await self._placed_at(self._placements, identifier.key)
             if placed is not None:
                 return placed
         # Its e-mail or phone verification names no user (below): remember the client too.
-        await self._guarded(self._clients.put(_client(client_ip).key, name, RECENT_CLIENT_TTL))
+        await self._guarded(self._clients.put(_client_key(client_ip), name, RECENT_CLIENT_TTL))
         return selection
 
     async def _in_session(
@@ -172,14 +171,14 @@ class Placement:
             return Selection(homeserver, SESSION_ROUTE)
         # A session started without a name, naming one now: it must be free everywhere, and
         # not placed on another homeserver.
-        placed = await self._placed_at(self._placements, identifier)
+        placed = await self._placed_at(self._placements, identifier.key)
         if placed is None:
             await self.check_free(identifier, client_ip)
             self._limiter.allow(client_ip)
             if not await self._guarded(
                 self._placements.put_new(identifier.key, name, PLACEMENT_TTL)
             ):
-                placed = await self._placed_at(self._placements, identifier)
+                placed = await self._placed_at(self._placements, identifier.key)
         if placed is not None and placed.target.name != name:
             raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
         return Selection(homeserver, SESSION_ROUTE)
@@ -223,7 +222,7 @@ class Placement:
                     # As Synapse answers with that option: as if the e-mail were sent.
                     raise errors.Answered(200, {"sid": secrets.token_urlsafe(12)})
                 raise errors.MatrixError(400, errors.THREEPID_IN_USE, "Email is already in use")
-        placed = await self._placed_at(self._clients, _client(client_ip))
+        placed = await self._placed_at(self._clients, _client_key(client_ip))
         return placed or self._login_routes.for_address(identifier, client_ip)
 
     async def where_new(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver]:
@@ -255,14 +254,12 @@ class Placement:
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before
         the directory has seen the account)."""
-        placed = await self._placed_at(self._placements, identifier)
+        placed = await self._placed_at(self._placements, identifier.key)
         return placed.target if placed is not None else None
 
-    async def _placed_at(
-        self, store: Store, identifier: Identifier
-    ) -> Selection[Homeserver] | None:
-        """Where ``identifier`` (a name, or a client) was placed, if it still is configured."""
-        name = await self._guarded(store.get(identifier.key))
+    async def _placed_at(self, store: Store, key: str) -> Selection[Homeserver] | None:
+        """Where the name or client under ``key`` was placed, if still configured."""
+        name = await self._guarded(store.get(key))
         if name is None or name not in self._homeservers:
             return None
         return Selection(self._homeservers[name], PLACED_ROUTE)

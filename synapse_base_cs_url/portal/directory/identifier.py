@@ -9,7 +9,7 @@ import attr
 
 from synapse_base_cs_url.core import LoginContext
 from synapse_base_cs_url.core.context import localpart_of
-from synapse_base_cs_url.portal.state.keys import token_key
+from synapse_base_cs_url.portal.state.keys import record_key
 
 LOCALPART = "localpart"
 EMAIL = "email"
@@ -27,7 +27,7 @@ class Identifier:
     @property
     def key(self) -> str:
         """What its answer is cached under: a hash, so no address is kept as such."""
-        return token_key(f"{self.medium}:{self.address}")
+        return record_key(self.medium, self.address)
 
     @property
     def tag(self) -> str:

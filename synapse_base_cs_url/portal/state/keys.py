@@ -35,6 +35,13 @@ def token_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def record_key(kind: str, value: str) -> str:
+    """What a record about a value a client chose (an account identifier, a client address,
+    a client secret, a registration session) is kept under: the hash of ``kind:value``, so
+    that neither a memory dump nor Redis shows the value, and two kinds never share a key."""
+    return token_key(f"{kind}:{value}")
+
+
 def token_tag(secret: str) -> str:
     """For logs: a prefix of the hash, enough to follow one token, useless to use it."""
     return token_key(secret)[:12]
