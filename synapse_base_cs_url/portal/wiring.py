@@ -30,7 +30,7 @@ from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
-from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap, SharedTokenMap, TokenMap
+from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -40,11 +40,7 @@ from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
-from synapse_base_cs_url.portal.sso.login_tokens import (
-    InMemorySsoTokenStore,
-    SharedSsoTokenStore,
-    SsoTokenStore,
-)
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import (
@@ -100,16 +96,10 @@ class Lasting:
         """``ValueError`` if the state backend cannot be used (txredisapi missing)."""
         state = RedisState(config.state, reactor) if config.state.redis is not None else None
         if sso_tokens is None:
-            sso_tokens = (
-                SharedSsoTokenStore(state, config.sso.token_ttl)
-                if state is not None
-                else InMemorySsoTokenStore(config.sso.token_ttl, config.sso.max_tokens, reactor)
+            sso_tokens = SsoTokenStore.build(
+                config.sso.token_ttl, config.sso.max_tokens, reactor, state
             )
-        token_map: TokenMap = (
-            SharedTokenMap(state)
-            if state is not None
-            else InMemoryTokenMap(config.gateway.max_tokens, reactor)
-        )
+        token_map = TokenMap.build(config.gateway.max_tokens, reactor, state)
         return cls(
             metrics=PortalMetrics(),
             state=state,

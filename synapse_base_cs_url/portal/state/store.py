@@ -1,7 +1,8 @@
 """String values by key for a time, where the portal keeps its state: this process's
 ``ExpiringMap`` (``state.backend: memory``), or the shared state under a key prefix (Redis,
-seen by every portal process). Written once for every such record (the directory's answers,
-registrations placed, password resets' client secrets)."""
+seen by every portal process). Written once for every such record: the directory's answers,
+registrations placed, password resets' client secrets, SSO login tokens and the gateway's
+token map."""
 
 from __future__ import annotations
 
@@ -47,6 +48,34 @@ class Store:
             return await self._shared.put_new(self._prefix + key, value, whole_seconds(ttl))
         return self._memory.put_new(key, value, ttl)
 
+    async def get_extending(self, key: str, ttl: float) -> str | None:
+        """The value, its life extended to ``ttl`` (in memory, a sliding map extends each
+        entry by the TTL it was put with)."""
+        if self._shared is not None:
+            return await self._shared.get_extending(self._prefix + key, whole_seconds(ttl))
+        return self._memory.get(key)
+
+    async def take(self, key: str) -> str | None:
+        """The value, forgotten in the same step (one taker gets it)."""
+        if self._shared is not None:
+            return await self._shared.take(self._prefix + key)
+        return self._memory.pop(key)
+
+    async def delete(self, key: str) -> None:
+        if self._shared is not None:
+            await self._shared.delete(self._prefix + key)
+        else:
+            self._memory.discard(key)
+
     def __len__(self) -> int:
         """Entries in this process's map (the memory backend)."""
         return len(self._memory)
+
+    def __contains__(self, key: str) -> bool:
+        """Whether this process's map holds ``key`` (the memory backend; for tests)."""
+        return key in self._memory
+
+    @property
+    def evicted(self) -> int:
+        """Entries this process's map dropped to make room before they expired."""
+        return self._memory.evicted

@@ -13,7 +13,7 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
     synapse_refresh_localpart,
     synapse_token_malformed,
 )
-from synapse_base_cs_url.portal.gateway.token_map import InMemoryTokenMap
+from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.state.keys import token_key, token_tag
 from tests.harness.deferreds import settle
 
@@ -67,7 +67,7 @@ def test_keys_and_tags_never_contain_the_token() -> None:
 
 def test_the_memory_map_slides_and_is_bounded() -> None:
     clock = task.Clock()
-    tokens = InMemoryTokenMap(max_entries=2, clock=clock)
+    tokens = TokenMap.build(2, clock)
     settle(tokens.remember("a", "hs1", 10))
     clock.advance(8)
     assert settle(tokens.lookup("a", 10)) == "hs1"  # used: good for 10 more seconds

@@ -26,9 +26,7 @@ from synapse_base_cs_url.portal.sso.callback import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso.login_tokens import (
-    InMemorySsoTokenStore,
-)
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_key, token_tag
 from tests.harness.deferreds import settle
 
@@ -47,7 +45,7 @@ def Clock() -> task.Clock:
 
 
 def test_store_remembers_until_taken_once() -> None:
-    store = InMemorySsoTokenStore(ttl=120, max_entries=10, clock=Clock())
+    store = SsoTokenStore.build(120, 10, Clock())
     assert run(store.remember("syl_a", "hs2")) is True
     assert run(store.take("syl_b")) is None
     assert run(store.take("syl_a")) == "hs2"
@@ -57,7 +55,7 @@ def test_store_remembers_until_taken_once() -> None:
 
 def test_store_forgets_after_the_ttl() -> None:
     clock = Clock()
-    store = InMemorySsoTokenStore(ttl=120, max_entries=10, clock=clock)
+    store = SsoTokenStore.build(120, 10, clock)
     run(store.remember("old", "hs1"))
     clock.advance(60)
     run(store.remember("new", "hs2"))
@@ -71,7 +69,7 @@ def test_store_forgets_after_the_ttl() -> None:
 
 def test_expired_entries_are_dropped_without_being_asked_for() -> None:
     clock = Clock()
-    store = InMemorySsoTokenStore(ttl=10, max_entries=1000, clock=clock)
+    store = SsoTokenStore.build(10, 1000, clock)
     for i in range(100):
         run(store.remember(f"t{i}", "hs1"))
     clock.advance(11)
@@ -82,7 +80,7 @@ def test_expired_entries_are_dropped_without_being_asked_for() -> None:
 
 def test_store_size_is_bounded_oldest_dropped_first() -> None:
     clock = Clock()
-    store = InMemorySsoTokenStore(ttl=120, max_entries=3, clock=clock)
+    store = SsoTokenStore.build(120, 3, clock)
     for i in range(5):
         clock.advance(1)
         run(store.remember(f"t{i}", f"hs{i}"))
@@ -94,17 +92,17 @@ def test_store_size_is_bounded_oldest_dropped_first() -> None:
 
 
 def test_first_record_of_a_token_wins() -> None:
-    store = InMemorySsoTokenStore(ttl=120, max_entries=10, clock=Clock())
+    store = SsoTokenStore.build(120, 10, Clock())
     assert run(store.remember("t", "hs2")) is True
     assert run(store.remember("t", "hs1")) is False  # a replayed callback cannot re-plant it
     assert run(store.take("t")) == "hs2"
 
 
 def test_store_keeps_no_token() -> None:
-    store = InMemorySsoTokenStore(ttl=120, max_entries=10, clock=Clock())
+    store = SsoTokenStore.build(120, 10, Clock())
     run(store.remember("syl_secret_token", "hs2"))
-    assert "syl_secret_token" not in repr(store._entries)
-    assert token_key("syl_secret_token") in store._entries
+    assert "syl_secret_token" not in repr(store.store._memory._entries)
+    assert token_key("syl_secret_token") in store.store
     tag = token_tag("syl_secret_token")
     assert len(tag) == 12
     assert tag in token_key("syl_secret_token")
@@ -113,7 +111,7 @@ def test_store_keeps_no_token() -> None:
 @pytest.mark.parametrize(("ttl", "size"), [(0, 10), (-1, 10), (10, 0)])
 def test_store_refuses_nonsense_bounds(ttl: float, size: int) -> None:
     with pytest.raises(ValueError):
-        InMemorySsoTokenStore(ttl=ttl, max_entries=size, clock=Clock())
+        SsoTokenStore.build(ttl, size, Clock())
 
 
 # --- config -------------------------------------------------------------------------------
