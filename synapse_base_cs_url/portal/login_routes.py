@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attr
+
 from synapse_base_cs_url.core import JsonDict, LoginContext, RuleSet, Selection
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE, TOKEN_TYPE
@@ -106,6 +108,17 @@ def login_by(identifier: Identifier) -> JsonDict:
     }
 
 
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class LoginPlan:
+    """One login's routing, worked out once (:meth:`LoginRoutes.plan`)."""
+
+    ctx: LoginContext
+    by_server_name: Selection[str] | None
+    """The homeserver the login's user id names, before any route."""
+    to_locate: Identifier | None
+    """What the account directory must be asked first."""
+
+
 class LoginRoutes:
     """The routes of ``portal.yaml`` applied to login bodies."""
 
@@ -128,29 +141,40 @@ class LoginRoutes:
         (``sso_tokens``), else to the default SSO homeserver.
         """
         if login_type == TOKEN_TYPE:
-            if token_issuer is not None and token_issuer in self._homeservers:
-                return Selection(self._homeservers[token_issuer], SSO_ROUTE)
-            return Selection(self._homeservers[self._config.sso.default], SSO_DEFAULT_ROUTE)
+            return self.token_login(token_issuer)
+        return self.route(self.plan(body, login_type, client_ip))
+
+    def token_login(self, token_issuer: str | None) -> Selection[Homeserver]:
+        """Where an ``m.login.token`` login goes: its issuer, else the default SSO homeserver."""
+        if token_issuer is not None and token_issuer in self._homeservers:
+            return Selection(self._homeservers[token_issuer], SSO_ROUTE)
+        return Selection(self._homeservers[self._config.sso.default], SSO_DEFAULT_ROUTE)
+
+    def plan(self, body: Mapping[str, Any], login_type: str, client_ip: str) -> LoginPlan:
+        """What routing this login needs, worked out once: its context, the homeserver its
+        user id names (if any), else what the account directory must be asked first
+        (``None``: no directory, or nothing it can look up)."""
         ctx = LoginContext.from_login_body(
             body, client_ip=client_ip, server_name=self._config.server_name
         )
-        selection = select_by_server_name(
-            self._config.routes, ctx, self._server_names
-        ) or self._config.routes.select(ctx)
+        by_name = select_by_server_name(self._config.routes, ctx, self._server_names)
+        to_locate = None
+        if by_name is None and self._config.directory.enabled and login_type != TOKEN_TYPE:
+            to_locate = identifier_of_body(ctx, body, self._config.server_name)
+        return LoginPlan(ctx, by_name, to_locate)
+
+    def route(self, plan: LoginPlan) -> Selection[Homeserver]:
+        """Where a planned login goes without the directory: the homeserver its user id
+        names, else the routes, else ``default_homeserver``."""
+        selection = plan.by_server_name or self._config.routes.select(plan.ctx)
         if selection is None:
-            return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
+            return self.default()
         return Selection(self._homeservers[selection.target], selection.rule_name)
 
     def to_locate(self, body: Mapping[str, Any], login_type: str) -> Identifier | None:
-        """What the account directory must be asked before this login is routed: an
-        identifier that names no configured server (``None``: no directory, or the routes
-        decide as they are)."""
-        if not self._config.directory.enabled or login_type == TOKEN_TYPE:
-            return None
-        ctx = LoginContext.from_login_body(body, server_name=self._config.server_name)
-        if select_by_server_name(self._config.routes, ctx, self._server_names) is not None:
-            return None
-        return identifier_of_body(ctx, body, self._config.server_name)
+        """What the account directory must be asked before this login is routed (for the
+        tools: a login's handler reads it from its :meth:`plan`)."""
+        return self.plan(body, login_type, "").to_locate
 
     def holder(
         self,
@@ -159,26 +183,27 @@ class LoginRoutes:
         client_ip: str,
         *,
         what: str,
-        body: Mapping[str, Any] | None = None,
+        ctx: LoginContext | None = None,
     ) -> Selection[Homeserver] | None:
         """The one reading of a directory answer, for a login, a reset or a refresh alike:
         the homeserver that holds the account; ``None`` when nobody does (the routes place
         it); a :class:`MatrixError` when several do (never guess) or when the directory
         could not say (sending it anywhere might be wrong: ``what`` is not possible now).
         Where the holder is one of several ingress points with its ``server_name``, the
-        routes choose among them by ``body`` (a login by ``identifier`` unless given), as
-        for a user id naming it."""
+        routes choose among them, as for a user id naming it (by ``ctx``, the login's; a
+        login by ``identifier`` unless given)."""
         holders = sorted(location.holders)
         if len(holders) == 1:
             holder = self._homeservers[holders[0]]
             ingress = self._server_names.get((holder.server_name or "").lower(), ())
             if len(ingress) <= 1:
                 return Selection(holder, DIRECTORY_ROUTE)
-            ctx = LoginContext.from_login_body(
-                body if body is not None else login_by(identifier),
-                client_ip=client_ip,
-                server_name=self._config.server_name,
-            )
+            if ctx is None:
+                ctx = LoginContext.from_login_body(
+                    login_by(identifier),
+                    client_ip=client_ip,
+                    server_name=self._config.server_name,
+                )
             chosen = choose_among(self._config.routes, ctx, ingress, DIRECTORY_ROUTE)
             return Selection(self._homeservers[chosen.target], chosen.rule_name)
         if holders:

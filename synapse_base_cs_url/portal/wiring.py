@@ -211,7 +211,14 @@ def build_portal(
         )
         if previous is not None and previous.gateway is not None:
             resolver.keep_limits_of(previous.gateway.destinations.resolver)
-        destinations = Destinations(config, lasting.token_map, resolver, placement, steps)
+        destinations = Destinations(
+            config,
+            lasting.token_map,
+            resolver,
+            placement=placement,
+            steps=steps,
+            login_routes=login_routes,
+        )
         gateway = Gateway(config, upstream, destinations, metrics, reactor)
         auth_request = AuthRequestEndpoint(config, destinations, metrics)
     login = LoginHandler(
@@ -223,6 +230,7 @@ def build_portal(
         learn=gateway.destinations.learn_answer if gateway is not None else None,
         directory=directory,
         placement=placement,
+        login_routes=login_routes,
     )
     sso = SsoHandler(
         config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor, records=records

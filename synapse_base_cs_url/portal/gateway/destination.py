@@ -74,8 +74,10 @@ class Destinations:
         config: PortalConfig,
         tokens: TokenMap,
         resolver: Resolver,
+        *,
         placement: Placement,
         steps: AccountSteps,
+        login_routes: LoginRoutes,
     ) -> None:
         """``steps``: where each registration and password reset step goes (decided as
         without the gateway); ``placement``: what a registration's answer teaches."""
@@ -85,7 +87,7 @@ class Destinations:
         self._homeservers = config.homeservers
         self._tokens = tokens
         self.resolver = resolver
-        self._logins = LoginRoutes(config)
+        self._logins = login_routes
         self._by_server_name = {
             hs.server_name: hs for hs in config.homeservers.values() if hs.server_name
         }

@@ -25,7 +25,7 @@ from synapse_base_cs_url.portal.login.attempt import CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body
-from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.login_routes import LoginPlan, LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
 from synapse_base_cs_url.portal.reactor import Clock
@@ -57,6 +57,7 @@ class LoginHandler:
         learn: Callable[[Mapping[str, object], str], Awaitable[None]] | None = None,
         directory: Directory | None = None,
         placement: Placement | None = None,
+        login_routes: LoginRoutes | None = None,
     ) -> None:
         """``learn(answer, homeserver)`` is told of every successful login proxied through
         (the client-server gateway remembers where its tokens belong)."""
@@ -64,7 +65,7 @@ class LoginHandler:
         self._directory = directory
         self._placement = placement
         self._config = config
-        self._login_routes = LoginRoutes(config)
+        self._login_routes = login_routes or LoginRoutes(config)
         self._upstream = upstream
         self._sso_tokens = sso_tokens
         self._metrics = metrics
@@ -75,25 +76,23 @@ class LoginHandler:
         attempt = self._arrived(request)
         if attempt.login_type == TOKEN_TYPE:
             return self._token_login(attempt)
-        if self._directory is not None:
-            identifier = self._login_routes.to_locate(attempt.body, attempt.login_type)
-            if identifier is not None:
-                known = self._directory.peek(identifier)
-                if known is None:
-                    return self._located_login(attempt, identifier)
-                # Known where it lives, in this process: decided at once, as without the
-                # directory (no coroutine for the cache's answer).
-                try:
-                    attempt.selection = self._login_routes.holder(
-                        known, identifier, attempt.client_ip, what=LOGIN, body=attempt.body
-                    )
-                except errors.MatrixError as e:
-                    self._refused(e, identifier)
-                    raise
-                return self._route(attempt)
-        attempt.selection = self._login_routes.decide(
-            attempt.body, attempt.login_type, attempt.client_ip
-        )
+        plan = self._login_routes.plan(attempt.body, attempt.login_type, attempt.client_ip)
+        identifier = plan.to_locate if self._directory is not None else None
+        if identifier is not None:
+            assert self._directory is not None
+            known = self._directory.peek(identifier)
+            if known is None:
+                return self._located_login(attempt, plan, identifier)
+            # Known where it lives, in this process: decided at once, as without the
+            # directory (no coroutine for the cache's answer).
+            try:
+                attempt.selection = self._login_routes.holder(
+                    known, identifier, attempt.client_ip, what=LOGIN, ctx=plan.ctx
+                )
+            except errors.MatrixError as e:
+                self._refused(e, identifier)
+                raise
+        attempt.selection = attempt.selection or self._login_routes.route(plan)
         return self._route(attempt)
 
     def _arrived(self, request: PortalRequest) -> LoginAttempt:
@@ -114,14 +113,16 @@ class LoginHandler:
             scheme=request.scheme,
         )
 
-    async def _located_login(self, attempt: LoginAttempt, identifier: Identifier) -> None:
+    async def _located_login(
+        self, attempt: LoginAttempt, plan: LoginPlan, identifier: Identifier
+    ) -> None:
         """A login by a name that names no server: the homeserver that holds the account,
         else (nobody holds it) the routes."""
         assert self._directory is not None
         try:
             location = await self._directory.locate(identifier, attempt.client_ip, what=LOGIN)
             selection = self._login_routes.holder(
-                location, identifier, attempt.client_ip, what=LOGIN, body=attempt.body
+                location, identifier, attempt.client_ip, what=LOGIN, ctx=plan.ctx
             )
             if selection is None and self._placement is not None:
                 # Registered through the portal moments ago: where it was placed.
@@ -131,9 +132,7 @@ class LoginHandler:
         except errors.MatrixError as e:
             self._refused(e, identifier)
             raise
-        attempt.selection = selection or self._login_routes.decide(
-            attempt.body, attempt.login_type, attempt.client_ip
-        )
+        attempt.selection = selection or self._login_routes.route(plan)
         proxying = self._route(attempt)
         if proxying is not None:
             await proxying
@@ -151,9 +150,7 @@ class LoginHandler:
         except errors.MatrixError as e:
             self._metrics.reject(e.errcode, e.status)
             raise
-        attempt.selection = self._login_routes.decide(
-            attempt.body, TOKEN_TYPE, attempt.client_ip, token_issuer=issuer
-        )
+        attempt.selection = self._login_routes.token_login(issuer)
         proxying = self._route(attempt)
         if proxying is not None:
             await proxying

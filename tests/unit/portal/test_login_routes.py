@@ -88,7 +88,7 @@ def test_an_account_the_directory_finds_on_one_of_several_ingress_points() -> No
             Identifier(LOCALPART, f"user{i}"),
             "192.0.2.1",
             what="This login",
-            body=body,
+            ctx=routes.plan(body, "m.login.password", "192.0.2.1").ctx,
         )
         assert where is not None
         chosen.add(where.target.name)

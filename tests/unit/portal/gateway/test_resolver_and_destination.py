@@ -17,6 +17,7 @@ from synapse_base_cs_url.portal.config.upstream import Timeouts
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.resolver import MAX_TRACKED_CLIENTS, Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
+from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.state.keys import token_key
 from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
@@ -84,7 +85,15 @@ def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
     )
     placement = placement_for(CONFIG, clock)
     steps = account_steps_for(CONFIG, clock, placement)
-    router = Destinations(CONFIG, TokenMap.build(100, clock), resolver, placement, steps)
+    routes = LoginRoutes(CONFIG)
+    router = Destinations(
+        CONFIG,
+        TokenMap.build(100, clock),
+        resolver,
+        placement=placement,
+        steps=steps,
+        login_routes=routes,
+    )
     return router, resolver, homeservers, clock
 
 
