@@ -4,7 +4,6 @@ on ``SIGTERM``, the open-files limit. What it serves is built by ``wiring.py``."
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import resource
@@ -12,10 +11,12 @@ import signal
 import socket
 from typing import Any, cast
 
+import attr
 from twisted.internet import defer, task
 
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.config.serving import MetricsListener
+from synapse_base_cs_url.portal.config.restart_only import changed, config_key
+from synapse_base_cs_url.portal.config.serving import Connections, MetricsListener
 from synapse_base_cs_url.portal.directory.admin_tokens import RefusedToken, check_at_startup
 from synapse_base_cs_url.portal.endpoints import metrics_site
 from synapse_base_cs_url.portal.logs import configure_logging
@@ -27,7 +28,7 @@ from synapse_base_cs_url.portal.web.body_sink import BodySink
 from synapse_base_cs_url.portal.web.request import PortalRequest, RequestSettings, request_class
 from synapse_base_cs_url.portal.web.resource import PortalResource
 from synapse_base_cs_url.portal.web.site import PortalSite
-from synapse_base_cs_url.portal.wiring import Lasting, build_portal
+from synapse_base_cs_url.portal.wiring import Lasting, LastingSettings, build_portal
 from synapse_base_cs_url.portal.workers import unblock_signals, worker_number
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -36,20 +37,31 @@ logger = logging.getLogger("synapse_base_cs_url.portal")
 FD_MARGIN = 64
 #: How often a drain looks whether the last request has finished.
 DRAIN_POLL = 0.05
+
+
 #: Config settings (sections, or ``section.key``) that only take effect at a restart.
-RESTART_ONLY = (
-    "listen",
-    # Its socket is opened at startup (by the parent, with workers), like the public one.
-    "metrics.listener",
-    "workers",
-    "state",
-    "connections",
-    "shutdown_grace",
-    "sso.token_ttl",
-    "sso.max_tokens",
-    "gateway.max_tokens",
-    "directory.max_cached",
-)
+@attr.s(frozen=True, slots=True, kw_only=True)
+class ProcessSettings:
+    """What the process is started with (its sockets, its connection limits, its grace):
+    read only from here, so that a reload knows what it cannot change."""
+
+    host: str = attr.ib(metadata=config_key("listen.host"))
+    port: int = attr.ib(metadata=config_key("listen.port"))
+    metrics_listener: MetricsListener | None = attr.ib(metadata=config_key("metrics.listener"))
+    workers: int = attr.ib(metadata=config_key("workers"))
+    connections: Connections = attr.ib(metadata=config_key("connections"))
+    shutdown_grace: float = attr.ib(metadata=config_key("shutdown_grace"))
+
+    @classmethod
+    def of(cls, config: PortalConfig) -> ProcessSettings:
+        return cls(
+            host=config.listen.host,
+            port=config.listen.port,
+            metrics_listener=config.metrics.listener,
+            workers=config.workers,
+            connections=config.connections,
+            shutdown_grace=config.shutdown_grace,
+        )
 
 
 class StartupError(Exception):
@@ -80,7 +92,8 @@ class PortalProcess:
         self.state = self.lasting.state
         self.draining = False
         # Read once: the parent waits for its workers with the grace they started with.
-        self._grace = config.shutdown_grace
+        self.started_with = ProcessSettings.of(config)
+        self._grace = self.started_with.shutdown_grace
         self._listen_fd = listen_fd
         self._metrics_fd = metrics_fd
         self.port: Any = None
@@ -88,7 +101,7 @@ class PortalProcess:
         """The metrics listener's, with ``metrics: {host, port}``."""
         self.portal = build_portal(config, reactor, self.lasting, ready=self.not_ready)
         self.resource = PortalResource(self.portal.endpoints)
-        self.site = PortalSite(self.resource, config.connections, self.metrics, reactor)
+        self.site = PortalSite(self.resource, self.started_with.connections, self.metrics, reactor)
         self.site.requestFactory = self._request_class(config)
         self.site.displayTracebacks = False
 
@@ -129,26 +142,27 @@ class PortalProcess:
                 raise StartupError(f"portal cannot use the account directory: {e}") from None
         if self.draining:  # told to stop while it was starting
             return
-        raise_open_files_limit(config.connections.max + FD_MARGIN)
+        started = self.started_with
+        raise_open_files_limit(started.connections.max + FD_MARGIN)
         try:
-            self.port = self._listen(config)
+            self.port = self._listen()
         except Exception as e:  # e.g. CannotListenError: address in use
             raise StartupError(
-                f"portal cannot listen on {config.listen.host}:{config.listen.port}: {e}"
+                f"portal cannot listen on {started.host}:{started.port}: {e}"
             ) from None
         address = self.port.getHost()
         logger.info(
             "portal listening on http://%s:%s (mode=%s, homeservers: %s; default %s)",
-            getattr(address, "host", config.listen.host),
-            getattr(address, "port", config.listen.port),
+            getattr(address, "host", started.host),
+            getattr(address, "port", started.port),
             config.mode.value,
             ", ".join(f"{hs.name}={hs.base_url}" for hs in config.homeservers.values()),
             config.default_homeserver,
         )
-        own = config.metrics.listener
+        own = started.metrics_listener
         if own is not None:
             try:
-                self.metrics_port = self._listen_metrics(own, config)
+                self.metrics_port = self._listen_metrics(own)
             except Exception as e:
                 raise StartupError(
                     f"portal cannot listen for metrics on {own.host}:{own.port}: {e}"
@@ -161,16 +175,15 @@ class PortalProcess:
                     getattr(address, "port", own.port),
                 )
 
-    def _listen(self, config: PortalConfig) -> Any:
+    def _listen(self) -> Any:
         if self._listen_fd is None:
-            return self.reactor.listenTCP(
-                config.listen.port, self.site, interface=config.listen.host
-            )
+            started = self.started_with
+            return self.reactor.listenTCP(started.port, self.site, interface=started.host)
         # A worker: accept from the socket its parent opened (one queue for all workers).
         return self._adopt(self._listen_fd, self.site)
 
-    def _listen_metrics(self, own: MetricsListener, config: PortalConfig) -> Any:
-        site = metrics_site(self.metrics, self.reactor, config.connections.idle_timeout)
+    def _listen_metrics(self, own: MetricsListener) -> Any:
+        site = metrics_site(self.metrics, self.reactor, self.started_with.connections.idle_timeout)
         if self._metrics_fd is not None:
             # A worker: the parent's socket, as for the public one. Whichever worker answers
             # a scrape reads every worker's samples (metrics.py).
@@ -207,15 +220,12 @@ class PortalProcess:
             logger.error("reload: invalid config %s: %s (still serving the previous one)", path, e)
             return False
         old = self.portal
-        for setting in RESTART_ONLY:
-            names = setting.split(".")
-            if functools.reduce(getattr, names, new) != functools.reduce(
-                getattr, names, old.config
-            ):
-                logger.warning("reload: a change to %r takes effect at the next restart", setting)
-        self.portal = build_portal(
-            new, self.reactor, self.lasting, ready=self.not_ready, previous=old
+        waiting = changed(self.started_with, ProcessSettings.of(new)) + changed(
+            self.lasting.settings, LastingSettings.of(new)
         )
+        for key in waiting:
+            logger.warning("reload: a change to %r takes effect at the next restart", key)
+        self.portal = build_portal(new, self.reactor, self.lasting, ready=self.not_ready)
         self.resource.routes = self.portal.endpoints
         self.site.requestFactory = self._request_class(new)
         # Requests under way still use the old client: close its idle connections once

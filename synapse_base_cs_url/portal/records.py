@@ -10,25 +10,25 @@ from __future__ import annotations
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.clients import ClientLimits
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
+from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets, RateLimiter
 
 #: Client addresses whose buckets are kept (the least recently seen go first).
 MAX_TRACKED_CLIENTS = 100_000
 
 
 class RecordLimiter:
-    def __init__(self, limits: ClientLimits, clock: Clock) -> None:
+    def __init__(
+        self, limits: ClientLimits, clock: Clock, buckets: ClientBuckets | None = None
+    ) -> None:
+        """``buckets``: what each client had left before a reload."""
         self._buckets = RateLimiter(
             limits.records_per_second,
             limits.records_burst,
             clock,
             max_keys=MAX_TRACKED_CLIENTS,
             ipv6_prefix_length=limits.ipv6_prefix_length,
+            buckets=buckets,
         )
-
-    def keep_limits_of(self, previous: RecordLimiter) -> None:
-        """After a reload: each client keeps what it had left (no fresh burst)."""
-        self._buckets.adopt(previous._buckets)
 
     def allow(self, client_ip: str) -> None:
         """Count one record for ``client_ip``; ``429`` (nothing to be written) past its

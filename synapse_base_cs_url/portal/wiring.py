@@ -14,9 +14,12 @@ from collections.abc import Awaitable, Callable
 import attr
 
 from synapse_base_cs_url.portal.account_steps import AccountSteps
+from synapse_base_cs_url.portal.config.directory import DirectorySettings
 from synapse_base_cs_url.portal.config.directory import Source as DirectorySource
 from synapse_base_cs_url.portal.config.gateway import ClientApi
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.config.restart_only import config_key
+from synapse_base_cs_url.portal.config.state import StateSettings
 from synapse_base_cs_url.portal.directory.directory import Directory, DirectoryCache
 from synapse_base_cs_url.portal.directory.sources import (
     FunctionSource,
@@ -29,7 +32,7 @@ from synapse_base_cs_url.portal.endpoints import portal_endpoints
 from synapse_base_cs_url.portal.gateway.auth_request import AuthRequestEndpoint
 from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.gateway import Gateway
-from synapse_base_cs_url.portal.gateway.resolver import Resolver
+from synapse_base_cs_url.portal.gateway.resolver import Resolver, unknown_tokens
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
@@ -49,6 +52,7 @@ from synapse_base_cs_url.portal.state.keys import (
     RESET_PREFIX,
     SESSION_PREFIX,
 )
+from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets
 from synapse_base_cs_url.portal.state.redis import RedisState
 from synapse_base_cs_url.portal.state.store import Store
 from synapse_base_cs_url.portal.upstream.client import Upstream
@@ -62,9 +66,47 @@ from synapse_base_cs_url.portal.web.url_table import UrlTable
 MAX_RECORDS = 100_000
 
 
+@attr.s(frozen=True, slots=True, kw_only=True)
+class LastingSettings:
+    """What :class:`Lasting` is built from: a reload does not change it (``reload`` says so
+    for each key that differs)."""
+
+    state: StateSettings = attr.ib(metadata=config_key("state"))
+    sso_token_ttl: float = attr.ib(metadata=config_key("sso.token_ttl"))
+    sso_max_tokens: int = attr.ib(metadata=config_key("sso.max_tokens"))
+    gateway_max_tokens: int = attr.ib(metadata=config_key("gateway.max_tokens"))
+    directory_max_cached: int = attr.ib(metadata=config_key("directory.max_cached"))
+
+    @classmethod
+    def of(cls, config: PortalConfig) -> LastingSettings:
+        return cls(
+            state=config.state,
+            sso_token_ttl=config.sso.token_ttl,
+            sso_max_tokens=config.sso.max_tokens,
+            gateway_max_tokens=config.gateway.max_tokens,
+            directory_max_cached=config.directory.max_cached,
+        )
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
+class ClientLimitsKept:
+    """Each per-client limit's buckets, handed to every limiter built for it: a reload
+    builds new limiters (its settings may change) over the same buckets, so it hands
+    nobody a fresh burst."""
+
+    directory: ClientBuckets = attr.Factory(ClientBuckets)
+    resolutions: ClientBuckets = attr.Factory(ClientBuckets)
+    records: ClientBuckets = attr.Factory(ClientBuckets)
+    unknown_tokens: ExpiringMap[str, bool]
+    """Tokens every homeserver said it does not know (by the homeservers asked)."""
+
+
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
 class Lasting:
     """What one portal process keeps for its whole life, across reloads."""
+
+    settings: LastingSettings
+    """What it was built from (a reload that changes it takes effect at the next restart)."""
 
     metrics: PortalMetrics
     state: RedisState | None
@@ -78,6 +120,8 @@ class Lasting:
     a reload does not invalidate the SSO logins in progress."""
     directory_memory: ExpiringMap[str, str]
     """The directory's answers, with the memory backend."""
+    limits: ClientLimitsKept
+    """What each client has left of its limits, and the tokens known to be unknown."""
     placements: PlacementRecords
     """Where the portal placed each new name, each client's latest registration and each
     registration session."""
@@ -93,14 +137,18 @@ class Lasting:
         sso_tokens: SsoTokenStore | None = None,
         signer: CallbackSigner | None = None,
     ) -> Lasting:
-        """``ValueError`` if the state backend cannot be used (txredisapi missing)."""
-        state = RedisState(config.state, reactor) if config.state.redis is not None else None
+        """``ValueError`` if the state backend cannot be used (txredisapi missing). Reads
+        the config only through :class:`LastingSettings` (and its TTLs, which every use
+        gives again)."""
+        settings = LastingSettings.of(config)
+        state = RedisState(settings.state, reactor) if settings.state.redis is not None else None
         if sso_tokens is None:
             sso_tokens = SsoTokenStore.build(
-                config.sso.token_ttl, config.sso.max_tokens, reactor, state
+                settings.sso_token_ttl, settings.sso_max_tokens, reactor, state
             )
-        token_map = TokenMap.build(config.gateway.max_tokens, reactor, state)
+        token_map = TokenMap.build(settings.gateway_max_tokens, reactor, state)
         return cls(
+            settings=settings,
             metrics=PortalMetrics(),
             state=state,
             sso_tokens=sso_tokens,
@@ -109,10 +157,11 @@ class Lasting:
             random_signer=CallbackSigner(),
             directory_memory=ExpiringMap(
                 reactor,
-                max_entries=config.directory.max_cached,
-                ttl=config.directory.found_ttl,
+                max_entries=settings.directory_max_cached,
+                ttl=DirectorySettings().found_ttl,  # (each answer is put with its own TTL)
                 sliding=False,
             ),
+            limits=ClientLimitsKept(unknown_tokens=unknown_tokens(reactor)),
             placements=PlacementRecords(
                 names=_records(PLACEMENT_PREFIX, reactor, state),
                 clients=_records(RECENT_CLIENT_PREFIX, reactor, state),
@@ -148,8 +197,6 @@ class Portal:
     endpoints: UrlTable
     gateway: Gateway | None = None
     directory: Directory | None = None
-    records: RecordLimiter | None = None
-    """What each client may have the portal remember (kept across a reload)."""
 
     def stream_bodies(
         self, request: PortalRequest, method: bytes, target: bytes, length: int | None
@@ -171,10 +218,9 @@ def build_portal(
     lasting: Lasting,
     *,
     ready: Callable[[], Awaitable[str | None]],
-    previous: Portal | None = None,
 ) -> Portal:
-    """Everything that serves requests under ``config`` (``previous``: what served them
-    before a reload; ``ready`` says why the process is not ready for traffic)."""
+    """Everything that serves requests under ``config`` (``ready`` says why the process is
+    not ready for traffic). Built anew on reload; what must outlive it is in ``lasting``."""
     upstream = Upstream(reactor, config.timeouts, config.upstream)
     default = config.homeservers[config.default_homeserver]
     # The default homeserver first: combined discovery answers take its flow objects.
@@ -190,11 +236,7 @@ def build_portal(
     directory = None
     if config.directory.enabled:
         directory = build_directory(config, upstream, reactor, lasting)
-        if previous is not None and previous.directory is not None:
-            directory.keep_limits_of(previous.directory)
-    records = RecordLimiter(config.clients, reactor)
-    if previous is not None and previous.records is not None:
-        records.keep_limits_of(previous.records)
+    records = RecordLimiter(config.clients, reactor, lasting.limits.records)
     login_routes = LoginRoutes(config)
     placement = Placement(config, login_routes, directory, lasting.placements, records)
     reset = PasswordReset(config, login_routes, directory, lasting.reset_secrets, records)
@@ -208,9 +250,9 @@ def build_portal(
             reactor,
             on_result=metrics.token_resolution,
             ipv6_prefix_length=config.clients.ipv6_prefix_length,
+            buckets=lasting.limits.resolutions,
+            unknown=lasting.limits.unknown_tokens,
         )
-        if previous is not None and previous.gateway is not None:
-            resolver.keep_limits_of(previous.gateway.destinations.resolver)
         destinations = Destinations(
             config,
             lasting.token_map,
@@ -246,7 +288,7 @@ def build_portal(
         auth_request=auth_request,
         account_steps=AccountRedirects(config, steps, metrics) if gateway is None else None,
     )
-    return Portal(config, upstream, endpoints, gateway, directory, records)
+    return Portal(config, upstream, endpoints, gateway, directory)
 
 
 def build_directory(
@@ -274,6 +316,7 @@ def build_directory(
         cache,
         reactor,
         ipv6_prefix_length=config.clients.ipv6_prefix_length,
+        buckets=lasting.limits.directory,
         on_lookup=metrics.directory_lookup,
         on_cache=metrics.directory_cached,
     )

@@ -27,7 +27,7 @@ from synapse_base_cs_url.portal.directory.sources import Source, SourceAnswer
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import DIRECTORY_PREFIX
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
+from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets, RateLimiter, Slots
 from synapse_base_cs_url.portal.state.shared import SharedState, StateUnavailable, guarded
 from synapse_base_cs_url.portal.state.single_flight import SingleFlight
 from synapse_base_cs_url.portal.state.store import Store
@@ -103,10 +103,12 @@ class Directory:
         clock: Clock,
         *,
         ipv6_prefix_length: int = 64,
+        buckets: ClientBuckets | None = None,
         on_lookup: Callable[[str, str, float], None] = lambda source, outcome, seconds: None,
         on_cache: Callable[[bool], None] = lambda hit: None,
     ) -> None:
-        """``on_lookup(source, outcome, seconds)`` and ``on_cache(hit)`` feed the metrics."""
+        """``on_lookup(source, outcome, seconds)`` and ``on_cache(hit)`` feed the metrics;
+        ``buckets``: what each client had left before a reload."""
         self._settings = settings
         self._sources = tuple(sources)
         self._cache = cache
@@ -119,13 +121,10 @@ class Directory:
             clock,
             max_keys=MAX_TRACKED_CLIENTS,
             ipv6_prefix_length=ipv6_prefix_length,
+            buckets=buckets,
         )
         self._lookups: SingleFlight[str, Location] = SingleFlight()
         self._slots = Slots(settings.concurrency, settings.max_waiting)
-
-    def keep_limits_of(self, previous: Directory) -> None:
-        """After a reload: each client keeps what it had left of its burst."""
-        self._limits.adopt(previous._limits)
 
     def peek(self, identifier: Identifier) -> Location | None:
         """Where the account lives, if this process knows at hand (the memory backend),

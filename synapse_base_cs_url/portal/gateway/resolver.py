@@ -32,8 +32,8 @@ from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.gateway.access_tokens import synapse_token_malformed
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
-from synapse_base_cs_url.portal.state.keys import token_tag
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots
+from synapse_base_cs_url.portal.state.keys import record_key, token_tag
+from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets, RateLimiter, Slots
 from synapse_base_cs_url.portal.state.single_flight import SingleFlight
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 
@@ -43,6 +43,11 @@ logger = logging.getLogger("synapse_base_cs_url.portal")
 UNANSWERED_RETRY_AFTER = 5.0
 #: Client addresses whose rate buckets are kept (the least recently seen go first).
 MAX_TRACKED_CLIENTS = 100_000
+
+
+def unknown_tokens(clock: Clock) -> ExpiringMap[str, bool]:
+    """The tokens every homeserver said it does not know (each for ``unknown_token_ttl``)."""
+    return ExpiringMap(clock, max_entries=MAX_TRACKED_CLIENTS, ttl=10.0, sliding=False)
 
 
 class Resolver:
@@ -55,7 +60,11 @@ class Resolver:
         on_result: Callable[[str], None] = lambda result: None,
         *,
         ipv6_prefix_length: int = 64,
+        buckets: ClientBuckets | None = None,
+        unknown: ExpiringMap[str, bool] | None = None,
     ) -> None:
+        """``buckets`` and ``unknown``: the clients' limits and the tokens known to be
+        unknown, kept by the process across reloads (new ones if not given)."""
         self._on_result = on_result
         self._upstream = upstream
         self._homeservers = tuple(homeservers)
@@ -67,20 +76,14 @@ class Resolver:
             clock,
             max_keys=MAX_TRACKED_CLIENTS,
             ipv6_prefix_length=ipv6_prefix_length,
+            buckets=buckets,
         )
         self._slots = Slots(settings.resolve_concurrency)
         self._lookups: SingleFlight[str, str | None] = SingleFlight()
-        self._unknown: ExpiringMap[str, bool] = ExpiringMap(
-            clock, max_entries=MAX_TRACKED_CLIENTS, ttl=settings.unknown_token_ttl, sliding=False
-        )
-
-    def keep_limits_of(self, previous: Resolver) -> None:
-        """After a reload: the clients' rate buckets stay as they were (a reload must not
-        hand every client a fresh burst), and so do the tokens known to be unknown, if the
-        homeservers that were asked are the same."""
-        self._buckets.adopt(previous._buckets)
-        if previous._homeservers == self._homeservers:
-            self._unknown = previous._unknown
+        self._unknown = unknown if unknown is not None else unknown_tokens(clock)
+        # A token is unknown to these homeservers: after a reload that changes them, asked
+        # again.
+        self._scope = record_key("homeservers", repr(self._homeservers))[:16] + ":"
 
     async def resolve(self, token: str, key: str, client: str) -> str | None:
         """The name of the homeserver that knows ``token`` (``key`` is its hash), or
@@ -91,7 +94,7 @@ class Resolver:
         if synapse_token_malformed(token):
             self._on_result("malformed")
             return None
-        if key in self._unknown:
+        if self._scope + key in self._unknown:
             self._on_result("unknown")
             return None
         if not self._lookups.in_flight(key):
@@ -117,7 +120,7 @@ class Resolver:
             self._on_result("unanswered")
             raise errors.token_home_unanswered(unanswered, UNANSWERED_RETRY_AFTER)
         if found is None:
-            self._unknown.put(key, True)
+            self._unknown.put(self._scope + key, True, self._settings.unknown_token_ttl)
         logger.info("token %s resolved: %s", token_tag(token), found or "unknown")
         self._on_result("found" if found else "unknown")
         return found

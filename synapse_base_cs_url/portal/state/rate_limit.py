@@ -15,6 +15,11 @@ from synapse_base_cs_url.portal.reactor import Clock
 
 T = TypeVar("T")
 
+ClientBuckets = collections.OrderedDict[str, tuple[float, float]]
+"""Client -> (what it has left, when last seen), least recently seen first: kept by the
+process (``wiring.Lasting``) and handed to every limiter built for its kind, so that a
+reload hands nobody a fresh burst."""
+
 
 def client_key(client_ip: str, ipv6_prefix_length: int) -> str:
     """What a client is counted as: its IPv4 address, or its IPv6 address's network of
@@ -45,15 +50,12 @@ class RateLimiter:
         *,
         max_keys: int,
         ipv6_prefix_length: int = 64,
+        buckets: ClientBuckets | None = None,
     ) -> None:
+        """``buckets``: what clients have left, from before a reload (else none yet)."""
         self._rate, self._burst, self._clock, self._max = rate, burst, clock, max_keys
         self._prefix = ipv6_prefix_length
-        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
-
-    def adopt(self, previous: RateLimiter) -> None:
-        """Carry on from ``previous`` (a reload): each key keeps what it had left, so a
-        reload hands nobody a fresh burst."""
-        self._buckets = previous._buckets
+        self._buckets: ClientBuckets = buckets if buckets is not None else ClientBuckets()
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -15,11 +15,15 @@ from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.config.upstream import Timeouts
 from synapse_base_cs_url.portal.gateway.destination import Destinations
-from synapse_base_cs_url.portal.gateway.resolver import MAX_TRACKED_CLIENTS, Resolver
+from synapse_base_cs_url.portal.gateway.resolver import (
+    MAX_TRACKED_CLIENTS,
+    Resolver,
+    unknown_tokens,
+)
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.state.keys import token_key
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter
+from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets, RateLimiter
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 from tests.harness.deferreds import settle
 from tests.harness.placement import account_steps_for, placement_for
@@ -75,13 +79,20 @@ UNKNOWN_TOKEN_BODY = (
 )
 
 
+#: What the process keeps across reloads (``wiring.Lasting``), per test.
+KEPT: dict[str, Any] = {}
+
+
 def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
     clock, homeservers = task.Clock(), Homeservers()
+    KEPT.clear()
+    KEPT.update(buckets=ClientBuckets(), unknown=unknown_tokens(clock))
     resolver = Resolver(
         homeservers,  # type: ignore[arg-type]
         list(CONFIG.homeservers.values()),
         CONFIG.gateway,
         clock,
+        **KEPT,
     )
     placement = placement_for(CONFIG, clock)
     steps = account_steps_for(CONFIG, clock, placement)
@@ -277,7 +288,7 @@ def test_a_refresh_goes_where_its_token_was_learnt() -> None:
 
 
 def test_a_reload_hands_no_client_a_fresh_burst() -> None:
-    router, resolver, homeservers, clock = setup()
+    router, _, homeservers, clock = setup()
     for token in ("gone-1", "gone-2"):  # the client's burst of 2, each found unknown
         pending = route(router, b"/_matrix/client/v3/sync", token)
         homeservers.answer("hs1", 401)
@@ -289,8 +300,8 @@ def test_a_reload_hands_no_client_a_fresh_burst() -> None:
         list(CONFIG.homeservers.values()),
         CONFIG.gateway,
         clock,
+        **KEPT,
     )
-    reloaded.keep_limits_of(resolver)
     with pytest.raises(errors.MatrixError) as raised:
         settle(reloaded.resolve("gone-3", token_key("gone-3"), "192.0.2.1"))
     assert raised.value.status == 429
@@ -298,6 +309,16 @@ def test_a_reload_hands_no_client_a_fresh_burst() -> None:
     asked = len(homeservers.asked)
     assert settle(reloaded.resolve("gone-1", token_key("gone-1"), "192.0.2.9")) is None
     assert len(homeservers.asked) == asked
+    # A reload that changes the homeservers asks them again: one may know it.
+    fewer = Resolver(
+        homeservers,  # type: ignore[arg-type]
+        [CONFIG.homeservers["hs1"]],
+        CONFIG.gateway,
+        clock,
+        **KEPT,
+    )
+    defer.ensureDeferred(fewer.resolve("gone-1", token_key("gone-1"), "192.0.2.10"))
+    assert len(homeservers.asked) == asked + 1
 
 
 @pytest.mark.parametrize("path", [b"/_matrix/client/v3/refresh", b"/_matrix/client/v3/register"])

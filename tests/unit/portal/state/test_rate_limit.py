@@ -5,7 +5,12 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from synapse_base_cs_url.portal.state.rate_limit import RateLimiter, Slots, client_key
+from synapse_base_cs_url.portal.state.rate_limit import (
+    ClientBuckets,
+    RateLimiter,
+    Slots,
+    client_key,
+)
 
 
 def test_a_burst_then_the_rate() -> None:
@@ -29,10 +34,10 @@ def test_only_max_keys_are_kept() -> None:
 
 def test_a_reload_keeps_what_each_client_had_left() -> None:
     clock = Clock()
-    old = RateLimiter(1.0, 1, clock, max_keys=10)
+    kept = ClientBuckets()  # the process keeps them; each reload's limiter uses them
+    old = RateLimiter(1.0, 1, clock, max_keys=10, buckets=kept)
     old.take("a")
-    new = RateLimiter(1.0, 1, clock, max_keys=10)
-    new.adopt(old)
+    new = RateLimiter(1.0, 1, clock, max_keys=10, buckets=kept)
     assert new.take("a") == 1.0
 
 
