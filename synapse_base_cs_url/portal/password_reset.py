@@ -23,7 +23,6 @@ from synapse_base_cs_url.portal.directory.identifier import (
     address_of,
 )
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
-from synapse_base_cs_url.portal.placement import PLACEMENT_TTL
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.state.keys import record_key
 from synapse_base_cs_url.portal.state.shared import guarded
@@ -32,6 +31,8 @@ from synapse_base_cs_url.portal.state.store import Store
 #: What a remembered client secret is kept under (by hash, as every secret).
 CLIENT_SECRET = "client_secret"
 RESET_ROUTE = "password-reset"
+#: How long a reset's client secret is followed (Synapse's validation sessions last a day).
+RESET_TTL = 24 * 3600.0
 #: What a reset is called in its errors (``503``: "... is not possible right now").
 RESET = "This password reset"
 
@@ -65,7 +66,7 @@ class PasswordReset:
         if isinstance(secret, str) and secret:
             self._limiter.allow(client_ip)
             key = record_key(CLIENT_SECRET, secret)
-            await guarded(self._secrets.put(key, selection.target.name, PLACEMENT_TTL), RESET)
+            await guarded(self._secrets.put(key, selection.target.name, RESET_TTL), RESET)
         return selection
 
     async def for_password(self, body: Mapping[str, object]) -> Selection[Homeserver]:

@@ -15,10 +15,9 @@ from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.account_steps import RESET, AccountSteps, Step, StepRequest
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.gateway.access_tokens import access_token
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
-from synapse_base_cs_url.portal.web.request import PortalRequest
+from synapse_base_cs_url.portal.web.request import PortalRequest, access_token
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
 

@@ -1,27 +1,13 @@
-"""Access tokens as the gateway sees them: where a request carries one, and whether a Synapse
-token is well formed (the key a token is remembered under is ``state.keys.token_key``)."""
+"""Synapse's tokens as the gateway reads them: whether an access token is well formed, and
+whose a refresh token is (where a request carries its access token is
+``web.request.access_token``; the key a token is remembered under, ``state.keys.token_key``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import urllib.parse
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def access_token(authorization: bytes | None, query: bytes) -> str | None:
-    """The request's access token: ``Authorization: Bearer``, else the ``access_token``
-    query parameter that older clients send."""
-    if authorization:
-        scheme, _, value = authorization.partition(b" ")
-        if scheme.lower() == b"bearer" and value.strip():
-            return value.strip().decode("ascii", "replace")
-    if b"access_token=" in query:
-        values = urllib.parse.parse_qs(query.decode("ascii", "replace")).get("access_token")
-        if values and values[0]:
-            return values[0]
-    return None
 
 
 def _base62(num: int, width: int) -> str:

@@ -35,10 +35,7 @@ from synapse_base_cs_url.portal.client_paths import (
 )
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.gateway.access_tokens import (
-    access_token,
-    synapse_refresh_localpart,
-)
+from synapse_base_cs_url.portal.gateway.access_tokens import synapse_refresh_localpart
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
@@ -49,6 +46,7 @@ from synapse_base_cs_url.portal.state.keys import (
     token_key,
 )
 from synapse_base_cs_url.portal.state.shared import guarded
+from synapse_base_cs_url.portal.web.request import access_token
 
 #: A path segment that is a user id (percent-encoded or not).
 USER_ID_SEGMENT = re.compile(r"/(@[^/:]+:[^/]+)")

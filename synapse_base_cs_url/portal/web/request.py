@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol, cast
 
@@ -298,6 +299,20 @@ class PortalRequest(server.Request):
 def request_class(settings: RequestSettings) -> type[PortalRequest]:
     """A request class for a site's ``requestFactory``, whose requests see ``settings``."""
     return type("PortalRequest", (PortalRequest,), {"settings": settings})
+
+
+def access_token(authorization: bytes | None, query: bytes) -> str | None:
+    """The request's access token: ``Authorization: Bearer``, else the ``access_token``
+    query parameter that older clients send."""
+    if authorization:
+        scheme, _, value = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and value.strip():
+            return value.strip().decode("ascii", "replace")
+    if b"access_token=" in query:
+        values = urllib.parse.parse_qs(query.decode("ascii", "replace")).get("access_token")
+        if values and values[0]:
+            return values[0]
+    return None
 
 
 def forwarded_client(request: PortalRequest, trusted: Sequence[IPNetwork]) -> str:

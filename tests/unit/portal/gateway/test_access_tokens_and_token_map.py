@@ -9,12 +9,12 @@ import pytest
 from twisted.internet import task
 
 from synapse_base_cs_url.portal.gateway.access_tokens import (
-    access_token,
     synapse_refresh_localpart,
     synapse_token_malformed,
 )
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.state.keys import token_key, token_tag
+from synapse_base_cs_url.portal.web.request import access_token
 from tests.harness.deferreds import settle
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
