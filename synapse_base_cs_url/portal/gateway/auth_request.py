@@ -76,9 +76,9 @@ class AuthRequestEndpoint:
             upstream, expires = self.portal_url, 0.0
             self._metrics.route_decision("-", "portal")
         else:
-            self._metrics.route_decision(target.homeserver.name, target.reason)
+            self._metrics.route_decision(target.homeserver.name, target.route)
             upstream = target.homeserver.proxy_url
-            cacheable = target.reason in TOKEN_ROUTES
+            cacheable = target.route in TOKEN_ROUTES
             expires = self._config.gateway.decision_cache_ttl if cacheable else 0.0
         request.set_header(b"X-Upstream", upstream.encode())
         request.set_header(b"X-Accel-Expires", str(int(expires)).encode())

@@ -59,9 +59,10 @@ class Destination:
     """Where a request goes and why (for the log line)."""
 
     homeserver: Homeserver
-    reason: str
-    """``token``, ``resolved``, ``register``, ``registration-session``, ``refresh-token``,
-    ``refresh-user``, ``media``, ``user-id`` or ``default``."""
+    route: str
+    """What chose it (the metrics' ``route`` label): ``token``, ``resolved``, ``register``,
+    ``registration-session``, ``password-reset``, ``refresh-token``, ``refresh-user``,
+    ``media``, ``user-id`` or ``default``."""
     key: str | None = None
     """The hash of the request's access token, if it had one."""
 

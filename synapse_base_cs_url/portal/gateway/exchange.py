@@ -67,18 +67,18 @@ class Exchange:
 
     def __init__(
         self,
-        gateway: Forwarding,
+        forwarding: Forwarding,
         request: PortalRequest,
         method: bytes,
         uri: bytes,
         body: UploadStream | bytes | None,
     ) -> None:
-        self.gateway = gateway
+        self.forwarding = forwarding
         self.request = request
         self.method = method
         self.uri = uri
         self.body = body
-        self.started = gateway.clock.seconds()
+        self.started = forwarding.clock.seconds()
         self.target: Destination | None = None
         self.client_ip = "unknown"
         self.responding = False
@@ -87,12 +87,12 @@ class Exchange:
         self.sent.addErrback(self._send_failed)
 
     async def _send(self) -> AgentResponse:
-        gateway, request = self.gateway, self.request
+        forwarding, request = self.forwarding, self.request
         path, _, query = self.uri.partition(b"?")
         client_ip, scheme = request.client_ip, request.scheme
         self.client_ip = client_ip
         raw_body = self.body if isinstance(self.body, bytes) else None
-        self.target = await gateway.destinations.route(
+        self.target = await forwarding.destinations.route(
             self.method,
             path,
             query,
@@ -101,7 +101,7 @@ class Exchange:
             body=raw_body,
         )
         if isinstance(self.body, UploadStream) and self.body.too_large:
-            raise errors.too_large(gateway.settings.max_upload_size)
+            raise errors.too_large(forwarding.settings.max_upload_size)
         # An answer the gateway reads to learn from is asked for uncompressed.
         headers = forward_headers(
             request.headers,
@@ -110,13 +110,13 @@ class Exchange:
             keep_encoding=not routed_by_body(self.method, path),
         )
         body: Any = self.body  # an UploadStream is an IBodyProducer (a zope interface)
-        return await gateway.upstream.open(
+        return await forwarding.upstream.open(
             self.target.homeserver,
             self.method,
             self.uri,
             headers=headers,
             body=body,
-            timeout=timeout_for(gateway.settings, path, query),
+            timeout=timeout_for(forwarding.settings, path, query),
         )
 
     # -- BodySink: the request hands its body over as it arrives ----------------------------
@@ -156,7 +156,7 @@ class Exchange:
         try:
             response = await self.sent
         except UploadTooLarge:
-            too_large = errors.too_large(self.gateway.settings.max_upload_size)
+            too_large = errors.too_large(self.forwarding.settings.max_upload_size)
             self._count(too_large.status)
             raise too_large from None
         except (errors.MatrixError, errors.Answered) as e:
@@ -179,7 +179,7 @@ class Exchange:
             await self._stream(response)
             forgets = endpoint is not None and endpoint.learns is Learns.FORGETS
             if response.code == 200 and forgets and self.target.key:
-                await self.gateway.destinations.forget(self.target.key)
+                await self.forwarding.destinations.forget(self.target.key)
         self._count(response.code)
 
     async def _learn_and_write(self, response: AgentResponse, endpoint: ClientEndpoint) -> None:
@@ -189,13 +189,13 @@ class Exchange:
         name = self.target.homeserver.name
         try:
             if answer is not None and response.code == 200:
-                await self.gateway.destinations.learn_answer(answer, name)
+                await self.forwarding.destinations.learn_answer(answer, name)
                 if endpoint.learns is Learns.REGISTRATION:
-                    await self.gateway.destinations.registered(answer, name)
+                    await self.forwarding.destinations.registered(answer, name)
             elif answer is not None and response.code == 401:
                 session = answer.get("session")
                 if isinstance(session, str) and session:
-                    await self.gateway.destinations.follow_registration(
+                    await self.forwarding.destinations.follow_registration(
                         session, name, self._asked_username(), self.client_ip
                     )
         except errors.MatrixError as e:
@@ -214,7 +214,7 @@ class Exchange:
 
     async def _stream(self, response: AgentResponse) -> None:
         request = self.request
-        relay = Relay(request, self.gateway.clock, self.gateway.settings.client_api_timeout)
+        relay = Relay(request, self.forwarding.clock, self.forwarding.settings.client_api_timeout)
         response.deliverBody(relay)
         gone = request.when_finished()
         gone.addErrback(lambda _: relay.abort())
@@ -241,9 +241,9 @@ class Exchange:
             return
         self.counted = True
         target = self.target
-        self.gateway.metrics.client_api(
+        self.forwarding.metrics.client_api(
             target.homeserver.name if target else "-",
-            target.reason if target else "-",
+            target.route if target else "-",
             status,
-            self.gateway.clock.seconds() - self.started,
+            self.forwarding.clock.seconds() - self.started,
         )

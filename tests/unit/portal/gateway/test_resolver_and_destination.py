@@ -131,14 +131,14 @@ def test_an_unknown_token_is_resolved_by_the_first_homeserver_that_knows_it() ->
     assert not d.called
     homeservers.answer("hs2", 200)
     target = settle(d)
-    assert (target.homeserver.name, target.reason, target.key) == (
+    assert (target.homeserver.name, target.route, target.key) == (
         "hs2",
         "resolved",
         token_key("tok-1"),
     )
     # Remembered: nobody is asked again.
     again = settle(route(router, b"/_matrix/client/v3/sync", "tok-1"))
-    assert (again.homeserver.name, again.reason) == ("hs2", "token")
+    assert (again.homeserver.name, again.route) == ("hs2", "token")
     assert len(homeservers.asked) == 2
 
 
@@ -197,7 +197,7 @@ def test_limits_per_client_and_in_total() -> None:
 def test_requests_without_a_token(path: bytes, hs_name: str, reason: str) -> None:
     router, _, homeservers, _ = setup()
     target = settle(route(router, path))
-    assert (target.homeserver.name, target.reason) == (hs_name, reason)
+    assert (target.homeserver.name, target.route) == (hs_name, reason)
     assert homeservers.asked == []
 
 
@@ -222,10 +222,10 @@ def test_registration_by_username_then_by_session() -> None:
     assert register(b'{"username": "newbie"}').homeserver.name == "hs1"
     settle(defer.ensureDeferred(router.follow_registration("S1", "hs2", None, "192.0.2.1")))
     by_session = register(b'{"auth": {"session": "S1", "type": "m.login.dummy"}}')
-    assert (by_session.homeserver.name, by_session.reason) == ("hs2", "registration-session")
+    assert (by_session.homeserver.name, by_session.route) == ("hs2", "registration-session")
     # A step naming nothing follows this client's latest placement (as without the gateway).
     nothing = register(b"not json")
-    assert (nothing.homeserver.name, nothing.reason) == ("hs1", "register")
+    assert (nothing.homeserver.name, nothing.route) == ("hs1", "register")
 
 
 def test_a_request_giving_up_leaves_the_lookup_to_the_others() -> None:
@@ -267,7 +267,7 @@ def test_username_availability_is_asked_where_it_would_register(
 ) -> None:
     router, _, _, _ = setup()
     target = settle(route(router, b"/_matrix/client/v3/register/available", query=query))
-    assert (target.homeserver.name, target.reason) == (hs_name, reason)
+    assert (target.homeserver.name, target.route) == (hs_name, reason)
 
 
 def test_a_refresh_goes_where_its_token_was_learnt() -> None:
@@ -281,9 +281,9 @@ def test_a_refresh_goes_where_its_token_was_learnt() -> None:
         return settle(route(router, path, method=b"POST", body=body))
 
     learnt = refresh("opaque-r1")
-    assert (learnt.homeserver.name, learnt.reason) == ("hs2", "refresh-token")
-    assert refresh("opaque-unknown").reason == "default"
-    assert settle(route(router, b"/_matrix/client/v3/account/whoami", "a1")).reason == "token"
+    assert (learnt.homeserver.name, learnt.route) == ("hs2", "refresh-token")
+    assert refresh("opaque-unknown").route == "default"
+    assert settle(route(router, b"/_matrix/client/v3/account/whoami", "a1")).route == "token"
     assert homeservers.asked == []
 
 
@@ -326,7 +326,7 @@ def test_bodies_nested_past_pythons_limit_are_not_json(path: bytes) -> None:
     router, _, _, _ = setup()
     body = b"[" * 100_000 + b"]" * 100_000
     target = settle(route(router, path, method=b"POST", body=body))
-    assert target.reason == "default"
+    assert target.route == "default"
 
 
 def test_the_slower_asks_cancelled_once_one_homeserver_answered_log_nothing_alarming(
