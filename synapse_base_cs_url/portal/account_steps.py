@@ -85,6 +85,11 @@ class StepRequest:
     """The JSON body (empty if it is none: the homeserver judges it)."""
     client_ip: str
 
+    def queried_username(self) -> str:
+        """The ``username`` of the query string (``register/available``), or empty."""
+        query = urllib.parse.parse_qs(self.query.decode("utf-8", "replace"))
+        return (query.get("username") or [""])[0]
+
 
 Decide = Callable[[StepRequest], Awaitable[Selection[Homeserver]]]
 
@@ -120,8 +125,7 @@ class AccountSteps:
         )
 
     async def _available(self, request: StepRequest) -> Selection[Homeserver]:
-        query = urllib.parse.parse_qs(request.query.decode("utf-8", "replace"))
-        username = (query.get("username") or [""])[0]
+        username = request.queried_username()
         if not username:
             # Nothing to judge: the default homeserver answers.
             return self._login_routes.default()
@@ -155,6 +159,6 @@ def gateway_reason(step: Step, request: StepRequest, selection: Selection[Homese
         return "default" if selection.rule_name == DEFAULT_ROUTE else "password-reset"
     if step.name == REGISTER and not request.body.get("username"):
         return "default" if selection.rule_name == DEFAULT_ROUTE else "register"
-    if step.name == AVAILABLE and b"username=" not in request.query:
+    if step.name == AVAILABLE and not request.queried_username():
         return "default"
     return "register"

@@ -76,7 +76,7 @@ class PasswordReset:
             name = await guarded(self._secrets.get(key), RESET)
             if name is not None and name in self._homeservers:
                 return Selection(self._homeservers[name], RESET_ROUTE)
-        return Selection(self._homeservers[self._config.default_homeserver], "default")
+        return self._login_routes.default()
 
     async def _holder(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver] | None:
         if self._directory is None:

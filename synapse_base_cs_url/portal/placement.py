@@ -134,12 +134,9 @@ class Placement:
             return placed
         selection = await self.where_new(identifier, client_ip)
         name = selection.target.name
-        self._limiter.allow(client_ip)
-        if not await self._guarded(self._placements.put_new(identifier.key, name, PLACEMENT_TTL)):
-            # Another step of this registration was placed meanwhile: that placement wins.
-            placed = await self._placed_at(self._placements, identifier.key)
-            if placed is not None:
-                return placed
+        earlier = await self._place(identifier, name, client_ip)
+        if earlier is not None:
+            return earlier
         # Its e-mail or phone verification names no user (below): remember the client too.
         await self._guarded(self._clients.put(_client_key(client_ip), name, RECENT_CLIENT_TTL))
         return selection
@@ -174,11 +171,7 @@ class Placement:
         placed = await self._placed_at(self._placements, identifier.key)
         if placed is None:
             await self.check_free(identifier, client_ip)
-            self._limiter.allow(client_ip)
-            if not await self._guarded(
-                self._placements.put_new(identifier.key, name, PLACEMENT_TTL)
-            ):
-                placed = await self._placed_at(self._placements, identifier.key)
+            placed = await self._place(identifier, name, client_ip)
         if placed is not None and placed.target.name != name:
             raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
         return Selection(homeserver, SESSION_ROUTE)
@@ -195,10 +188,10 @@ class Placement:
         record = await self._guarded(self._sessions.get(key))
         if record is not None:
             name, _, was_bound = record.partition(SESSION_SEPARATOR)
-            if name == homeserver and (was_bound or not bound):
-                return  # known, and bound already (or still nothing to bind)
-            if name != homeserver:
-                return  # a session lives on one homeserver: never moved by an answer
+            # A session lives on one homeserver (never moved by an answer), and keeps the
+            # first name it was bound to; only an unbound one learns its name.
+            if name != homeserver or was_bound or not bound:
+                return
         else:
             self._limiter.allow(client_ip)
         value = f"{homeserver}{SESSION_SEPARATOR}{bound}" if bound else homeserver
@@ -256,6 +249,17 @@ class Placement:
         the directory has seen the account)."""
         placed = await self._placed_at(self._placements, identifier.key)
         return placed.target if placed is not None else None
+
+    async def _place(
+        self, identifier: Identifier, homeserver: str, client_ip: str
+    ) -> Selection[Homeserver] | None:
+        """Remember ``identifier`` placed on ``homeserver`` (a record: within the client's
+        limit); ``None`` once done, or the placement another step of the same registration
+        made meanwhile, which wins."""
+        self._limiter.allow(client_ip)
+        if await self._guarded(self._placements.put_new(identifier.key, homeserver, PLACEMENT_TTL)):
+            return None
+        return await self._placed_at(self._placements, identifier.key)
 
     async def _placed_at(self, store: Store, key: str) -> Selection[Homeserver] | None:
         """Where the name or client under ``key`` was placed, if still configured."""

@@ -80,7 +80,6 @@ class Exchange:
         self.body = body
         self.started = forwarding.clock.seconds()
         self.target: Destination | None = None
-        self.client_ip = "unknown"
         self.responding = False
         self.counted = False
         self.sent: defer.Deferred[AgentResponse] = defer.ensureDeferred(self._send())
@@ -90,7 +89,6 @@ class Exchange:
         forwarding, request = self.forwarding, self.request
         path, _, query = self.uri.partition(b"?")
         client_ip, scheme = request.client_ip, request.scheme
-        self.client_ip = client_ip
         raw_body = self.body if isinstance(self.body, bytes) else None
         self.target = await forwarding.destinations.route(
             self.method,
@@ -196,7 +194,7 @@ class Exchange:
                 session = answer.get("session")
                 if isinstance(session, str) and session:
                     await self.forwarding.destinations.follow_registration(
-                        session, name, self._asked_username(), self.client_ip
+                        session, name, self._asked_username(), self.request.client_ip
                     )
         except errors.MatrixError as e:
             # The homeserver did it (an account made, a token refreshed): the client must

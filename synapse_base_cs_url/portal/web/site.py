@@ -56,29 +56,31 @@ MAX_HEADERS = 500
 #: destroy the answer before the client has read it (nginx's ``lingering_close``).
 LINGER_SECONDS = 5.0
 
-_BUSY_BODY = json.dumps(
-    {"errcode": errors.UNAVAILABLE, "error": "Too many connections to this portal; try again"}
-).encode()
-#: What a connection past ``connections.max`` gets before it is closed.
-BUSY_ANSWER = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
-    + str(len(_BUSY_BODY)).encode()
-    + b"\r\n\r\n"
-    + _BUSY_BODY
-)
+#: The refusals of a head the portal cannot read are open to any origin, so that a web
+#: client can read why.
+_ANY_ORIGIN = "Access-Control-Allow-Origin: *"
 
 
-def _refusal(status: int, reason: str, errcode: str, error: str) -> bytes:
-    """A whole answer, written before anything of the request was routed: JSON as every
-    other error of the portal's, open to any origin (so that a web client can read why),
-    and the end of the connection."""
+def _refusal(status: int, reason: str, errcode: str, error: str, header: str) -> bytes:
+    """A whole answer, written before anything of the request was routed (Matrix JSON as
+    every other error of the portal's, with one more ``header``), and the end of the
+    connection."""
     body = json.dumps({"errcode": errcode, "error": error}).encode()
     return (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Access-Control-Allow-Origin: *\r\nConnection: close\r\n"
+        f"{header}\r\nConnection: close\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+#: What a connection past ``connections.max`` gets before it is closed.
+BUSY_ANSWER = _refusal(
+    503,
+    "Service Unavailable",
+    errors.UNAVAILABLE,
+    "Too many connections to this portal; try again",
+    "Retry-After: 1",
+)
 
 
 # M_TOO_LARGE is the spec's errcode for "the request or entity was too large": a client can
@@ -90,6 +92,7 @@ URI_TOO_LONG = (
         "URI Too Long",
         errors.TOO_LARGE,
         f"The request line is longer than {MAX_LINE} bytes",
+        _ANY_ORIGIN,
     ),
 )
 HEADERS_TOO_LARGE = (
@@ -101,11 +104,12 @@ HEADERS_TOO_LARGE = (
         f"The request's headers are too large: at most {MAX_HEADERS} headers, each line at "
         f"most {MAX_LINE} bytes and all of them with the request line at most "
         f"{MAX_HEAD_SIZE} bytes",
+        _ANY_ORIGIN,
     ),
 )
 BAD_REQUEST = (
     400,
-    _refusal(400, "Bad Request", errors.UNKNOWN, "Malformed HTTP request"),
+    _refusal(400, "Bad Request", errors.UNKNOWN, "Malformed HTTP request", _ANY_ORIGIN),
 )
 
 

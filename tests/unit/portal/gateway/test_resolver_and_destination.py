@@ -260,6 +260,7 @@ def test_two_queued_lookups_of_one_token_take_one_slot_and_give_it_back() -> Non
         (b"username=%40x%3Atwo.example", "hs2", "register"),
         (b"username=newbie", "hs1", "register"),
         (b"", "hs1", "default"),
+        (b"username=", "hs1", "default"),  # named nothing
     ],
 )
 def test_username_availability_is_asked_where_it_would_register(
