@@ -2,8 +2,8 @@
 the address, and its last step the homeserver that sent the e-mail.
 
 - ``POST /account/password/email/requestToken`` (and its msisdn twin, by the number's
-  msisdn) goes to the homeserver where the directory finds the address (without the
-  directory, or when nobody holds it, where a login by that address would go); the
+  msisdn) goes where a login by that address would (:mod:`homes`: the homeserver where the
+  directory finds the address, else the routes); the
   request's ``client_secret`` is remembered with that homeserver.
 - ``POST /account/password`` without an access token carries that ``client_secret`` in its
   ``auth.threepid_creds``: it goes to the same homeserver. (One without it goes to the
@@ -17,12 +17,8 @@ from collections.abc import Mapping
 from synapse_base_cs_url.core import Selection
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.directory.directory import Directory
-from synapse_base_cs_url.portal.directory.identifier import (
-    Identifier,
-    address_of,
-)
-from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.directory.identifier import address_of
+from synapse_base_cs_url.portal.homes import Homes
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.state.keys import record_key
 from synapse_base_cs_url.portal.state.shared import guarded
@@ -41,8 +37,7 @@ class PasswordReset:
     def __init__(
         self,
         config: PortalConfig,
-        login_routes: LoginRoutes,
-        directory: Directory | None,
+        homes: Homes,
         secrets: Store,
         limiter: RecordLimiter,
     ) -> None:
@@ -51,17 +46,17 @@ class PasswordReset:
         self._limiter = limiter
         self._config = config
         self._homeservers = config.homeservers
-        self._login_routes = login_routes
-        self._directory = directory
+        self._homes = homes
         self._secrets = secrets
 
     async def for_request_token(
         self, medium: str, body: Mapping[str, object], client_ip: str
     ) -> Selection[Homeserver]:
         identifier = address_of(medium, body)
-        selection = await self._holder(identifier, client_ip) if identifier else None
-        if selection is None:
-            selection = self._login_routes.for_address(identifier, client_ip)
+        if identifier is not None:
+            selection = await self._homes.of_identifier(identifier, client_ip, what=RESET)
+        else:
+            selection = self._homes.routes.for_address(None, client_ip)
         secret = body.get("client_secret")
         if isinstance(secret, str) and secret:
             self._limiter.allow(client_ip)
@@ -76,13 +71,7 @@ class PasswordReset:
             name = await guarded(self._secrets.get(key), RESET)
             if name is not None and name in self._homeservers:
                 return Selection(self._homeservers[name], RESET_ROUTE)
-        return self._login_routes.default()
-
-    async def _holder(self, identifier: Identifier, client_ip: str) -> Selection[Homeserver] | None:
-        if self._directory is None:
-            return None
-        location = await self._directory.locate(identifier, client_ip, what=RESET)
-        return self._login_routes.holder(location, identifier, client_ip, what=RESET)
+        return self._homes.routes.default()
 
 
 def _client_secret(body: Mapping[str, object]) -> str | None:

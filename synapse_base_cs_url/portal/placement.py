@@ -37,7 +37,6 @@ from synapse_base_cs_url.portal.state.store import Store
 
 #: What a registration step is called in its errors (``503``: "... is not possible now").
 REGISTRATION = "This registration"
-REQUEST = "This request"
 #: How long a placement is remembered: Synapse's user-interactive sessions last a day.
 PLACEMENT_TTL = 24 * 3600.0
 #: What chose the homeserver of a registration step the portal had placed before.
@@ -232,17 +231,6 @@ class Placement:
         location = await directory.locate(identifier, client_ip, what=REGISTRATION)
         if held(location, REGISTRATION):
             raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
-
-    async def where_lives(self, localpart: str, client_ip: str) -> Homeserver | None:
-        """The homeserver the directory finds ``localpart`` on (``None``: no directory, or
-        nobody); as for a login, several holders or a directory that could not say are an
-        error, never a guess."""
-        if self._directory is None:
-            return None
-        identifier = Identifier(LOCALPART, localpart.lower())
-        location = await self._directory.locate(identifier, client_ip, what=REQUEST)
-        found = self._login_routes.holder(location, identifier, client_ip, what=REQUEST)
-        return found.target if found is not None else None
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before

@@ -34,6 +34,7 @@ from synapse_base_cs_url.portal.gateway.destination import Destinations
 from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.gateway.resolver import Resolver, unknown_tokens
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
+from synapse_base_cs_url.portal.homes import Homes
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -239,7 +240,8 @@ def build_portal(
     records = RecordLimiter(config.clients, reactor, lasting.limits.records)
     login_routes = LoginRoutes(config)
     placement = Placement(config, login_routes, directory, lasting.placements, records)
-    reset = PasswordReset(config, login_routes, directory, lasting.reset_secrets, records)
+    homes = Homes(login_routes, lasting.sso_tokens, directory, placement)
+    reset = PasswordReset(config, homes, lasting.reset_secrets, records)
     steps = AccountSteps(login_routes, placement, reset)
     gateway = auth_request = None
     if config.client_api is ClientApi.PROXY:
@@ -259,20 +261,17 @@ def build_portal(
             resolver,
             placement=placement,
             steps=steps,
-            login_routes=login_routes,
+            homes=homes,
         )
         gateway = Gateway(config, upstream, destinations, metrics, reactor)
         auth_request = AuthRequestEndpoint(config, destinations, metrics)
     login = LoginHandler(
         config,
         upstream,
-        lasting.sso_tokens,
+        homes,
         metrics,
         reactor,
         learn=gateway.destinations.learn_answer if gateway is not None else None,
-        directory=directory,
-        placement=placement,
-        login_routes=login_routes,
     )
     sso = SsoHandler(
         config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor, records=records

@@ -1,16 +1,20 @@
 """A :class:`Placement` (and the account steps around it) as the wiring builds them, on a
-memory backend, for unit tests."""
+memory backend, for unit tests; a directory over a fixed table of holders."""
 
 from __future__ import annotations
 
 from synapse_base_cs_url.portal.account_steps import AccountSteps
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.directory.directory import Directory
+from synapse_base_cs_url.portal.directory.directory import Directory, DirectoryCache
+from synapse_base_cs_url.portal.directory.identifier import Identifier
+from synapse_base_cs_url.portal.directory.sources import SourceAnswer
+from synapse_base_cs_url.portal.homes import Homes
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.records import RecordLimiter
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -40,8 +44,34 @@ def placement_for(
     )
 
 
+def homes_for(
+    config: PortalConfig, clock: Clock, placement: Placement, directory: Directory | None = None
+) -> Homes:
+    """Where logins go, as the wiring builds it (SSO tokens in memory)."""
+    sso_tokens = SsoTokenStore(memory_store(clock), config.sso.token_ttl)
+    return Homes(LoginRoutes(config), sso_tokens, directory, placement)
+
+
 def account_steps_for(config: PortalConfig, clock: Clock, placement: Placement) -> AccountSteps:
-    login_routes = LoginRoutes(config)
-    limiter = RecordLimiter(config.clients, clock)
-    reset = PasswordReset(config, login_routes, None, memory_store(clock), limiter)
-    return AccountSteps(login_routes, placement, reset)
+    homes = homes_for(config, clock, placement)
+    reset = PasswordReset(config, homes, memory_store(clock), RecordLimiter(config.clients, clock))
+    return AccountSteps(homes.routes, placement, reset)
+
+
+class Holders:
+    """A directory source that knows who holds which localpart."""
+
+    name = "test"
+
+    def __init__(self, holders: dict[str, str]) -> None:
+        self.holders = holders
+
+    async def ask(self, identifier: Identifier) -> SourceAnswer:
+        held = self.holders.get(identifier.address)
+        return SourceAnswer(holders=frozenset({held}) if held else frozenset())
+
+
+def directory_over(config: PortalConfig, clock: Clock, holders: dict[str, str]) -> Directory:
+    memory: ExpiringMap[str, str] = ExpiringMap(clock, max_entries=100, ttl=60, sliding=False)
+    cache = DirectoryCache(config.directory, memory, None, frozenset(config.homeservers))
+    return Directory(config.directory, [Holders(holders)], cache, clock)  # type: ignore[list-item]

@@ -35,10 +35,11 @@ from synapse_base_cs_url.portal.client_paths import (
 )
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
 from synapse_base_cs_url.portal.gateway.access_tokens import synapse_refresh_localpart
 from synapse_base_cs_url.portal.gateway.resolver import Resolver
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
-from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.homes import Homes
 from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.state.keys import (
     REFRESH_PREFIX,
@@ -52,6 +53,8 @@ from synapse_base_cs_url.portal.web.request import access_token
 USER_ID_SEGMENT = re.compile(r"/(@[^/:]+:[^/]+)")
 
 T = TypeVar("T")
+#: What a request through the gateway is called in its errors (``503``: "... right now").
+REQUEST = "This request"
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -76,17 +79,18 @@ class Destinations:
         *,
         placement: Placement,
         steps: AccountSteps,
-        login_routes: LoginRoutes,
+        homes: Homes,
     ) -> None:
         """``steps``: where each registration and password reset step goes (decided as
-        without the gateway); ``placement``: what a registration's answer teaches."""
+        without the gateway); ``placement``: what a registration's answer teaches;
+        ``homes``: where a login by a user goes (a refresh token's user, a path's user id)."""
         self._config = config
         self._placement = placement
         self._steps = steps
         self._homeservers = config.homeservers
         self._tokens = tokens
         self.resolver = resolver
-        self._logins = login_routes
+        self._homes = homes
         self._by_server_name = {
             hs.server_name: hs for hs in config.homeservers.values() if hs.server_name
         }
@@ -180,14 +184,15 @@ class Destinations:
         # Not seen (the login was redirected, or the state expired): a Synapse refresh token
         # names its user, who goes where their login would.
         localpart = synapse_refresh_localpart(token)
-        if localpart is not None:
-            lives = await self._placement.where_lives(localpart, client_ip)
-            return Destination(lives or self._by_user(localpart, client_ip), "refresh-user")
-        return None
+        if localpart is None:
+            return None
+        user = Identifier(LOCALPART, localpart.lower())
+        home = await self._homes.of_identifier(user, client_ip, what=REQUEST)
+        return Destination(home.target, "refresh-user")
 
     def _by_user(self, user: str, client_ip: str) -> Homeserver:
         """Where a login by ``user`` (a user id or a localpart) would go."""
-        return self._logins.for_user(user, client_ip)
+        return self._homes.routes.for_user(user, client_ip)
 
     def _default(self) -> Destination:
         return Destination(self._homeservers[self._config.default_homeserver], "default")
@@ -195,7 +200,7 @@ class Destinations:
 
 async def _guarded(work: Awaitable[T]) -> T:
     """The token map's answer (a 503 when the shared state cannot say)."""
-    return await guarded(work, "This request")
+    return await guarded(work, REQUEST)
 
 
 def _json_object(body: bytes) -> Mapping[str, object]:

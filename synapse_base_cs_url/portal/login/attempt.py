@@ -7,6 +7,7 @@ import attr
 from synapse_base_cs_url.core import JsonDict, Selection
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.login import Mode
+from synapse_base_cs_url.portal.directory.identifier import Identifier
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 CLIENT_LEFT = "client closed the connection"
@@ -24,12 +25,14 @@ class LoginAttempt:
     client_ip: str
     scheme: str
     """``http`` or ``https``, as the client reached the portal (for ``X-Forwarded-Proto``)."""
+    mode: Mode
+    """``redirect`` or ``proxy`` (by the client's User-Agent under ``auto``)."""
     token_tag: str = ""
     """For ``m.login.token``: a short hash of the token, to match it to its SSO callback."""
+    looked_up: Identifier | None = None
+    """What the account directory is asked (its tag names the login in a refusal's log)."""
     selection: Selection[Homeserver] | None = None
     """The homeserver, and the route (or ``default``, ``sso``, ``sso-default``) that chose it."""
-    mode: Mode | None = None
-    """``redirect`` or ``proxy``, once chosen."""
 
     @property
     def homeserver(self) -> Homeserver:

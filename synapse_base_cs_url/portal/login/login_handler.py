@@ -1,7 +1,9 @@
-"""``POST /login``: read the body, choose the homeserver and the mode, redirect or proxy, log.
+"""``POST /login``: read the body, ask where the account lives (:mod:`homes`), choose the
+mode, redirect or proxy, log: each step once, in that order.
 
-A password (or third-party id, or appservice) login is decided at once from its body; an
-``m.login.token`` login first asks the SSO token store which homeserver issued the token.
+A login whose home is known at once (its body names it, or this process has the directory's
+answer at hand) is answered without a coroutine; one that must be looked up (the account
+directory, the SSO token store) is answered when the lookup is done.
 """
 
 from __future__ import annotations
@@ -16,31 +18,24 @@ from synapse_base_cs_url.core import Selection
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.core.login_types import TOKEN_TYPE
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.directory.directory import Directory
-from synapse_base_cs_url.portal.directory.identifier import Identifier
 from synapse_base_cs_url.portal.errors import CLIENT_CLOSED
+from synapse_base_cs_url.portal.homes import Decided, Homes
 from synapse_base_cs_url.portal.login.attempt import CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body
-from synapse_base_cs_url.portal.login_routes import LoginPlan, LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
-from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
 from synapse_base_cs_url.portal.reactor import Clock
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
-from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
 from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
-
-#: What a login is called in its errors (``503``: "... is not possible right now").
-LOGIN = "This login"
 
 
 class LoginHandler:
@@ -50,60 +45,41 @@ class LoginHandler:
         self,
         config: PortalConfig,
         upstream: Upstream,
-        sso_tokens: SsoTokenStore,
+        homes: Homes,
         metrics: PortalMetrics,
         clock: Clock,
         *,
         learn: Callable[[Mapping[str, object], str], Awaitable[None]] | None = None,
-        directory: Directory | None = None,
-        placement: Placement | None = None,
-        login_routes: LoginRoutes | None = None,
     ) -> None:
         """``learn(answer, homeserver)`` is told of every successful login proxied through
         (the client-server gateway remembers where its tokens belong)."""
         self._learn = learn
-        self._directory = directory
-        self._placement = placement
         self._config = config
-        self._login_routes = login_routes or LoginRoutes(config)
+        self._homes = homes
         self._upstream = upstream
-        self._sso_tokens = sso_tokens
         self._metrics = metrics
         self._clock = clock
 
     def handle(self, request: PortalRequest) -> Coroutine[Any, Any, None] | None:
-        """Answer at once when the body decides the homeserver; a coroutine otherwise."""
-        attempt = self._arrived(request)
-        if attempt.login_type == TOKEN_TYPE:
-            return self._token_login(attempt)
-        plan = self._login_routes.plan(attempt.body, attempt.login_type, attempt.client_ip)
-        identifier = plan.to_locate if self._directory is not None else None
-        if identifier is not None:
-            assert self._directory is not None
-            known = self._directory.peek(identifier)
-            if known is None:
-                return self._located_login(attempt, plan, identifier)
-            # Known where it lives, in this process: decided at once, as without the
-            # directory (no coroutine for the cache's answer).
-            try:
-                attempt.selection = self._login_routes.holder(
-                    known, identifier, attempt.client_ip, what=LOGIN, ctx=plan.ctx
-                )
-            except errors.MatrixError as e:
-                self._refused(e, identifier)
-                raise
-        attempt.selection = attempt.selection or self._login_routes.route(plan)
-        return self._route(attempt)
+        """Answer at once when the login's home is known at once; a coroutine otherwise."""
+        attempt = None
+        try:
+            attempt = self._arrived(request)
+            decided = self._decide(attempt)
+        except errors.MatrixError as e:
+            self._refused(e, attempt)
+            raise
+        if isinstance(decided, Selection):
+            attempt.selection = decided
+            return self._deliver(attempt)
+        return self._deliver_when_decided(attempt, decided)
 
     def _arrived(self, request: PortalRequest) -> LoginAttempt:
+        """The login as it arrived: its body checked, and the mode its client needs."""
         started = self._clock.seconds()
-        try:
-            body = parse_json_object(request.body())
-            login_type = check_login_body(body)
-        except errors.MatrixError as e:
-            self._metrics.reject(e.errcode, e.status)
-            logger.info("login rejected: %s %s", e.status, e.errcode)
-            raise
+        body = parse_json_object(request.body())
+        login_type = check_login_body(body)
+        user_agent = request.header(b"user-agent")
         return LoginAttempt(
             request=request,
             started=started,
@@ -111,59 +87,48 @@ class LoginHandler:
             login_type=login_type,
             client_ip=request.client_ip,
             scheme=request.scheme,
+            mode=choose_mode(
+                self._config.mode,
+                user_agent.decode("utf-8", "replace") if user_agent else None,
+                self._config.proxy_user_agents,
+            ),
         )
 
-    async def _located_login(
-        self, attempt: LoginAttempt, plan: LoginPlan, identifier: Identifier
+    def _decide(self, attempt: LoginAttempt) -> Decided:
+        if attempt.login_type == TOKEN_TYPE:
+            token: str = attempt.body["token"]
+            attempt.token_tag = token_tag(token)
+            return self._homes.of_token(token)
+        plan = self._homes.routes.plan(attempt.body, attempt.login_type, attempt.client_ip)
+        attempt.looked_up = plan.to_locate
+        return self._homes.of_plan(plan, attempt.client_ip)
+
+    async def _deliver_when_decided(
+        self, attempt: LoginAttempt, decided: Coroutine[Any, Any, Selection[Homeserver]]
     ) -> None:
-        """A login by a name that names no server: the homeserver that holds the account,
-        else (nobody holds it) the routes."""
-        assert self._directory is not None
         try:
-            location = await self._directory.locate(identifier, attempt.client_ip, what=LOGIN)
-            selection = self._login_routes.holder(
-                location, identifier, attempt.client_ip, what=LOGIN, ctx=plan.ctx
-            )
-            if selection is None and self._placement is not None:
-                # Registered through the portal moments ago: where it was placed.
-                placed = await self._placement.placed(identifier)
-                if placed is not None:
-                    selection = Selection(placed, PLACED_ROUTE)
+            attempt.selection = await decided
         except errors.MatrixError as e:
-            self._refused(e, identifier)
+            self._refused(e, attempt)
             raise
-        attempt.selection = selection or self._login_routes.route(plan)
-        proxying = self._route(attempt)
+        proxying = self._deliver(attempt)
         if proxying is not None:
             await proxying
 
-    def _refused(self, e: errors.MatrixError, identifier: Identifier) -> None:
+    def _refused(self, e: errors.MatrixError, attempt: LoginAttempt | None) -> None:
+        """A login refused before it reached a homeserver (its body, or its home)."""
         self._metrics.reject(e.errcode, e.status)
-        logger.info("login rejected: %s %s (%s)", e.status, e.errcode, identifier.tag)
+        looked_up = attempt.looked_up if attempt is not None else None
+        logger.info(
+            "login rejected: %s %s%s",
+            e.status,
+            e.errcode,
+            f" ({looked_up.tag})" if looked_up is not None else "",
+        )
 
-    async def _token_login(self, attempt: LoginAttempt) -> None:
-        # The token is single use at the homeserver: forget it here as soon as it is used.
-        token: str = attempt.body["token"]
-        attempt.token_tag = token_tag(token)
-        try:
-            issuer = await guarded(self._sso_tokens.take(token), "A token login")
-        except errors.MatrixError as e:
-            self._metrics.reject(e.errcode, e.status)
-            raise
-        attempt.selection = self._login_routes.token_login(issuer)
-        proxying = self._route(attempt)
-        if proxying is not None:
-            await proxying
-
-    def _route(self, attempt: LoginAttempt) -> Coroutine[Any, Any, None] | None:
+    def _deliver(self, attempt: LoginAttempt) -> Coroutine[Any, Any, None] | None:
         """Redirect at once, or return the proxying still to do."""
         request = attempt.request
-        user_agent = request.header(b"user-agent")
-        attempt.mode = choose_mode(
-            self._config.mode,
-            user_agent.decode("utf-8", "replace") if user_agent else None,
-            self._config.proxy_user_agents,
-        )
         if request.client_gone:
             # The client left while the decision was awaited (a token store that waits):
             # Twisted has closed the body and would never fire notifyFinish().
@@ -219,7 +184,7 @@ class LoginHandler:
 
     def _log(self, attempt: LoginAttempt, status: int, problem: str = "") -> None:
         seconds = self._clock.seconds() - attempt.started
-        assert attempt.selection is not None and attempt.mode is not None
+        assert attempt.selection is not None
         hs, mode = attempt.homeserver.name, attempt.mode.value
         self._metrics.login(hs, mode, status, seconds)
         logger.info(

@@ -12,12 +12,9 @@ from twisted.internet import task
 
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
-from synapse_base_cs_url.portal.directory.directory import Directory, DirectoryCache
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
-from synapse_base_cs_url.portal.directory.sources import SourceAnswer
-from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from tests.harness.deferreds import settle
-from tests.harness.placement import placement_for
+from tests.harness.placement import directory_over, placement_for
 from tests.harness.requests import InMemoryPortal, json_answer, portal_config
 
 REGISTER = b"/_matrix/client/v3/register"
@@ -55,25 +52,6 @@ def test_a_session_started_for_one_name_cannot_register_another() -> None:
         {"username": "ZZZ", "password": "pw", "auth": {"type": "m.login.dummy", "session": "S-1"}},
     )
     assert own.code == 401 and len(portal.hs("hs1").requests) == sent + 1
-
-
-class Holders:
-    """A directory source that knows who holds which localpart."""
-
-    name = "test"
-
-    def __init__(self, holders: dict[str, str]) -> None:
-        self.holders = holders
-
-    async def ask(self, identifier: Identifier) -> SourceAnswer:
-        held = self.holders.get(identifier.address)
-        return SourceAnswer(holders=frozenset({held}) if held else frozenset())
-
-
-def directory_over(config: PortalConfig, clock: task.Clock, holders: dict[str, str]) -> Directory:
-    memory: ExpiringMap[str, str] = ExpiringMap(clock, max_entries=100, ttl=60, sliding=False)
-    cache = DirectoryCache(config.directory, memory, None, frozenset(config.homeservers))
-    return Directory(config.directory, [Holders(holders)], cache, clock)  # type: ignore[list-item]
 
 
 def nobody(

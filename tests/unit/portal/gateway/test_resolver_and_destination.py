@@ -21,12 +21,11 @@ from synapse_base_cs_url.portal.gateway.resolver import (
     unknown_tokens,
 )
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
-from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.state.keys import token_key
 from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets, RateLimiter
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 from tests.harness.deferreds import settle
-from tests.harness.placement import account_steps_for, placement_for
+from tests.harness.placement import account_steps_for, homes_for, placement_for
 
 CONFIG = PortalConfig.from_config(
     {
@@ -96,14 +95,13 @@ def setup() -> tuple[Destinations, Resolver, Homeservers, task.Clock]:
     )
     placement = placement_for(CONFIG, clock)
     steps = account_steps_for(CONFIG, clock, placement)
-    routes = LoginRoutes(CONFIG)
     router = Destinations(
         CONFIG,
         TokenMap.build(100, clock),
         resolver,
         placement=placement,
         steps=steps,
-        login_routes=routes,
+        homes=homes_for(CONFIG, clock, placement),
     )
     return router, resolver, homeservers, clock
 

@@ -1,0 +1,92 @@
+"""Where the account a login names lives: the one decision that a login, a token refresh and a
+password reset share, in this order:
+
+1. ``m.login.token``: the homeserver that issued the token (the SSO token store);
+2. a user id naming a configured ``server_name``: that homeserver (:class:`LoginRoutes`);
+3. with the account directory on, the homeserver that holds the name or address (several
+   holders, or a directory that could not say, are an error: never a guess);
+4. a new name the portal placed moments ago (:class:`Placement`): where it was placed;
+5. the routes, else ``default_homeserver``.
+
+A login answered from what this process has at hand (no directory, or the memory cache knows
+the holder) is decided at once, with no coroutine (a redirect costs no more than without the
+directory); otherwise the decision is a coroutine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from synapse_base_cs_url.core import Selection
+from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.directory.directory import Directory
+from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
+from synapse_base_cs_url.portal.login_routes import LoginPlan, LoginRoutes, login_by
+from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
+from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.state.shared import guarded
+
+#: What a login is called in its errors (``503``: "... is not possible right now").
+LOGIN = "This login"
+#: What a token login is called in its errors.
+TOKEN_LOGIN = "A token login"
+
+Home = Selection[Homeserver]
+#: A decision made at once, or still to be awaited.
+Decided = Home | Coroutine[Any, Any, Home]
+
+
+class Homes:
+    """Where each login's account lives (the homeserver, and what chose it)."""
+
+    def __init__(
+        self,
+        routes: LoginRoutes,
+        sso_tokens: SsoTokenStore,
+        directory: Directory | None,
+        placement: Placement | None,
+    ) -> None:
+        self.routes = routes
+        self._sso_tokens = sso_tokens
+        self._directory = directory
+        self._placement = placement
+
+    def of_plan(self, plan: LoginPlan, client_ip: str, *, what: str = LOGIN) -> Decided:
+        """Where a planned login goes: at once when nothing must be asked (or the memory
+        cache knows the holder), else a coroutine asking the directory."""
+        identifier = plan.to_locate if self._directory is not None else None
+        if identifier is None or self._directory is None:
+            return self.routes.route(plan)
+        known = self._directory.peek(identifier)
+        if known is None:
+            return self._located(plan, identifier, client_ip, what)
+        holder = self.routes.holder(known, identifier, client_ip, what=what, ctx=plan.ctx)
+        return holder or self.routes.route(plan)
+
+    async def of_token(self, token: str) -> Home:
+        """Where an ``m.login.token`` login goes (the token stays single use: it is taken)."""
+        issuer = await guarded(self._sso_tokens.take(token), TOKEN_LOGIN)
+        return self.routes.token_login(issuer)
+
+    async def of_identifier(self, identifier: Identifier, client_ip: str, *, what: str) -> Home:
+        """Where a login by ``identifier`` goes (a refresh token's user, a reset's address)."""
+        plan = self.routes.plan(login_by(identifier), PASSWORD_TYPE, client_ip)
+        decided = self.of_plan(plan, client_ip, what=what)
+        return decided if isinstance(decided, Selection) else await decided
+
+    async def _located(
+        self, plan: LoginPlan, identifier: Identifier, client_ip: str, what: str
+    ) -> Home:
+        assert self._directory is not None
+        location = await self._directory.locate(identifier, client_ip, what=what)
+        holder = self.routes.holder(location, identifier, client_ip, what=what, ctx=plan.ctx)
+        if holder is not None:
+            return holder
+        if self._placement is not None and identifier.medium == LOCALPART:
+            # Registered through the portal moments ago: where it was placed.
+            placed = await self._placement.placed(identifier)
+            if placed is not None:
+                return Selection(placed, PLACED_ROUTE)
+        return self.routes.route(plan)
