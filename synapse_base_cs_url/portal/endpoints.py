@@ -14,6 +14,7 @@ from typing import Any
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from synapse_base_cs_url.core.placement_protocol import ASK_PATH
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.account_steps import STEPS
 from synapse_base_cs_url.portal.client_paths import (
@@ -28,6 +29,7 @@ from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, A
 from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.placement_asks import PlacementAsks
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
@@ -58,6 +60,7 @@ def portal_endpoints(
     gateway: Gateway | None = None,
     auth_request: AuthRequestEndpoint | None = None,
     account_steps: AccountRedirects | None = None,
+    placement_asks: PlacementAsks | None = None,
 ) -> UrlTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
@@ -122,6 +125,9 @@ def portal_endpoints(
     if auth_request is not None:
         decide = auth_request.decide
         routes.append(Endpoint.of(AUTH_REQUEST_PATH, READ, lambda request, _: decide(request)))
+    if placement_asks is not None:
+        ask = placement_asks.ask
+        routes.append(Endpoint.of(ASK_PATH.encode(), [b"POST"], lambda request, _: ask(request)))
     if account_steps is not None:
         routes += [
             Endpoint.of(step.path, list(step.methods), account_steps.handler_for(step))

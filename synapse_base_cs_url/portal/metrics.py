@@ -132,6 +132,16 @@ class PortalMetrics:
             ("step", "homeserver", "status"),
             registry=self.registry,
         )
+        self.placement_asks = Counter(
+            "synapse_base_cs_url_portal_placement_asks",
+            "Asks from a homeserver's module before it creates an account or binds an "
+            "address, by homeserver, kind (name, email, msisdn) and outcome: allowed "
+            "(reserved for it), refused (held or reserved elsewhere), unavailable (503: the "
+            "directory could not say), forbidden (no or a wrong secret: homeserver '-') or "
+            "bad (a malformed ask)",
+            ("homeserver", "kind", "outcome"),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -159,6 +169,9 @@ class PortalMetrics:
 
     def registration(self, step: str, homeserver: str, status: int) -> None:
         self.registrations.labels(step, homeserver, str(status)).inc()
+
+    def placement_ask(self, homeserver: str, kind: str, outcome: str) -> None:
+        self.placement_asks.labels(homeserver, kind, outcome).inc()
 
     def directory_lookup(self, source: str, outcome: str, seconds: float) -> None:
         self.directory_lookups.labels(source, outcome).inc()

@@ -29,7 +29,12 @@ from synapse_base_cs_url.portal.directory.identifier import (
     address_of,
     identifier_of,
 )
-from synapse_base_cs_url.portal.login_routes import LoginRoutes, held, user_login
+from synapse_base_cs_url.portal.login_routes import (
+    DIRECTORY_RETRY_AFTER,
+    LoginRoutes,
+    held,
+    user_login,
+)
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.state.keys import record_key
 from synapse_base_cs_url.portal.state.shared import guarded
@@ -37,6 +42,10 @@ from synapse_base_cs_url.portal.state.store import Store
 
 #: What a registration step is called in its errors (``503``: "... is not possible now").
 REGISTRATION = "This registration"
+#: What a homeserver's ask is called in its errors.
+CREATION = "Creating this account or address"
+#: Where a homeserver's ask comes from, for the directory (no per-client limit applies).
+ASKED_BY_HOMESERVER = "homeserver"
 #: How long a placement is remembered: Synapse's user-interactive sessions last a day.
 PLACEMENT_TTL = 24 * 3600.0
 #: What chose the homeserver of a registration step the portal had placed before.
@@ -231,6 +240,40 @@ class Placement:
         location = await directory.locate(identifier, client_ip, what=REGISTRATION)
         if held(location, REGISTRATION):
             raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
+
+    async def reserve(self, identifier: Identifier, homeserver: str) -> str | None:
+        """A homeserver (its module) asks before it creates an account or binds an address:
+        ``None`` when it may (the name or address is now reserved for it, for
+        ``directory.reservation_ttl``), else the Matrix errcode of the refusal (held on
+        another homeserver, or reserved for one). ``503`` when the directory cannot say.
+
+        Of several homeservers asking for the same new name at once, exactly one is told
+        yes: the reservation is one set-if-absent step in the state (memory, or Redis shared
+        by every replica). A name the portal placed for a registration is already reserved
+        for its homeserver."""
+        refusal = errors.USER_IN_USE if identifier.medium == LOCALPART else errors.THREEPID_IN_USE
+        if identifier.medium == LOCALPART and not self._config.directory.unique_localparts:
+            return None
+        if self._directory is not None:
+            location = await self._directory.locate(
+                identifier, ASKED_BY_HOMESERVER, what=CREATION, before_creating=True
+            )
+            if location.holders - {homeserver}:
+                return refusal
+            if homeserver in location.holders:
+                return None  # its own: the homeserver refuses a duplicate itself
+            if not location.complete:
+                raise errors.directory_unavailable(CREATION, DIRECTORY_RETRY_AFTER)
+        ttl = self._config.directory.reservation_ttl
+        for _ in range(2):  # once more if the reservation found expired in between
+            if await guarded(self._placements.put_new(identifier.key, homeserver, ttl), CREATION):
+                return None
+            reserved = await guarded(self._placements.get(identifier.key), CREATION)
+            if reserved == homeserver:
+                return None  # its own (an earlier step, or placed by the portal)
+            if reserved is not None:
+                break
+        return refusal
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before

@@ -40,6 +40,7 @@ from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
+from synapse_base_cs_url.portal.placement_asks import PlacementAsks
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.registration import AccountRedirects
@@ -286,6 +287,11 @@ def build_portal(
         gateway=gateway,
         auth_request=auth_request,
         account_steps=AccountRedirects(config, steps, metrics) if gateway is None else None,
+        placement_asks=(
+            PlacementAsks(config.homeservers, placement, metrics)
+            if any(hs.placement_secret for hs in config.homeservers.values())
+            else None
+        ),
     )
     return Portal(config, upstream, endpoints, gateway, directory)
 

@@ -12,6 +12,9 @@ Internal names used, all checked by ``check_compatibility`` at startup:
 - the servlets' ``self.hs`` attribute (set in their ``__init__``)
 - ``ModuleApi._hs``
 - ``SynapseRequest.content`` (the raw body, re-read to learn the login type)
+- with ``placement``: ``HomeServer.get_datastores().main.get_user_id_by_threepid(medium,
+  address)`` (who holds an address; the module API has no public way to ask) and
+  ``HomeServer.get_reactor()`` (to bound an ask to the portal)
 """
 
 from __future__ import annotations
@@ -118,6 +121,34 @@ def _servlet_classes() -> dict[str, type]:
     from synapse.rest.client.register import RegisterRestServlet
 
     return {LOGIN: LoginRestServlet, REGISTER: RegisterRestServlet}
+
+
+def check_placement_compatibility(api: ModuleApi) -> None:
+    """Fail startup with a clear message if ``placement`` cannot work on this Synapse."""
+    problems = []
+    hs = getattr(api, "_hs", None)
+    store = hs.get_datastores().main if hs is not None else None
+    if not inspect.iscoroutinefunction(getattr(store, "get_user_id_by_threepid", None)):
+        problems.append("its store has no get_user_id_by_threepid(medium, address)")
+    if not callable(getattr(hs, "get_reactor", None)):
+        problems.append("HomeServer.get_reactor is missing")
+    if problems:
+        raise IncompatibleSynapseError(
+            f"synapse-base-cs-url's placement cannot run on Synapse {synapse.__version__}: "
+            f"{'; '.join(problems)}. Supported Synapse versions: {supported_range()}."
+        )
+
+
+async def user_id_by_threepid(api: ModuleApi, medium: str, address: str) -> str | None:
+    """The local user holding ``address`` (as Synapse stores it), or ``None``."""
+    store = api._hs.get_datastores().main
+    user_id: str | None = await store.get_user_id_by_threepid(medium, address)
+    return user_id
+
+
+def reactor_of(api: ModuleApi) -> Any:
+    """The homeserver's reactor (to bound a request the module makes)."""
+    return api._hs.get_reactor()
 
 
 def check_compatibility(api: ModuleApi) -> None:

@@ -14,9 +14,10 @@ from synapse_base_cs_url.core import RuleSet, parse_rules
 from synapse_base_cs_url.core.config_values import boolean, check_keys, prefixed, type_name
 from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.synapse_module.compute import ComputeHook
+from synapse_base_cs_url.synapse_module.placement_config import PlacementSettings
 from synapse_base_cs_url.synapse_module.selection import RESERVED_RULE_NAMES
 
-ALLOWED_KEYS = ("base_cs_url", "well_known", "rules", "compute", "on_register")
+ALLOWED_KEYS = ("base_cs_url", "well_known", "rules", "compute", "on_register", "placement")
 
 
 def parse_url_rules(raw: object) -> RuleSet[str]:
@@ -55,6 +56,8 @@ class ModuleConfig:
     compute: ComputeHook | None = None
     # Also amend successful /register responses that log the new user in.
     on_register: bool = False
+    # Ask the portal before an account or an address is created; answer its lookups.
+    placement: PlacementSettings | None = None
 
     @staticmethod
     def from_config(raw: object) -> ModuleConfig:
@@ -72,4 +75,5 @@ class ModuleConfig:
             rules=parse_url_rules(raw.get("rules")),
             compute=parse_compute(raw.get("compute")),
             on_register=boolean(raw.get("on_register", False), "on_register"),
+            placement=PlacementSettings.from_config(raw.get("placement")),
         )

@@ -21,6 +21,7 @@ from synapse_base_cs_url.core.urls import validate_base_url
 from synapse_base_cs_url.synapse_module import _synapse_internals as internals
 from synapse_base_cs_url.synapse_module.config import ModuleConfig
 from synapse_base_cs_url.synapse_module.metrics import HOOK_ERROR, ModuleMetrics
+from synapse_base_cs_url.synapse_module.placement import PlacementGuard
 from synapse_base_cs_url.synapse_module.selection import (
     COMPUTE_ERROR,
     COMPUTE_INVALID,
@@ -67,6 +68,9 @@ class BaseCsUrlModule:
                 self._hook_for(endpoint),
                 on_failure=functools.partial(self._failed_open, endpoint, HOOK_ERROR),
             )
+        self._placement = (
+            PlacementGuard(config.placement, api) if config.placement is not None else None
+        )
         logger.info(
             "synapse-base-cs-url: %s responses get base_cs_url; fallback %s, %d rule(s)%s",
             "/".join(endpoints),

@@ -1,11 +1,12 @@
 """``directory``: where an existing account lives, asked before the routes for identifiers
 that name no configured server (a bare localpart, an e-mail address or a phone number).
 
-Sources, tried in the order configured: ``homeservers`` (Synapse's admin API of every
-homeserver, with ``homeservers.<name>.admin_token_file``), ``http`` (an operator's directory
-at ``directory.url``) and ``function`` (``directory.function``, ``package.module:function``).
-Without a ``directory`` section, ``admin_token_file`` on every homeserver (with its
-``server_name``) is enough to switch the ``homeservers`` source on.
+Sources, tried in the order configured: ``homeservers`` (every homeserver: its module, with
+``homeservers.<name>.placement_secret_file``, else Synapse's admin API, with
+``admin_token_file``), ``http`` (an operator's directory at ``directory.url``) and
+``function`` (``directory.function``, ``package.module:function``). Without a ``directory``
+section, a placement secret or an admin token on every homeserver is enough to switch the
+``homeservers`` source on.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ DIRECTORY_KEYS = (
     "burst",
     "max_cached",
     "unique_localparts",
+    "reservation_ttl",
 )
 #: What a directory function is called with: a localpart, or a medium and an address.
 FUNCTION_KWARGS = ("localpart", "medium", "address")
@@ -85,6 +87,10 @@ class DirectorySettings:
     """Answers kept by the memory state backend (the least recently used go first)."""
     unique_localparts: bool = True
     """A registration of a name held on any homeserver is refused (``M_USER_IN_USE``)."""
+    reservation_ttl: float = 600.0
+    """Seconds a name or address stays reserved for the homeserver that asked to create it
+    (its account is found by the directory from then on; a registration never completed
+    frees it)."""
 
     @property
     def enabled(self) -> bool:
@@ -92,7 +98,11 @@ class DirectorySettings:
 
 
 def parse_directory(raw: object, homeservers: Mapping[str, Homeserver]) -> DirectorySettings:
-    with_tokens = [hs.name for hs in homeservers.values() if hs.admin_token is not None]
+    with_tokens = [
+        hs.name
+        for hs in homeservers.values()
+        if hs.admin_token is not None or hs.placement_secret is not None
+    ]
     if raw is None:
         if not with_tokens:
             return DirectorySettings()
@@ -104,8 +114,9 @@ def parse_directory(raw: object, homeservers: Mapping[str, Homeserver]) -> Direc
         _check_homeservers(homeservers)
     elif with_tokens and raw is not None:
         raise ValueError(
-            f"directory.sources: homeservers.{with_tokens[0]}.admin_token_file is set but the "
-            "'homeservers' source is not listed"
+            f"directory.sources: homeservers.{with_tokens[0]} has an admin_token_file or a "
+            "placement_secret_file but the 'homeservers' source is not listed (the portal "
+            "must ask every homeserver before an account is created)"
         )
     return settings
 
@@ -166,16 +177,21 @@ def _parse_section(raw: Mapping[object, object]) -> DirectorySettings:
         unique_localparts=boolean(
             raw.get("unique_localparts", d.unique_localparts), "directory.unique_localparts"
         ),
+        reservation_ttl=seconds("reservation_ttl", d.reservation_ttl),
     )
 
 
 def _check_homeservers(homeservers: Mapping[str, Homeserver]) -> None:
-    """The admin API is asked of every homeserver, or a "nobody holds it" could be wrong."""
+    """Every homeserver is asked (its module, else its admin API), or a "nobody holds it"
+    could be wrong."""
     for hs in homeservers.values():
+        if hs.placement_secret is not None:
+            continue
         if hs.admin_token is None:
             raise ValueError(
                 f"homeservers.{hs.name}.admin_token_file: required by the directory's "
-                "'homeservers' source (every homeserver must be asked, or an account on this "
+                "'homeservers' source unless the homeserver runs the module with a "
+                "placement_secret_file (every homeserver must be asked, or an account on this "
                 "one would look free)"
             )
         if hs.server_name is None:

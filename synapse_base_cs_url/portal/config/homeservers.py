@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import attr
 
@@ -13,9 +12,16 @@ from synapse_base_cs_url.core.config_values import (
     prefixed,
     type_name,
 )
+from synapse_base_cs_url.core.secrets import MIN_SHARED_SECRET, read_secret_file
 from synapse_base_cs_url.core.urls import validate_base_url
 
-HOMESERVER_KEYS = ("base_url", "proxy_url", "server_name", "admin_token_file")
+HOMESERVER_KEYS = (
+    "base_url",
+    "proxy_url",
+    "server_name",
+    "admin_token_file",
+    "placement_secret_file",
+)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -39,6 +45,10 @@ class Homeserver:
     """An admin access token of this homeserver, read from ``admin_token_file`` (at startup
     and on every reload): the account directory asks Synapse's admin API with it. Never
     logged, never shown."""
+    placement_secret: str | None = attr.ib(default=None, repr=False)
+    """The secret this homeserver's module shares with the portal, read from
+    ``placement_secret_file``: the module asks with it before an account or an address is
+    created there, and answers the directory's lookups with it. Never logged, never shown."""
 
 
 def parse_homeservers(raw: object) -> dict[str, Homeserver]:
@@ -74,12 +84,21 @@ def parse_homeservers(raw: object) -> dict[str, Homeserver]:
         admin_token = None
         if settings.get("admin_token_file") is not None:
             admin_token = read_secret_file(settings["admin_token_file"], f"{path}.admin_token_file")
+        placement_secret = None
+        if settings.get("placement_secret_file") is not None:
+            placement_secret = read_secret_file(
+                settings["placement_secret_file"],
+                f"{path}.placement_secret_file",
+                what="secret",
+                min_length=MIN_SHARED_SECRET,
+            )
         result[name] = Homeserver(
             name=name,
             base_url=base_url,
             proxy_url=proxy_url,
             server_name=server_name,
             admin_token=admin_token,
+            placement_secret=placement_secret,
         )
     return result
 
@@ -98,22 +117,3 @@ def check_server_name(raw: object) -> str:
     if not isinstance(raw, str) or not _SERVER_NAME_RE.fullmatch(raw):
         raise ValueError(f"must be a server name such as example.com, not {raw!r}")
     return raw
-
-
-def read_secret_file(raw: object, path: str) -> str:
-    """The one line a secret file holds (an access token), read now; its content never
-    appears in an error."""
-    if not isinstance(raw, str) or not raw:
-        raise ValueError(f"{path}: must be a file path")
-    try:
-        text = Path(raw).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
-        raise ValueError(f"{path}: cannot read {raw}: {reason}") from None
-    secret = text.strip()
-    if not secret or any(c.isspace() for c in secret) or not secret.isprintable():
-        raise ValueError(
-            f"{path}: {raw} must hold one access token on one line (it holds "
-            f"{'nothing' if not secret else 'more than that'})"
-        )
-    return secret

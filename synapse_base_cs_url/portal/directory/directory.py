@@ -136,17 +136,29 @@ class Directory:
         return Location(holders, True, "cache")
 
     async def locate(
-        self, identifier: Identifier, client_ip: str, *, what: str = "This request"
+        self,
+        identifier: Identifier,
+        client_ip: str,
+        *,
+        what: str = "This request",
+        before_creating: bool = False,
     ) -> Location:
         """Who holds ``identifier``: from the cache, else from the sources; ``429`` past the
         limits, ``503`` (saying that ``what`` is not possible now) when the cache (Redis)
-        cannot be read."""
+        cannot be read.
+
+        ``before_creating``: a homeserver asks before it creates an account or binds an
+        address. A cached "nobody" is asked again (a wrong "free" makes a duplicate, which is
+        forever), and the per-client limits do not apply (the asks are bounded by
+        ``directory.concurrency`` and ``max_waiting``)."""
         cached = await guarded(self._cache.get(identifier), what)
+        if before_creating and cached is not None and not cached:
+            cached = None
         self._on_cache(cached is not None)
         if cached is not None:
             return Location(cached, True, "cache")
         if not self._lookups.in_flight(identifier.key):
-            wait = self._limits.take(client_ip)
+            wait = 0.0 if before_creating else self._limits.take(client_ip)
             if wait > 0:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(wait)

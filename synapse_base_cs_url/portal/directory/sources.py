@@ -4,6 +4,7 @@ look like "nobody holds it", or its users would be placed elsewhere."""
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,12 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.core import dotted_path
 from synapse_base_cs_url.core.json_dict import json_object
+from synapse_base_cs_url.core.placement_protocol import (
+    HOLDS_PATH,
+    address_body,
+    bearer,
+    name_body,
+)
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.directory import DirectoryFunction
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
@@ -45,10 +52,12 @@ def _quote(text: str) -> str:
 
 
 class HomeserverSource:
-    """Synapse's admin API of every homeserver, asked at once: ``GET /_synapse/admin/v2/users/
-    @localpart:server_name`` (a deactivated account still lives there) or ``GET /_synapse/
-    admin/v1/threepid/<medium>/users/<address>``; ``200`` holds it, ``404`` does not,
-    anything else (or no answer) is no answer."""
+    """Every homeserver, asked at once. One that runs the module with a placement secret is
+    asked by the module (``POST`` the identifier in the body, with the secret: no access log
+    holds the address, no admin token is needed); any other by Synapse's admin API: ``GET
+    /_synapse/admin/v2/users/@localpart:server_name`` (a deactivated account still lives
+    there) or ``GET /_synapse/admin/v1/threepid/<medium>/users/<address>``: ``200`` holds
+    it, ``404`` does not. Anything else (or no answer) is no answer."""
 
     name = "homeservers"
 
@@ -82,6 +91,8 @@ class HomeserverSource:
 
     async def _ask_one(self, hs: Homeserver, identifier: Identifier) -> bool | None:
         """Whether ``hs`` holds it; ``None`` if it could not say."""
+        if hs.placement_secret is not None:
+            return await self._ask_module(hs, identifier)
         path = self.path_for(hs, identifier).encode()
         try:
             response = await admin_request(self._upstream, hs, path)
@@ -92,10 +103,52 @@ class HomeserverSource:
             return True
         if response.status == 404 and _errcode(response.body) == errors.NOT_FOUND:
             return False
+        if response.status == 404:
+            logger.warning(
+                "directory: %s answered 404 to the admin API, not Synapse's M_NOT_FOUND: its "
+                "proxy_url does not serve the admin API (a reverse proxy blocking "
+                "/_synapse/admin?)",
+                hs.name,
+            )
+            return None
         logger.warning(
             "directory: %s answered %d to the admin API (is its admin token still valid?)",
             hs.name,
             response.status,
+        )
+        return None
+
+    async def _ask_module(self, hs: Homeserver, identifier: Identifier) -> bool | None:
+        assert hs.placement_secret is not None
+        if identifier.medium == LOCALPART:
+            body = name_body(identifier.address)
+        else:
+            body = address_body(identifier.medium, identifier.address)
+        headers = [
+            (b"Authorization", [bearer(hs.placement_secret)]),
+            (b"Content-Type", [b"application/json"]),
+        ]
+        try:
+            response = await self._upstream.request(
+                hs, b"POST", HOLDS_PATH.encode(), headers, json.dumps(body).encode()
+            )
+        except errors.MatrixError as e:
+            logger.warning("directory: %s did not answer: %s", hs.name, e.message)
+            return None
+        answer = json_object(response.body) if response.status == 200 else None
+        holds = answer.get("holds") if answer is not None else None
+        if isinstance(holds, bool):
+            return holds
+        logger.warning(
+            "directory: %s answered %d to the module's lookup (%s)",
+            hs.name,
+            response.status,
+            "its placement secret was refused"
+            if response.status in (401, 403)
+            else "does its proxy_url serve /_synapse/client, and does it run the module with "
+            "placement configured?"
+            if response.status == 404
+            else "not a lookup answer",
         )
         return None
 

@@ -24,7 +24,7 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.errors import CLIENT_CLOSED
 from synapse_base_cs_url.portal.homes import Decided, Homes
 from synapse_base_cs_url.portal.login.attempt import CLIENT_LEFT, LoginAttempt
-from synapse_base_cs_url.portal.login.body import check_login_body, parse_json_object
+from synapse_base_cs_url.portal.login.body import check_login_body
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -32,6 +32,7 @@ from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.upstream.client import Upstream
 from synapse_base_cs_url.portal.upstream.headers import forward_headers, relay_headers
+from synapse_base_cs_url.portal.web.json_body import parse_json_object
 from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
 from synapse_base_cs_url.portal.web.request import PortalRequest
 

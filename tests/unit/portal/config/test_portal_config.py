@@ -111,7 +111,8 @@ CASES = [
     (_set("homeservers.hs1", "https://hs1.example.com"), "homeservers.hs1: must be a mapping"),
     (
         _set("homeservers.hs1.port", 1),
-        "homeservers.hs1: unknown key 'port'; allowed keys: admin_token_file, base_url, proxy_url",
+        "homeservers.hs1: unknown key 'port'; allowed keys: admin_token_file, base_url, "
+        "placement_secret_file, proxy_url",
     ),
     (_delete("homeservers.hs1.base_url"), "homeservers.hs1.base_url: required"),
     (

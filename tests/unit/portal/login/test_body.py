@@ -11,12 +11,10 @@ from synapse_base_cs_url.core import LoginContext
 from synapse_base_cs_url.portal.config.login import Mode
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.errors import MatrixError
-from synapse_base_cs_url.portal.login.body import (
-    check_login_body,
-    parse_json_object,
-)
+from synapse_base_cs_url.portal.login.body import check_login_body
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
+from synapse_base_cs_url.portal.web.json_body import parse_json_object
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,109 @@
+"""``POST /_synapse_base_cs_url/v1/placement/ask``: a homeserver's module asks, before Synapse
+creates an account or binds an address, whether it may (:meth:`Placement.reserve` decides).
+
+The ask is authenticated with the asking homeserver's ``placement_secret_file`` (compared in
+constant time with every homeserver's, so the answer takes as long whichever matched): the
+portal knows which homeserver asks, and nobody else can ask or reserve. The identifier is in
+the body, never in the URL; logs carry its tag (a short hash), never the name or address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from synapse_base_cs_url.core.placement_protocol import LOCALPART, read_identifier
+from synapse_base_cs_url.core.secrets import same_secret
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.directory.identifier import (
+    EMAIL,
+    Identifier,
+    canonicalise_email,
+)
+from synapse_base_cs_url.portal.directory.identifier import LOCALPART as NAME
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.placement import Placement
+from synapse_base_cs_url.portal.web.json_body import parse_json_object
+from synapse_base_cs_url.portal.web.request import PortalRequest, access_token
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+REFUSALS = {
+    errors.USER_IN_USE: "This name is taken on another homeserver of this deployment.",
+    errors.THREEPID_IN_USE: "This address is in use on another homeserver of this deployment.",
+}
+
+
+class PlacementAsks:
+    """Answers the modules' asks (only the homeservers with a placement secret may ask)."""
+
+    def __init__(
+        self, homeservers: Mapping[str, Homeserver], placement: Placement, metrics: PortalMetrics
+    ) -> None:
+        self._secrets = [
+            (hs.name, hs.placement_secret)
+            for hs in homeservers.values()
+            if hs.placement_secret is not None
+        ]
+        self._placement = placement
+        self._metrics = metrics
+
+    async def ask(self, request: PortalRequest) -> None:
+        homeserver = self._asker(request)
+        if homeserver is None:
+            self._metrics.placement_ask("-", "-", "forbidden")
+            raise errors.MatrixError(
+                401, errors.UNKNOWN_TOKEN, "Ask with this homeserver's placement secret"
+            )
+        try:
+            identifier = _identifier(parse_json_object(request.body()))
+        except errors.MatrixError:
+            self._metrics.placement_ask(homeserver, "-", "bad")
+            raise
+        kind = "name" if identifier.medium == NAME else identifier.medium
+        try:
+            refusal = await self._placement.reserve(identifier, homeserver)
+        except errors.MatrixError as e:
+            self._metrics.placement_ask(homeserver, kind, "unavailable")
+            logger.warning(
+                "placement ask by %s for %s: %s %s", homeserver, identifier.tag, e.status, e.errcode
+            )
+            raise
+        outcome = "allowed" if refusal is None else "refused"
+        self._metrics.placement_ask(homeserver, kind, outcome)
+        logger.info("placement ask by %s for %s: %s", homeserver, identifier.tag, outcome)
+        answer: dict[str, object] = {"allowed": True}
+        if refusal is not None:
+            answer = {"allowed": False, "errcode": refusal, "error": REFUSALS[refusal]}
+        request.respond(200, json.dumps(answer).encode())
+
+    def _asker(self, request: PortalRequest) -> str | None:
+        """The homeserver whose secret the ask carries (every secret compared, whatever
+        matched, so the time taken tells nothing)."""
+        given = access_token(request.header(b"authorization"), b"")
+        if not given:
+            return None
+        found = None
+        for name, secret in self._secrets:
+            if same_secret(given, secret):
+                found = name
+        return found
+
+
+def _identifier(body: dict[str, object]) -> Identifier:
+    """The name or address asked about, as the directory looks it up (lower-cased, an
+    e-mail canonicalised as Synapse does)."""
+    try:
+        medium, address = read_identifier(body)
+    except ValueError as e:
+        raise errors.bad_json(str(e)) from None
+    if medium == LOCALPART:
+        return Identifier(NAME, address.lower())
+    if medium == EMAIL:
+        canonical = canonicalise_email(address)
+        if canonical is None:
+            raise errors.MatrixError(400, errors.INVALID_PARAM, "'address' is not an e-mail")
+        return Identifier(EMAIL, canonical)
+    return Identifier(medium, address.strip().lstrip("+"))
