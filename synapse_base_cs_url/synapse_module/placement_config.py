@@ -46,10 +46,10 @@ class PlacementSettings:
             return None
         raw = section(raw, "placement", PLACEMENT_KEYS)
         portal_url = prefixed(
-            "placement.portal_url", validate_base_url, required(raw, "portal_url", "placement")
+            "placement.portal_url", validate_base_url, required(raw, "portal_url", "placement.")
         )
         secret = read_secret_file(
-            required(raw, "secret_file", "placement"),
+            required(raw, "secret_file", "placement."),
             "placement.secret_file",
             what="secret",
             min_length=MIN_SHARED_SECRET,

@@ -1,0 +1,155 @@
+"""A homeserver's module asking the portal before an account or an address is created: only
+with its own placement secret, answered from the directory (asked of every homeserver's module,
+the name in the body) and the portal's reservations, one homeserver told yes per name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synapse_base_cs_url.core.placement_protocol import ASK_PATH, HOLDS_PATH
+from synapse_base_cs_url.portal import errors
+from tests.harness.requests import HttpMessage, InMemoryPortal, json_answer, portal_config
+
+SECRETS = {"hs1": "s1-" + "a" * 30, "hs2": "s2-" + "b" * 30}
+ASK = ASK_PATH.encode()
+
+
+def deployment(tmp_path: Path, holders: dict[str, set[str]], **directory: Any) -> InMemoryPortal:
+    """Two homeservers with the module: ``holders`` maps each to the names and addresses it
+    holds (its module's answers)."""
+    raw = portal_config()
+    for name, secret in SECRETS.items():
+        path = tmp_path / f"{name}.secret"
+        path.write_text(secret + "\n")
+        raw["homeservers"][name]["placement_secret_file"] = str(path)
+    if directory:
+        raw["directory"] = directory
+    portal = InMemoryPortal(raw)
+    for name in SECRETS:
+        portal.hs(name).handler = module_answering(holders.get(name, set()))
+    return portal
+
+
+def module_answering(held: set[str]) -> Any:
+    def answer(request: HttpMessage) -> bytes | None:
+        if request.path != HOLDS_PATH.encode():
+            return None
+        body = json.loads(request.body)
+        return json_answer(200, {"holds": (body.get("localpart") or body.get("address")) in held})
+
+    return answer
+
+
+def ask(portal: InMemoryPortal, homeserver: str | None, body: object) -> Any:
+    headers = [(b"Authorization", f"Bearer {SECRETS[homeserver]}".encode())] if homeserver else []
+    return portal.request(b"POST", ASK, json.dumps(body).encode(), headers=headers)
+
+
+def test_a_name_held_on_another_homeserver_is_refused(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {"hs1": {"alice"}})
+    answer = ask(portal, "hs2", {"localpart": "Alice"})
+    assert answer.code == 200, answer.body
+    assert answer.json()["allowed"] is False
+    assert answer.json()["errcode"] == errors.USER_IN_USE
+    # Its own homeserver may (Synapse refuses a duplicate of its own itself).
+    assert ask(portal, "hs1", {"localpart": "alice"}).json() == {"allowed": True}
+    assert portal.metric(
+        "synapse_base_cs_url_portal_placement_asks_total",
+        homeserver="hs2",
+        kind="name",
+        outcome="refused",
+    )
+
+
+def test_the_directory_asks_every_module_with_the_name_in_the_body(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {})
+    ask(portal, "hs1", {"medium": "email", "address": "Bob@Example.ORG"})
+    for name, secret in SECRETS.items():
+        (lookup,) = [r for r in portal.hs(name).requests if r.path == HOLDS_PATH.encode()]
+        assert lookup.method == b"POST" and b"example" not in lookup.target.lower()
+        assert json.loads(lookup.body) == {"medium": "email", "address": "bob@example.org"}
+        assert lookup.headers.getRawHeaders(b"authorization") == [f"Bearer {secret}".encode()]
+
+
+def test_a_new_name_is_reserved_for_the_first_homeserver_that_asks(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {})
+    assert ask(portal, "hs1", {"localpart": "newbie"}).json() == {"allowed": True}
+    refused = ask(portal, "hs2", {"localpart": "NEWBIE"}).json()
+    assert refused["allowed"] is False and refused["errcode"] == errors.USER_IN_USE
+    # The same homeserver asking again (a later step) still may.
+    assert ask(portal, "hs1", {"localpart": "newbie"}).json() == {"allowed": True}
+    # A reservation never completed expires: the name is free again.
+    portal.advance(601)
+    assert ask(portal, "hs2", {"localpart": "newbie"}).json() == {"allowed": True}
+
+
+def test_an_address_reserved_or_held_elsewhere_is_refused(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {"hs1": {"held@example.org"}})
+    held = ask(portal, "hs2", {"medium": "email", "address": "held@example.org"}).json()
+    assert held["allowed"] is False and held["errcode"] == errors.THREEPID_IN_USE
+    assert ask(portal, "hs2", {"medium": "msisdn", "address": "+33612345678"}).json()["allowed"]
+    taken = ask(portal, "hs1", {"medium": "msisdn", "address": "33612345678"}).json()
+    assert taken["allowed"] is False
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[], [(b"Authorization", b"Bearer not-the-secret")], [(b"Authorization", b"Basic x")]],
+)
+def test_an_ask_without_a_homeservers_secret_is_refused(
+    tmp_path: Path, headers: list[tuple[bytes, bytes]]
+) -> None:
+    portal = deployment(tmp_path, {})
+    answer = portal.request(b"POST", ASK, b'{"localpart": "x"}', headers=headers)
+    assert answer.code == 401 and answer.json()["errcode"] == errors.UNKNOWN_TOKEN
+    assert not any(portal.hs(name).requests for name in SECRETS)  # nothing asked, reserved
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        (b"not json", errors.NOT_JSON),
+        (b"[]", errors.BAD_JSON),
+        (b"{}", errors.BAD_JSON),
+        (b'{"localpart": ""}', errors.BAD_JSON),
+        (b'{"medium": "carrier-pigeon", "address": "x"}', errors.BAD_JSON),
+        (b'{"medium": "email", "address": "no-at-sign"}', errors.INVALID_PARAM),
+    ],
+)
+def test_a_malformed_ask_is_a_matrix_error(tmp_path: Path, body: bytes, errcode: str) -> None:
+    portal = deployment(tmp_path, {})
+    headers = [(b"Authorization", f"Bearer {SECRETS['hs1']}".encode())]
+    answer = portal.request(b"POST", ASK, body, headers=headers)
+    assert answer.code == 400 and answer.json()["errcode"] == errcode
+
+
+def test_a_homeserver_that_cannot_say_makes_the_ask_unavailable(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {})
+    portal.hs("hs2").handler = lambda request: json_answer(500, {"errcode": "M_UNKNOWN"})
+    answer = ask(portal, "hs1", {"localpart": "maybe"})
+    assert answer.code == 503 and answer.json()["errcode"] == errors.UNAVAILABLE
+    assert answer.headers.getRawHeaders(b"retry-after")
+    # Nothing was reserved: once hs2 answers, the name is free.
+    portal.hs("hs2").handler = module_answering(set())
+    assert ask(portal, "hs2", {"localpart": "maybe"}).json() == {"allowed": True}
+
+
+def test_asks_are_not_held_to_the_per_client_lookup_limits(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {}, burst=1, per_second=0.001)
+    for i in range(5):
+        assert ask(portal, "hs1", {"localpart": f"name{i}"}).json() == {"allowed": True}
+
+
+def test_a_cached_nobody_is_asked_again_before_creating(tmp_path: Path) -> None:
+    """A login just looked the name up (nobody held it); it was registered at hs1 since: an
+    ask of hs2 must not take the seconds-old "nobody" for the truth."""
+    portal = deployment(tmp_path, {})
+    login = {"type": "m.login.password", "user": "late", "password": "pw"}
+    portal.request(b"POST", b"/_matrix/client/v3/login", json.dumps(login).encode())
+    portal.hs("hs1").handler = module_answering({"late"})
+    refused = ask(portal, "hs2", {"localpart": "late"}).json()
+    assert refused["allowed"] is False
