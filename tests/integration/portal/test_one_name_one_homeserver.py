@@ -1,0 +1,244 @@
+"""One name, one address, one homeserver, whichever door an account comes in by: two real
+Synapses running the module with placement, and a real portal that holds their secrets and no
+admin token. A registration made directly at a homeserver asks the portal first."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attr
+import pytest
+import requests
+
+from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
+from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
+from synapse_base_cs_url.core.placement_protocol import ASK_PATH
+from tests.harness.constants import MODULE, PASSWORD
+from tests.harness.portal import portal_homeserver
+from tests.harness.smtp import SmtpSink
+from tests.harness.switchable_proxy import SwitchableProxy
+from tests.harness.synapse import start_all
+
+pytestmark = pytest.mark.integration
+
+REGISTER = "/_matrix/client/v3/register"
+LOGIN = "/_matrix/client/v3/login"
+NAMES = ("p1", "p2")
+
+
+@attr.s(auto_attribs=True)
+class Deployment:
+    homeservers: dict[str, SynapseProcess]
+    portal: PortalProcess
+    to_portal: SwitchableProxy
+    """p1's way to the portal (switched off: the portal is unreachable for p1)."""
+    unchecked: SynapseProcess
+    """A homeserver whose portal never answers, with ``when_portal_unreachable: allow``."""
+    smtp: SmtpSink
+
+
+def placement_module(hs: SynapseProcess, portal_url: str, secret: Path, **extra: Any) -> None:
+    for module in hs.config["modules"]:
+        if module["module"] == MODULE:
+            module["config"]["placement"] = {
+                "portal_url": portal_url,
+                "secret_file": str(secret),
+                "timeout": 2,
+                **extra,
+            }
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    workdir = tmp_path_factory.mktemp("placement")
+    smtp = SmtpSink()
+    made = {
+        name: portal_homeserver(tmp_path_factory, f"{name}.test", module=True)[0] for name in NAMES
+    }
+    unchecked = portal_homeserver(tmp_path_factory, "p3.test", module=True)[0]
+    secret_files = {}
+    for name in (*NAMES, "p3"):
+        secret_files[name] = workdir / f"{name}.secret"
+        secret_files[name].write_text(secrets.token_hex(24) + "\n")
+    portal = PortalProcess(
+        {
+            "public_baseurl": "https://portal.example.com",
+            "mode": "redirect",
+            "homeservers": {
+                name: {
+                    "base_url": hs.base_url,
+                    "server_name": hs.server_name,
+                    "placement_secret_file": str(secret_files[name]),
+                }
+                for name, hs in made.items()
+            },
+            "default_homeserver": "p1",
+            "directory": {"burst": 1000},
+        },
+        workdir,
+    )
+    to_portal = SwitchableProxy(portal.port)
+    for name, hs in made.items():
+        hs.config["email"] = smtp.synapse_config(f"noreply@{name}.test")
+        url = to_portal.url if name == "p1" else portal.url
+        placement_module(hs, url, secret_files[name])
+    dead = f"http://127.0.0.1:{free_port()}"
+    placement_module(unchecked, dead, secret_files["p3"], when_portal_unreachable="allow")
+    try:
+        portal.start()
+        start_all([*made.values(), unchecked])
+        yield Deployment(made, portal, to_portal, unchecked, smtp)
+    finally:
+        for hs in [*made.values(), unchecked]:
+            hs.stop()
+        portal.stop()
+        to_portal.close()
+        smtp.close()
+
+
+def register_at(base_url: str, username: str) -> requests.Response:
+    """A registration with the dummy stage, directly at a homeserver."""
+    body: dict[str, Any] = {"username": username, "password": PASSWORD}
+    first = requests.post(base_url + REGISTER, json=body, timeout=30)
+    if first.status_code != 401:
+        return first
+    auth = {"type": "m.login.dummy", "session": first.json()["session"]}
+    return requests.post(base_url + REGISTER, json={**body, "auth": auth}, timeout=30)
+
+
+def available(hs: SynapseProcess, username: str) -> bool:
+    answer = requests.get(
+        f"{hs.base_url}{REGISTER}/available", params={"username": username}, timeout=30
+    )
+    return answer.status_code == 200
+
+
+def test_a_name_held_on_another_homeserver_is_refused_at_every_door(
+    deployment: Deployment,
+) -> None:
+    p1, p2 = deployment.homeservers["p1"], deployment.homeservers["p2"]
+    assert register_at(p1.base_url, "alice").status_code == 200
+    refused = register_at(p2.base_url, "Alice")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["errcode"] == "M_USER_IN_USE"
+    assert "another homeserver" in refused.json()["error"]
+    assert available(p2, "alice")  # nothing was created there
+    # The shared-secret admin API creates accounts through the same handler.
+    with pytest.raises(RuntimeError, match="M_USER_IN_USE"):
+        p2.register_user("alice", PASSWORD)
+    # A new name registered directly at p2 is refused at p1 from then on.
+    assert register_at(p2.base_url, "bob").status_code == 200
+    assert register_at(p1.base_url, "bob").json()["errcode"] == "M_USER_IN_USE"
+    # Their logins are not asked about, and the portal finds each where it lives, asking
+    # the homeservers' modules (it holds no admin token).
+    for user, home in (("alice", p1), ("bob", p2)):
+        login = {"type": "m.login.password", "user": user, "password": PASSWORD}
+        answer = requests.post(
+            deployment.portal.url + LOGIN, json=login, allow_redirects=False, timeout=30
+        )
+        assert answer.status_code == 307, answer.text
+        assert answer.headers["Location"] == home.base_url + LOGIN
+
+
+def test_the_same_new_names_at_two_homeservers_at_once_make_one_account_each(
+    deployment: Deployment,
+) -> None:
+    names = [f"race{i}" for i in range(8)]
+    results: dict[tuple[str, str], int] = {}
+
+    def register(name: str, hs: str) -> None:
+        answer = register_at(deployment.homeservers[hs].base_url, name)
+        results[(name, hs)] = answer.status_code
+
+    threads = [threading.Thread(target=register, args=(name, hs)) for name in names for hs in NAMES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for name in names:
+        made = [hs for hs in NAMES if results[(name, hs)] == 200]
+        assert len(made) == 1, (name, results)
+        others = [hs for hs in NAMES if hs not in made]
+        assert [results[(name, hs)] for hs in others] == [400]
+        held = [hs for hs in NAMES if not available(deployment.homeservers[hs], name)]
+        assert held == made
+
+
+def test_registration_at_the_portals_address_still_works(deployment: Deployment) -> None:
+    portal, p1 = deployment.portal, deployment.homeservers["p1"]
+    body: dict[str, Any] = {"username": "viaportal", "password": PASSWORD}
+
+    def post(body: dict[str, Any]) -> requests.Response:
+        step = requests.post(portal.url + REGISTER, json=body, allow_redirects=False, timeout=30)
+        assert step.status_code == 307, step.text
+        return requests.post(step.headers["Location"], json=body, timeout=30)
+
+    first = post(body)
+    assert first.status_code == 401, first.text
+    done = post({**body, "auth": {"type": "m.login.dummy", "session": first.json()["session"]}})
+    assert done.status_code == 200, done.text
+    assert done.json()["user_id"] == f"@viaportal:{p1.server_name}"
+    assert register_at(deployment.homeservers["p2"].base_url, "viaportal").status_code == 400
+
+
+def test_an_address_held_elsewhere_is_refused(deployment: Deployment) -> None:
+    p1, p2 = deployment.homeservers["p1"], deployment.homeservers["p2"]
+    admin = p1.register_user("admin1", PASSWORD, admin=True)
+    token = p1.password_login(admin, PASSWORD).json()["access_token"]
+    user = p1.register_user("carol", PASSWORD)
+    bound = requests.put(
+        f"{p1.base_url}/_synapse/admin/v2/users/{user}",
+        json={"threepids": [{"medium": "email", "address": "carol@mail.example.com"}]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert bound.status_code == 200, bound.text
+
+    def request_token(hs: SynapseProcess, email: str) -> requests.Response:
+        body = {"client_secret": secrets.token_hex(8), "email": email, "send_attempt": 1}
+        return requests.post(f"{hs.base_url}{REGISTER}/email/requestToken", json=body, timeout=30)
+
+    refused = request_token(p2, "Carol@mail.example.com")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errcode"] == "M_THREEPID_DENIED"
+    fresh = request_token(p2, "dave@mail.example.com")
+    assert fresh.status_code == 200, fresh.text
+    deployment.smtp.wait_for("dave@mail.example.com")
+    # Reserved for p2 now: p1 may not take it.
+    assert request_token(p1, "dave@mail.example.com").status_code == 403
+    # No homeserver's log holds an address the portal looked up.
+    for hs in (p1, p2):
+        assert "carol@mail.example.com" not in hs.log_text().lower()
+
+
+def test_a_portal_that_does_not_answer_refuses_clearly_or_allows(deployment: Deployment) -> None:
+    p1 = deployment.homeservers["p1"]
+    assert register_at(p1.base_url, "steady").status_code == 200
+    deployment.to_portal.refuse()
+    try:
+        refused = register_at(p1.base_url, "offline")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["errcode"] == "M_UNAVAILABLE"
+        # Logins never ask.
+        assert p1.password_login("steady", PASSWORD).status == 200
+    finally:
+        deployment.to_portal.accept()
+    assert register_at(p1.base_url, "offline").status_code == 200
+    # With when_portal_unreachable: allow, the homeserver goes on unchecked.
+    assert register_at(deployment.unchecked.base_url, "unchecked").status_code == 200
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-secret-0123456789"])
+def test_only_a_homeservers_secret_may_ask(
+    deployment: Deployment, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    answer = requests.post(
+        deployment.portal.url + ASK_PATH, json={"localpart": "anyone"}, headers=headers, timeout=30
+    )
+    assert answer.status_code == 401
+    assert answer.json()["errcode"] == "M_UNKNOWN_TOKEN"
