@@ -17,7 +17,7 @@ from tests.in_synapse import compute_functions
 
 A = "https://a.example.com"
 B = "https://b.example.com"
-ALLOWED_KEYS = "base_cs_url, compute, on_register, rules, well_known"
+ALLOWED_KEYS = "base_cs_url, compute, on_register, placement, rules, well_known"
 ALLOWED_MATCHERS = "address, client_ip, localpart, login_type, medium, user_id"
 ALLOWED_RULE_KEYS = "base_cs_url, match, name, pool, strategy"
 KWARGS = "user_id, login_type, client_ip, device_id"
