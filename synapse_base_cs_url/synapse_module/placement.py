@@ -20,7 +20,6 @@ directory lookups for this homeserver, so that the portal needs no admin token.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Collection
 from typing import Any
@@ -36,6 +35,7 @@ from synapse.module_api.errors import SynapseError
 from synapse.spam_checker_api import RegistrationBehaviour
 from twisted.internet import defer
 
+from synapse_base_cs_url.core.hashes import identifier_tag
 from synapse_base_cs_url.core.placement_protocol import (
     ASK_PATH,
     HOLDS_PATH,
@@ -60,11 +60,6 @@ RETRY_AFTER_MS = 5000
 
 class NoVerdict(Exception):
     """The portal gave no answer (down, slow, refused the secret, could not say)."""
-
-
-def tag(medium: str, address: str) -> str:
-    """For logs: enough to follow one name or address, useless to learn it."""
-    return f"{medium}:{hashlib.sha256(f'{medium}:{address}'.encode()).hexdigest()[:12]}"
 
 
 class PlacementGuard:
@@ -109,9 +104,11 @@ class PlacementGuard:
                 refusal = await self._ask(medium, address)
             except NoVerdict as e:
                 if self._settings.when_portal_unreachable is Unreachable.ALLOW:
-                    logger.warning("placement: %s allowed unchecked: %s", tag(medium, address), e)
+                    logger.warning(
+                        "placement: %s allowed unchecked: %s", identifier_tag(medium, address), e
+                    )
                     continue
-                logger.warning("placement: %s refused: %s", tag(medium, address), e)
+                logger.warning("placement: %s refused: %s", identifier_tag(medium, address), e)
                 raise SynapseError(
                     503,
                     "Registration is not possible right now: this homeserver cannot check "
@@ -132,13 +129,13 @@ class PlacementGuard:
             allowed = self._settings.when_portal_unreachable is Unreachable.ALLOW
             logger.warning(
                 "placement: %s %s: %s",
-                tag(medium, address),
+                identifier_tag(medium, address),
                 "allowed unchecked" if allowed else "refused",
                 e,
             )
             return allowed
         except Exception:
-            logger.exception("placement: asking about %s failed", tag(medium, address))
+            logger.exception("placement: asking about %s failed", identifier_tag(medium, address))
             return self._settings.when_portal_unreachable is Unreachable.ALLOW
 
     async def _ask(self, medium: str, address: str) -> dict[str, Any] | None:
@@ -160,7 +157,7 @@ class PlacementGuard:
             raise NoVerdict("the portal's answer is not an ask's answer")
         if answer["allowed"]:
             return None
-        logger.info("placement: %s refused by the portal", tag(medium, address))
+        logger.info("placement: %s refused by the portal", identifier_tag(medium, address))
         refusal: dict[str, Any] = answer
         return refusal
 

@@ -9,6 +9,7 @@ import attr
 
 from synapse_base_cs_url.core import LoginContext
 from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.core.hashes import identifier_tag
 from synapse_base_cs_url.portal.state.keys import record_key
 
 LOCALPART = "localpart"
@@ -32,7 +33,7 @@ class Identifier:
     @property
     def tag(self) -> str:
         """For logs: enough to follow one identifier, useless to learn it."""
-        return f"{self.medium}:{self.key[:12]}"
+        return identifier_tag(self.medium, self.address)
 
 
 def canonicalise_email(address: str) -> str | None:

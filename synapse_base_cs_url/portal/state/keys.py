@@ -1,5 +1,6 @@
-"""Every key the portal keeps in its state (under ``state.key_prefix`` in Redis), and how a
-secret becomes a key.
+"""Every key the portal keeps in its state (under ``state.key_prefix`` in Redis); how a
+secret becomes a key is :mod:`core.hashes` (shared with the module, whose logs tag names and
+addresses as the portal's do).
 
 Secrets (access, refresh and login tokens) and personal data (e-mail addresses, phone
 numbers) are never kept as such: entries are keyed by their SHA-256, so neither a memory
@@ -8,7 +9,9 @@ dump nor a shared store reveals a usable token or whom the portal was asked abou
 
 from __future__ import annotations
 
-import hashlib
+from synapse_base_cs_url.core.hashes import record_key, token_key, token_tag
+
+__all__ = ["record_key", "token_key", "token_tag"]
 
 #: SSO login token -> the homeserver that issued it.
 SSO_PREFIX = "sso:"
@@ -28,20 +31,3 @@ PLACEMENT_PREFIX = "reg:"
 RECENT_CLIENT_PREFIX = "reg-client:"
 #: A password reset's client secret -> the homeserver that sent its e-mail.
 RESET_PREFIX = "reset:"
-
-
-def token_key(secret: str) -> str:
-    """What a secret is kept under: its SHA-256, hex."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def record_key(kind: str, value: str) -> str:
-    """What a record about a value a client chose (an account identifier, a client address,
-    a client secret, a registration session) is kept under: the hash of ``kind:value``, so
-    that neither a memory dump nor Redis shows the value, and two kinds never share a key."""
-    return token_key(f"{kind}:{value}")
-
-
-def token_tag(secret: str) -> str:
-    """For logs: a prefix of the hash, enough to follow one token, useless to use it."""
-    return token_key(secret)[:12]
