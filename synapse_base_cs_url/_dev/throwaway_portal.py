@@ -75,7 +75,13 @@ class PortalProcess:
         if self._cpu is not None:
             argv = ["taskset", "-c", str(self._cpu), *argv]
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # Run from the work directory: ``python -m`` puts the current directory ahead of
+            # PYTHONPATH, so run from a checkout it would import that checkout's package, not
+            # ``package_parent``'s (a side-by-side benchmark would compare a version with
+            # itself).
+            self._proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
