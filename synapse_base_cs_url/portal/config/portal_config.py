@@ -93,6 +93,19 @@ TOP_LEVEL_KEYS = (
 )
 
 
+def check_reservations_shared(
+    homeservers: Mapping[str, Homeserver], workers: int, state: StateSettings
+) -> None:
+    """The homeservers' asks reserve names: with several processes, in one shared store."""
+    asking = [hs.name for hs in homeservers.values() if hs.placement_secret is not None]
+    if asking and workers > 1 and state.backend is Backend.MEMORY:
+        raise ValueError(
+            f"state.backend: workers: {workers} with homeservers.{asking[0]}."
+            "placement_secret_file needs backend redis: two homeservers asking two processes "
+            "for the same new name would both be told yes"
+        )
+
+
 @attr.s(auto_attribs=True, frozen=True, slots=True, kw_only=True)
 class PortalConfig:
     """Everything in ``portal.yaml``, validated."""
@@ -164,6 +177,7 @@ class PortalConfig:
         )
         state = parse_state(raw.get("state"))
         check_sso_sharing(sso, workers, state)
+        check_reservations_shared(homeservers, workers, state)
         listen = parse_listen(raw.get("listen"))
         metrics = parse_metrics(raw.get("metrics"))
         check_metrics_apart(listen, metrics)

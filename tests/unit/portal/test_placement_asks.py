@@ -12,6 +12,7 @@ import pytest
 
 from synapse_base_cs_url.core.placement_protocol import ASK_PATH, HOLDS_PATH
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from tests.harness.requests import HttpMessage, InMemoryPortal, json_answer, portal_config
 
 SECRETS = {"hs1": "s1-" + "a" * 30, "hs2": "s2-" + "b" * 30}
@@ -153,3 +154,12 @@ def test_a_cached_nobody_is_asked_again_before_creating(tmp_path: Path) -> None:
     portal.hs("hs1").handler = module_answering({"late"})
     refused = ask(portal, "hs2", {"localpart": "late"}).json()
     assert refused["allowed"] is False
+
+
+def test_several_processes_must_share_their_reservations(tmp_path: Path) -> None:
+    raw = portal_config(workers=2)
+    secret = tmp_path / "hs1.secret"
+    secret.write_text(SECRETS["hs1"])
+    raw["homeservers"]["hs1"]["placement_secret_file"] = str(secret)
+    with pytest.raises(ValueError, match=r"^state\.backend: workers: 2 with homeservers\.hs1\."):
+        PortalConfig.from_config(raw)
