@@ -27,6 +27,11 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
 from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, AuthRequestEndpoint
 from synapse_base_cs_url.portal.gateway.gateway import Gateway
+from synapse_base_cs_url.portal.identity_lookup import (
+    INFO_PATH,
+    INTERNAL_INFO_PATH,
+    IdentityLookup,
+)
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement_asks import PlacementAsks
@@ -61,6 +66,7 @@ def portal_endpoints(
     auth_request: AuthRequestEndpoint | None = None,
     account_steps: AccountRedirects | None = None,
     placement_asks: PlacementAsks | None = None,
+    identity_lookup: IdentityLookup | None = None,
 ) -> UrlTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
@@ -128,6 +134,12 @@ def portal_endpoints(
     if placement_asks is not None:
         ask = placement_asks.ask
         routes.append(Endpoint.of(ASK_PATH.encode(), [b"POST"], lambda request, _: ask(request)))
+    if identity_lookup is not None:
+        lookup, internal = identity_lookup.info, identity_lookup.internal_info
+        routes += [
+            Endpoint.of(INFO_PATH, READ, lambda request, _: lookup(request)),
+            Endpoint.of(INTERNAL_INFO_PATH, READ, lambda request, _: internal(request)),
+        ]
     if account_steps is not None:
         routes += [
             Endpoint.of(step.path, list(step.methods), account_steps.handler_for(step))

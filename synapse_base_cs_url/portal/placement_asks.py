@@ -14,15 +14,10 @@ import logging
 from collections.abc import Mapping
 
 from synapse_base_cs_url.core.placement_protocol import LOCALPART, read_identifier
-from synapse_base_cs_url.core.secrets import same_secret
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config.homeservers import Homeserver
-from synapse_base_cs_url.portal.directory.identifier import (
-    EMAIL,
-    Identifier,
-    canonicalise_email,
-)
+from synapse_base_cs_url.portal.config.homeservers import Homeserver, homeserver_by_secret
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART as NAME
+from synapse_base_cs_url.portal.directory.identifier import Identifier, asked_address
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.web.json_body import parse_json_object
@@ -42,16 +37,13 @@ class PlacementAsks:
     def __init__(
         self, homeservers: Mapping[str, Homeserver], placement: Placement, metrics: PortalMetrics
     ) -> None:
-        self._secrets = [
-            (hs.name, hs.placement_secret)
-            for hs in homeservers.values()
-            if hs.placement_secret is not None
-        ]
+        self._homeservers = homeservers
         self._placement = placement
         self._metrics = metrics
 
     async def ask(self, request: PortalRequest) -> None:
-        homeserver = self._asker(request)
+        given = access_token(request.header(b"authorization"), b"")
+        homeserver = homeserver_by_secret(self._homeservers, given)
         if homeserver is None:
             self._metrics.placement_ask("-", "-", "forbidden")
             raise errors.MatrixError(
@@ -79,18 +71,6 @@ class PlacementAsks:
             answer = {"allowed": False, "errcode": refusal, "error": REFUSALS[refusal]}
         request.respond(200, json.dumps(answer).encode())
 
-    def _asker(self, request: PortalRequest) -> str | None:
-        """The homeserver whose secret the ask carries (every secret compared, whatever
-        matched, so the time taken tells nothing)."""
-        given = access_token(request.header(b"authorization"), b"")
-        if not given:
-            return None
-        found = None
-        for name, secret in self._secrets:
-            if same_secret(given, secret):
-                found = name
-        return found
-
 
 def _identifier(body: dict[str, object]) -> Identifier:
     """The name or address asked about, as the directory looks it up (lower-cased, an
@@ -101,9 +81,7 @@ def _identifier(body: dict[str, object]) -> Identifier:
         raise errors.bad_json(str(e)) from None
     if medium == LOCALPART:
         return Identifier(NAME, address.lower())
-    if medium == EMAIL:
-        canonical = canonicalise_email(address)
-        if canonical is None:
-            raise errors.MatrixError(400, errors.INVALID_PARAM, "'address' is not an e-mail")
-        return Identifier(EMAIL, canonical)
-    return Identifier(medium, address.strip().lstrip("+"))
+    identifier = asked_address(medium, address)
+    if identifier is None:
+        raise errors.MatrixError(400, errors.INVALID_PARAM, f"'address' is not an {medium}")
+    return identifier

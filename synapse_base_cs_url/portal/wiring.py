@@ -35,6 +35,7 @@ from synapse_base_cs_url.portal.gateway.gateway import Gateway
 from synapse_base_cs_url.portal.gateway.resolver import Resolver, unknown_tokens
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.homes import Homes
+from synapse_base_cs_url.portal.identity_lookup import IdentityLookup
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.login_routes import LoginRoutes
 from synapse_base_cs_url.portal.metrics import PortalMetrics
@@ -287,6 +288,9 @@ def build_portal(
         gateway=gateway,
         auth_request=auth_request,
         account_steps=AccountRedirects(config, steps, metrics) if gateway is None else None,
+        identity_lookup=(
+            IdentityLookup(config.homeservers, homes) if config.identity_info else None
+        ),
         placement_asks=(
             PlacementAsks(config.homeservers, placement, metrics)
             if any(hs.placement_secret for hs in config.homeservers.values())

@@ -98,25 +98,25 @@ class DirectorySettings:
 
 
 def parse_directory(raw: object, homeservers: Mapping[str, Homeserver]) -> DirectorySettings:
-    with_tokens = [
+    askable = [
         hs.name
         for hs in homeservers.values()
         if hs.admin_token is not None or hs.placement_secret is not None
     ]
     if raw is None:
-        if not with_tokens:
+        if not askable:
             return DirectorySettings()
         settings = DirectorySettings(sources=(Source.HOMESERVERS,))
     else:
         raw = section(raw, "directory", DIRECTORY_KEYS)
         settings = _parse_section(raw)
+    with_tokens = [hs.name for hs in homeservers.values() if hs.admin_token is not None]
     if Source.HOMESERVERS in settings.sources:
         _check_homeservers(homeservers)
     elif with_tokens and raw is not None:
         raise ValueError(
-            f"directory.sources: homeservers.{with_tokens[0]} has an admin_token_file or a "
-            "placement_secret_file but the 'homeservers' source is not listed (the portal "
-            "must ask every homeserver before an account is created)"
+            f"directory.sources: homeservers.{with_tokens[0]}.admin_token_file is set but the "
+            "'homeservers' source is not listed"
         )
     return settings
 

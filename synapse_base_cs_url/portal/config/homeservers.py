@@ -12,7 +12,7 @@ from synapse_base_cs_url.core.config_values import (
     prefixed,
     type_name,
 )
-from synapse_base_cs_url.core.secrets import MIN_SHARED_SECRET, read_secret_file
+from synapse_base_cs_url.core.secrets import MIN_SHARED_SECRET, read_secret_file, same_secret
 from synapse_base_cs_url.core.urls import validate_base_url
 
 HOMESERVER_KEYS = (
@@ -117,3 +117,15 @@ def check_server_name(raw: object) -> str:
     if not isinstance(raw, str) or not _SERVER_NAME_RE.fullmatch(raw):
         raise ValueError(f"must be a server name such as example.com, not {raw!r}")
     return raw
+
+
+def homeserver_by_secret(homeservers: Mapping[str, Homeserver], given: str | None) -> str | None:
+    """The homeserver whose placement secret ``given`` is: every secret is compared,
+    whatever matched, so the time taken tells nothing."""
+    if not given:
+        return None
+    found = None
+    for hs in homeservers.values():
+        if hs.placement_secret is not None and same_secret(given, hs.placement_secret):
+            found = hs.name
+    return found

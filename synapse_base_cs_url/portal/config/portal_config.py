@@ -90,6 +90,7 @@ TOP_LEVEL_KEYS = (
     "directory",
     "clients",
     "request_token_inhibit_3pid_errors",
+    "identity_info",
 )
 
 
@@ -134,6 +135,9 @@ class PortalConfig:
     directory: DirectorySettings = attr.Factory(DirectorySettings)
     clients: ClientLimits = attr.Factory(ClientLimits)
     request_token_inhibit_3pid_errors: bool = False
+    identity_info: bool = False
+    """Serve ``GET /_matrix/identity/api/v1/info`` (which homeserver holds an e-mail address
+    or phone number, else where the routes would place it), as Tchap's clients ask."""
     """As Synapse's option of that name: a registration's ``requestToken`` for an address
     held on some homeserver is answered as if it were sent (a made-up ``sid``) rather than
     ``400 M_THREEPID_IN_USE``, so the portal reveals no more than the homeservers do."""
@@ -216,6 +220,7 @@ class PortalConfig:
             gateway=parse_gateway(raw.get("gateway"), timeouts),
             directory=parse_directory(raw.get("directory"), homeservers),
             clients=parse_clients(raw.get("clients")),
+            identity_info=boolean(raw.get("identity_info", False), "identity_info"),
             request_token_inhibit_3pid_errors=boolean(
                 raw.get("request_token_inhibit_3pid_errors", False),
                 "request_token_inhibit_3pid_errors",

@@ -114,3 +114,15 @@ def address_of(medium: str, body: Mapping[str, object]) -> Identifier | None:
     email = body.get("email")
     canonical = canonicalise_email(email) if isinstance(email, str) else None
     return Identifier(EMAIL, canonical) if canonical else None
+
+
+def asked_address(medium: str, address: str) -> Identifier | None:
+    """An e-mail address or phone number named in a request (a homeserver's ask, an identity
+    lookup), as the directory looks it up; ``None`` for an e-mail that is not one."""
+    if medium == EMAIL:
+        canonical = canonicalise_email(address)
+        return Identifier(EMAIL, canonical) if canonical is not None else None
+    if medium == MSISDN:
+        msisdn = address.strip().lstrip("+")
+        return Identifier(MSISDN, msisdn) if msisdn else None
+    return None
