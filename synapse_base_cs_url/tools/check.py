@@ -24,10 +24,13 @@ import attr
 
 from synapse_base_cs_url.core import JsonDict
 from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.core.placement_protocol import HOLDS_PATH
 
 Status = Literal["ok", "fail", "warn"]
 SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "!"}
 LOGIN = "/_matrix/client/v3/login"
+#: The name a placement secret is checked with (whether it exists does not matter).
+CHECKED_NAME = "synapse-base-cs-url-check"
 VERSIONS = "/_matrix/client/versions"
 WELL_KNOWN = "/.well-known/matrix/client"
 WHOAMI = "/_matrix/client/v3/account/whoami"
@@ -163,12 +166,16 @@ class Checker:
         timeout: float = 10.0,
         ca_file: str | None = None,
         admin_tokens: Sequence[tuple[str, str, str]] = (),
+        placement_secrets: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         """``admin_tokens``: (homeserver name, the URL the portal itself reaches it at,
         i.e. its ``proxy_url``, and its admin token) from the portal's config, each checked
         as and where the account directory will use it: never at the public ``base_url``,
-        which may be another host (a CDN, a load balancer) that must not see the token."""
+        which may be another host (a CDN, a load balancer) that must not see the token.
+        ``placement_secrets``: the same, with each homeserver's placement secret, checked
+        against its module's directory lookup there."""
         self.admin_tokens = tuple(admin_tokens)
+        self.placement_secrets = tuple(placement_secrets)
         self.url = url.rstrip("/")
         self.user = user
         self.password = password
@@ -199,6 +206,8 @@ class Checker:
         yield Result("kind", "ok", _describe_portal(portal) if portal else "a homeserver")
         for name, base, token in self.admin_tokens:
             yield self._admin_token(name, base, token)
+        for name, base, secret in self.placement_secrets:
+            yield self._placement_secret(name, base, secret)
         if self.user is None:
             return
         base = self.url
@@ -384,6 +393,34 @@ class Checker:
             "ok",
             f"{user_id}, a server admin: may read (and change) every account on {name}; "
             "keep the token to the portal alone",
+        )
+
+    def _placement_secret(self, name: str, base: str, secret: str) -> Result:
+        """Whether ``name``'s module answers the directory with the portal's secret for it
+        (the same secret authenticates its asks; it is never shown)."""
+        check = f"{name} placement secret"
+        auth = {"Authorization": f"Bearer {secret}"}
+        try:
+            answer = self.client.request(
+                "POST", base + HOLDS_PATH, {"localpart": CHECKED_NAME}, headers=auth
+            )
+        except Unreachable as e:
+            return Result(check, "warn", f"{name} did not answer: {e}")
+        if answer.status == 200 and isinstance(_json_field(answer, "holds"), bool):
+            return Result(check, "ok", f"{name}'s module answers the directory with it")
+        if answer.status in (401, 403):
+            return Result(
+                check,
+                "fail",
+                f"{name}'s module refused it (HTTP {answer.status})",
+                "the module's placement.secret_file and the portal's "
+                f"homeservers.{name}.placement_secret_file must hold the same secret",
+            )
+        return Result(
+            check,
+            "fail",
+            f"no module lookup at {base} (HTTP {answer.status})",
+            "the module needs a placement section, and proxy_url must pass /_synapse/client/",
         )
 
     def _login(self, base: str) -> Iterator[Result]:

@@ -87,7 +87,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--config",
         "-c",
         metavar="FILE",
-        help="the portal.yaml: also check each homeserver's admin_token_file",
+        help="the portal.yaml: also check each homeserver's admin_token_file and "
+        "placement_secret_file",
     )
 
 
@@ -202,6 +203,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             )
             return 2
     tokens: list[tuple[str, str, str]] = []
+    secrets: list[tuple[str, str, str]] = []
     if args.config:
         try:
             portal = PortalConfig.load(args.config)
@@ -215,6 +217,11 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             for hs in portal.homeservers.values()
             if hs.admin_token is not None
         ]
+        secrets = [
+            (hs.name, hs.proxy_url, hs.placement_secret)
+            for hs in portal.homeservers.values()
+            if hs.placement_secret is not None
+        ]
     checker = Checker(
         args.url,
         user=args.user,
@@ -222,6 +229,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timeout=args.timeout,
         ca_file=args.ca_file,
         admin_tokens=tokens,
+        placement_secrets=secrets,
     )
     results = checker.run()
     failed = any(r.status == "fail" for r in results)

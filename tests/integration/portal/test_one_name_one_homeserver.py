@@ -13,10 +13,12 @@ from typing import Any
 import attr
 import pytest
 import requests
+import yaml
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.core.placement_protocol import ASK_PATH
+from tests.harness.cli import run_tool
 from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.portal import portal_homeserver
 from tests.harness.smtp import SmtpSink
@@ -242,3 +244,21 @@ def test_only_a_homeservers_secret_may_ask(
     )
     assert answer.status_code == 401
     assert answer.json()["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+def test_check_verifies_each_homeservers_secret(deployment: Deployment, tmp_path: Path) -> None:
+    config = yaml.safe_load(deployment.portal.config_path.read_text())
+    ran = run_tool("check", deployment.portal.url, "--config", str(deployment.portal.config_path))
+    assert ran.status == 0, ran.out + ran.err
+    for name in NAMES:
+        assert f"{name} placement secret" in ran.out
+        assert f"{name}'s module answers the directory with it" in ran.out
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text(secrets.token_hex(24))
+    config["homeservers"]["p2"]["placement_secret_file"] = str(wrong)
+    changed = tmp_path / "portal.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    ran = run_tool("check", deployment.portal.url, "--config", str(changed))
+    assert ran.status == 1
+    assert "p2's module refused it (HTTP 401)" in ran.out
+    assert wrong.read_text() not in ran.out + ran.err
