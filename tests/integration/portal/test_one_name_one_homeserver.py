@@ -21,6 +21,7 @@ from synapse_base_cs_url.core.placement_protocol import ASK_PATH
 from tests.harness.cli import run_tool
 from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.portal import portal_homeserver
+from tests.harness.services import redis_server
 from tests.harness.smtp import SmtpSink
 from tests.harness.switchable_proxy import SwitchableProxy
 from tests.harness.synapse import start_all
@@ -262,3 +263,50 @@ def test_check_verifies_each_homeservers_secret(deployment: Deployment, tmp_path
     assert ran.status == 1
     assert "p2's module refused it (HTTP 401)" in ran.out
     assert wrong.read_text() not in ran.out + ran.err
+
+
+def test_replicas_on_redis_share_their_reservations(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two portal processes on one Redis: p1 asks one, p2 the other, for the same new names
+    at the same moment; each name is told yes exactly once."""
+    redis = redis_server()
+    replicas: list[PortalProcess] = []
+    try:
+        config = yaml.safe_load(deployment.portal.config_path.read_text())
+        config["state"] = {"backend": "redis", "url": f"redis://{redis.host}:{redis.port}/0"}
+        config.pop("listen")
+        for label in ("replica-a", "replica-b"):
+            replicas.append(PortalProcess(config, tmp_path_factory.mktemp(label)).start())
+        secret = {
+            name: Path(config["homeservers"][name]["placement_secret_file"]).read_text().strip()
+            for name in NAMES
+        }
+        names = [f"shared{i}" for i in range(20)]
+        told: dict[tuple[str, str], bool] = {}
+
+        def ask(name: str, hs: str, portal: PortalProcess) -> None:
+            answer = requests.post(
+                portal.url + ASK_PATH,
+                json={"localpart": name},
+                headers={"Authorization": f"Bearer {secret[hs]}"},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            told[(name, hs)] = answer.json()["allowed"]
+
+        threads = [
+            threading.Thread(target=ask, args=(name, hs, portal))
+            for name in names
+            for hs, portal in zip(NAMES, replicas, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for name in names:
+            assert sorted(told[(name, hs)] for hs in NAMES) == [False, True], name
+    finally:
+        for replica in replicas:
+            replica.stop()
+        redis.cleanup()
