@@ -184,7 +184,7 @@ def ask_cost(portal: PortalProcess, on: SynapseProcess, secret: str, count: int)
 
 
 def race(portal: PortalProcess, secret: dict[str, str], names: int, asks: int) -> None:
-    todo = [(f"race{i % names}", ("on", "other")[i % 2]) for i in range(asks)]
+    todo = [(f"race{i % names}", ("on", "other")[(i // names) % 2]) for i in range(asks)]
     random.Random(0).shuffle(todo)
     told: dict[str, set[str]] = {}
 
