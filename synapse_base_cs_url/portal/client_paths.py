@@ -19,6 +19,10 @@ SSO_REDIRECT_PATH = re.compile(
     rb"|(?:r0|v3)/login/sso/redirect/(?P<idp>[A-Za-z0-9_.~-]+))"
 )
 VERSIONS_PATH = b"/_matrix/client/versions"
+#: The identity lookup Tchap's clients ask before login (``identity_info``), and its twin
+#: for the homeservers' modules.
+INFO_PATH = b"/_matrix/identity/api/v1/info"
+INTERNAL_INFO_PATH = b"/_matrix/identity/api/v1/internal-info"
 #: ``POST /register`` (every step of a user-interactive registration).
 REGISTER_PATH = re.compile(rb"/_matrix/client/(?:r0|v3|unstable)/register")
 #: ``GET /register/available?username=``.

@@ -19,6 +19,8 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.account_steps import STEPS
 from synapse_base_cs_url.portal.client_paths import (
     CLIENT_API_PATH,
+    INFO_PATH,
+    INTERNAL_INFO_PATH,
     LOGIN_PATH,
     SSO_REDIRECT_PATH,
     VERSIONS_PATH,
@@ -27,11 +29,7 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.discovery import Discovery, well_known_client
 from synapse_base_cs_url.portal.gateway.auth_request import AUTH_REQUEST_PATH, AuthRequestEndpoint
 from synapse_base_cs_url.portal.gateway.gateway import Gateway
-from synapse_base_cs_url.portal.identity_lookup import (
-    INFO_PATH,
-    INTERNAL_INFO_PATH,
-    IdentityLookup,
-)
+from synapse_base_cs_url.portal.identity_lookup import IdentityLookup
 from synapse_base_cs_url.portal.login.login_handler import LoginHandler
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement_asks import PlacementAsks

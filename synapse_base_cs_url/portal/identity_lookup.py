@@ -24,8 +24,6 @@ from synapse_base_cs_url.portal.directory.identifier import asked_address
 from synapse_base_cs_url.portal.homes import Homes
 from synapse_base_cs_url.portal.web.request import PortalRequest, access_token
 
-INFO_PATH = b"/_matrix/identity/api/v1/info"
-INTERNAL_INFO_PATH = b"/_matrix/identity/api/v1/internal-info"
 #: What a lookup is called in its errors (``503``: "... is not possible right now").
 LOOKUP = "This lookup"
 

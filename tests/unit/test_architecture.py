@@ -147,6 +147,8 @@ HANDLERS = (
     f"{NAME}.portal.gateway.gateway",
     f"{NAME}.portal.gateway.auth_request",
     f"{NAME}.portal.discovery",
+    f"{NAME}.portal.placement_asks",
+    f"{NAME}.portal.identity_lookup",
 )
 
 

@@ -35,6 +35,7 @@ from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.config.upstream import Timeouts, UpstreamSettings
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, BytesProducer, read_body
+from synapse_base_cs_url.portal.upstream.endpoints import HomeserverEndpoints
 from synapse_base_cs_url.portal.upstream.failures import as_matrix_error
 
 logger = logging.getLogger("synapse_base_cs_url.portal.upstream")
@@ -67,8 +68,8 @@ class Upstream:
         # Twisted re-tries only idempotent requests without a body (see the module docstring).
         pool.retryAutomatically = True
         self.pool = pool
-        self._agent = Agent(  # type: ignore[no-untyped-call]
-            reactor, connectTimeout=timeouts.connect, pool=pool
+        self._agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
+            reactor, HomeserverEndpoints(reactor, timeouts.connect), pool=pool
         )
 
     async def request(
