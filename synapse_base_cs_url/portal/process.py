@@ -9,6 +9,7 @@ import logging
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 import attr
@@ -17,7 +18,7 @@ from twisted.internet import defer, task
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.config.restart_only import changed, config_key
 from synapse_base_cs_url.portal.config.serving import Connections, MetricsListener
-from synapse_base_cs_url.portal.directory.admin_tokens import RefusedToken, check_at_startup
+from synapse_base_cs_url.portal.directory.admin_tokens import RefusedToken, StartupTokenCheck
 from synapse_base_cs_url.portal.endpoints import metrics_site
 from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.reactor import PortalReactor
@@ -98,6 +99,9 @@ class PortalProcess:
         self._metrics_fd = metrics_fd
         self.port: Any = None
         self.metrics_port: Any = None
+        self.token_check: StartupTokenCheck | None = None
+        #: Told why the portal must stop after it started (a token refused later).
+        self.on_fatal: Callable[[str], None] = lambda message: logger.error("%s", message)
         """The metrics listener's, with ``metrics: {host, port}``."""
         self.portal = build_portal(config, reactor, self.lasting, ready=self.not_ready)
         self.resource = PortalResource(self.portal.endpoints)
@@ -136,8 +140,16 @@ class PortalProcess:
             logger.info("state in Redis %s at %s", version, self.state.address.shown())
         homeservers = list(config.homeservers.values())
         if any(hs.admin_token is not None for hs in homeservers):
+            self.token_check = StartupTokenCheck(
+                self.portal.upstream,
+                homeservers,
+                self.reactor,
+                on_refused=lambda line: self.on_fatal(
+                    f"portal cannot use the account directory: {line}"
+                ),
+            )
             try:
-                await check_at_startup(self.portal.upstream, homeservers)
+                await self.token_check.settle()
             except RefusedToken as e:
                 raise StartupError(f"portal cannot use the account directory: {e}") from None
         if self.draining:  # told to stop while it was starting
@@ -240,6 +252,8 @@ class PortalProcess:
         """Stop accepting, fail readiness, let the requests under way finish (up to
         ``shutdown_grace``), then release everything."""
         self.draining = True
+        if self.token_check is not None:
+            self.token_check.stop()
         # (maybeDeferred: a test reactor's ports stop at once, returning no Deferred.)
         if self.port is not None:
             await defer.maybeDeferred(self.port.stopListening)
@@ -320,6 +334,14 @@ def run_portal(
             logger.error("%s", failure.value)
             reactor.stop()
 
+        def fatal(message: str) -> None:
+            if service.draining:
+                return
+            failed.append(message)
+            logger.error("%s", message)
+            reactor.stop()
+
+        service.on_fatal = fatal
         defer.ensureDeferred(service.start()).addErrback(fail)
 
     def on_hangup(signum: int, frame: object) -> None:

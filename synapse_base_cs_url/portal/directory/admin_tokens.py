@@ -1,16 +1,22 @@
 """The admin tokens checked at startup (and by ``check``): a token its homeserver refuses
 (unknown, or not an admin's) stops the portal with one line naming the homeserver; a
 homeserver that does not answer is only a warning, since one homeserver's outage must never
-keep the portal from starting."""
+keep the portal from starting.
+
+At startup the portal waits for the answers at most :data:`STARTUP_WAIT` seconds: a
+homeserver that has not answered by then (hung, or slow) is asked again in the background,
+every :data:`RETRY_DELAY` seconds at first (then less often, up to :data:`MAX_RETRY_DELAY`),
+while the portal serves the others; a token it refuses then still stops the portal."""
 
 from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attr
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
@@ -61,27 +67,94 @@ async def check_token(upstream: Upstream, hs: Homeserver) -> TokenCheck:
     )
 
 
-async def check_tokens(upstream: Upstream, homeservers: Sequence[Homeserver]) -> list[TokenCheck]:
-    """Every homeserver's admin token, checked at once."""
-    with_tokens = [hs for hs in homeservers if hs.admin_token is not None]
-    checks = [defer.ensureDeferred(check_token(upstream, hs)) for hs in with_tokens]
-    return list(await defer.gatherResults(checks))
-
-
 class RefusedToken(Exception):
     """An admin token its homeserver refuses; the message is the one line printed."""
 
 
-async def check_at_startup(upstream: Upstream, homeservers: Sequence[Homeserver]) -> None:
-    for check in await check_tokens(upstream, homeservers):
-        if check.ok is False:
-            raise RefusedToken(f"homeservers.{check.homeserver}.admin_token_file: {check.detail}")
-        if check.ok is None:
+#: Seconds startup waits for the homeservers' answers before it serves.
+STARTUP_WAIT = 1.0
+#: Seconds before a homeserver that did not answer is asked again, at first and at most.
+RETRY_DELAY = 5.0
+MAX_RETRY_DELAY = 60.0
+
+
+class StartupTokenCheck:
+    """Every admin token checked at once; :meth:`settle` returns once each has answered or
+    :data:`STARTUP_WAIT` has passed, and the rest go on in the background (``on_refused``
+    gets the line that stops the portal)."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        homeservers: Sequence[Homeserver],
+        clock: Any,
+        on_refused: Callable[[str], None],
+    ) -> None:
+        self._upstream = upstream
+        self._clock = clock
+        self._on_refused = on_refused
+        self._checks = {
+            hs.name: defer.ensureDeferred(self._until_answered(hs))
+            for hs in homeservers
+            if hs.admin_token is not None
+        }
+        self._settled = False
+
+    async def settle(self, wait: float = STARTUP_WAIT) -> None:
+        """``RefusedToken`` if a homeserver refused its token within ``wait`` seconds."""
+        # (Not consumeErrors: a refusal raised after settling must reach _refused_later.)
+        everything: defer.Deferred[Any] = defer.DeferredList(list(self._checks.values()))
+        timer: defer.Deferred[Any] = task.deferLater(self._clock, wait, lambda: None)
+        await defer.DeferredList([everything, timer], fireOnOneCallback=True)
+        if not timer.called:
+            timer.addErrback(lambda failure: failure.trap(defer.CancelledError))
+            timer.cancel()
+        self._settled = True
+        for name, d in self._checks.items():
+            if d.called and isinstance(d.result, RefusedToken):
+                raise d.result
+            if not d.called:
+                logger.warning(
+                    "directory: %s has not answered the admin token check within %gs; the "
+                    "portal serves the others, and asks it again in the background",
+                    name,
+                    wait,
+                )
+        for d in self._checks.values():
+            d.addErrback(self._refused_later)
+
+    def stop(self) -> None:
+        for d in self._checks.values():
+            d.cancel()
+
+    def _refused_later(self, failure: Any) -> None:
+        if failure.check(defer.CancelledError):
+            return  # stopped (the process drains)
+        failure.trap(RefusedToken)
+        self._on_refused(str(failure.value))
+
+    async def _until_answered(self, hs: Homeserver) -> RefusedToken | None:
+        """``None`` once the token is an admin's; the refusal (returned, so that
+        :meth:`settle` can raise it) or, after settling, raised."""
+        delay = RETRY_DELAY
+        while True:
+            check = await check_token(self._upstream, hs)
+            if check.ok is True:
+                logger.info("directory: %s admin token: %s", check.homeserver, check.detail)
+                return None
+            if check.ok is False:
+                refused = RefusedToken(
+                    f"homeservers.{check.homeserver}.admin_token_file: {check.detail}"
+                )
+                if self._settled:
+                    raise refused
+                return refused
             logger.warning(
-                "directory: %s did not answer the admin token check (%s); its accounts are "
-                "found once it answers",
+                "directory: %s did not answer the admin token check (%s); asked again in "
+                "%gs (its accounts are found once it answers)",
                 check.homeserver,
                 check.detail,
+                delay,
             )
-        else:
-            logger.info("directory: %s admin token: %s", check.homeserver, check.detail)
+            await task.deferLater(self._clock, delay, lambda: None)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
