@@ -37,6 +37,7 @@ from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
+from synapse_base_cs_url.portal.upstream.health import HomeserverHealth
 from synapse_base_cs_url.portal.web.request import PortalRequest
 from synapse_base_cs_url.portal.web.url_table import ANY_METHOD, READ, Endpoint, UrlTable
 
@@ -65,17 +66,16 @@ def portal_endpoints(
     account_steps: AccountRedirects | None = None,
     placement_asks: PlacementAsks | None = None,
     identity_lookup: IdentityLookup | None = None,
+    homeserver_health: HomeserverHealth | None = None,
 ) -> UrlTable:
     """Every path the portal serves, and with which methods. ``ready`` says why the portal
     is not ready for traffic (``None``: it is)."""
     well_known = well_known_client(config.public_baseurl)
-    info = json.dumps(
-        {
-            "portal": "synapse-base-cs-url",
-            "mode": config.mode.value,
-            "client_api": config.client_api.value,
-        }
-    ).encode()
+    info = {
+        "portal": "synapse-base-cs-url",
+        "mode": config.mode.value,
+        "client_api": config.client_api.value,
+    }
 
     def login_post(request: PortalRequest, _: re.Match[bytes]) -> Coroutine[Any, Any, None] | None:
         return login.handle(request)
@@ -90,7 +90,9 @@ def portal_endpoints(
         request.respond(200, well_known)
 
     def portal_info(request: PortalRequest, _: re.Match[bytes]) -> None:
-        request.respond(200, info)
+        # Which homeservers nothing waits for now (each process's own view).
+        down = sorted(homeserver_health.down) if homeserver_health is not None else []
+        request.respond(200, json.dumps({**info, "homeservers_down": down}).encode())
 
     def health(request: PortalRequest, _: re.Match[bytes]) -> None:
         request.respond(200, b"OK", content_type=b"text/plain; charset=utf-8")

@@ -125,6 +125,16 @@ def unavailable(what: str, retry_after: float) -> MatrixError:
     )
 
 
+def homeserver_down(homeserver: str, retry_after: float) -> MatrixError:
+    """A homeserver marked down (it failed several times in a row): not waited for."""
+    return MatrixError(
+        503,
+        UNAVAILABLE,
+        f"Homeserver '{homeserver}' is not answering right now; try again shortly",
+        retry_after,
+    )
+
+
 def ambiguous_identifier(full_ids: list[str]) -> MatrixError:
     """Several homeservers hold an account by the name the user typed: never guess."""
     how = f" ({', '.join(full_ids)})" if full_ids else ""

@@ -142,6 +142,13 @@ class PortalMetrics:
             ("homeserver", "kind", "outcome"),
             registry=self.registry,
         )
+        self.homeservers_up = Gauge(
+            "synapse_base_cs_url_portal_homeserver_up",
+            "1 while a homeserver is up, 0 while it is marked down (upstream.failures_to_down "
+            "failures in a row; nothing waits for it until a probe finds it up)",
+            ("homeserver",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -169,6 +176,9 @@ class PortalMetrics:
 
     def registration(self, step: str, homeserver: str, status: int) -> None:
         self.registrations.labels(step, homeserver, str(status)).inc()
+
+    def homeserver_up(self, homeserver: str, up: bool) -> None:
+        self.homeservers_up.labels(homeserver).set(1 if up else 0)
 
     def placement_ask(self, homeserver: str, kind: str, outcome: str) -> None:
         self.placement_asks.labels(homeserver, kind, outcome).inc()

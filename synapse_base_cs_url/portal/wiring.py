@@ -59,6 +59,7 @@ from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets
 from synapse_base_cs_url.portal.state.redis import RedisState
 from synapse_base_cs_url.portal.state.store import Store
 from synapse_base_cs_url.portal.upstream.client import Upstream
+from synapse_base_cs_url.portal.upstream.health import HomeserverHealth
 from synapse_base_cs_url.portal.web.body_sink import BodySink
 from synapse_base_cs_url.portal.web.request import PortalRequest
 from synapse_base_cs_url.portal.web.url_table import UrlTable
@@ -224,7 +225,15 @@ def build_portal(
 ) -> Portal:
     """Everything that serves requests under ``config`` (``ready`` says why the process is
     not ready for traffic). Built anew on reload; what must outlive it is in ``lasting``."""
-    upstream = Upstream(reactor, config.timeouts, config.upstream)
+    metrics = lasting.metrics
+    health = HomeserverHealth(
+        reactor,
+        config.homeservers,
+        failures_to_down=config.upstream.failures_to_down,
+        probe_interval=config.upstream.probe_interval,
+        on_change=metrics.homeserver_up,
+    )
+    upstream = Upstream(reactor, config.timeouts, config.upstream, health=health)
     default = config.homeservers[config.default_homeserver]
     # The default homeserver first: combined discovery answers take its flow objects.
     ordered = [default, *(hs for hs in config.homeservers.values() if hs is not default)]
@@ -235,7 +244,6 @@ def build_portal(
         clock=reactor,
         ttl=config.discovery_cache_ttl,
     )
-    metrics = lasting.metrics
     directory = None
     if config.directory.enabled:
         directory = build_directory(config, upstream, reactor, lasting)
@@ -291,6 +299,7 @@ def build_portal(
         identity_lookup=(
             IdentityLookup(config.homeservers, homes) if config.identity_info else None
         ),
+        homeserver_health=health,
         placement_asks=(
             PlacementAsks(config.homeservers, placement, metrics)
             if any(hs.placement_secret for hs in config.homeservers.values())
@@ -308,7 +317,9 @@ def build_directory(
     sources: list[Source] = []
     for source in settings.sources:
         if source is DirectorySource.HOMESERVERS:
-            sources.append(HomeserverSource(upstream, list(config.homeservers.values())))
+            sources.append(
+                HomeserverSource(upstream, list(config.homeservers.values()), settings.timeout)
+            )
         elif source is DirectorySource.HTTP:
             assert settings.url is not None
             sources.append(HttpSource(upstream, settings.url, config.homeservers))

@@ -62,6 +62,7 @@ class Holders:
     """A directory source that knows who holds which localpart."""
 
     name = "test"
+    bounds_itself = False
 
     def __init__(self, holders: dict[str, str]) -> None:
         self.holders = holders

@@ -26,7 +26,18 @@ DEFAULT_MAX_RESPONSE_SIZE = 4 * 1024 * 1024
 #: (``config/gateway.py``).
 TIMEOUT_KEYS = ("connect", "total")
 
-UPSTREAM_KEYS = ("max_idle_connections", "idle_timeout", "max_response_size")
+#: Failures in a row (refused, unreachable, timed out) that mark a homeserver down, and the
+#: seconds between probes of a homeserver that is down.
+DEFAULT_FAILURES_TO_DOWN = 3
+DEFAULT_PROBE_INTERVAL = 2.0
+
+UPSTREAM_KEYS = (
+    "max_idle_connections",
+    "idle_timeout",
+    "max_response_size",
+    "failures_to_down",
+    "probe_interval",
+)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -47,6 +58,12 @@ class UpstreamSettings:
     """Seconds an idle connection is kept before the portal closes it."""
     max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE
     """Bytes of a homeserver's answer body the portal reads at most (then 502)."""
+    failures_to_down: int = DEFAULT_FAILURES_TO_DOWN
+    """Failures in a row (refused, unreachable, timed out) that mark a homeserver down:
+    nothing waits for it until a probe finds it up again."""
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    """Seconds between two probes (``GET /health``) of a homeserver that is down (each
+    shifted by up to a fifth either way, so that replicas do not probe in step)."""
 
 
 def parse_timeouts(raw: Mapping[object, object]) -> Timeouts:
@@ -76,5 +93,11 @@ def parse_upstream(raw: object) -> UpstreamSettings:
             raw.get("max_response_size", DEFAULT_MAX_RESPONSE_SIZE),
             "upstream.max_response_size",
             "whole number of bytes",
+        ),
+        failures_to_down=positive_int(
+            raw.get("failures_to_down", DEFAULT_FAILURES_TO_DOWN), "upstream.failures_to_down"
+        ),
+        probe_interval=positive_seconds(
+            raw.get("probe_interval", DEFAULT_PROBE_INTERVAL), "upstream.probe_interval"
         ),
     )

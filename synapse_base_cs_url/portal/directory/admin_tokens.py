@@ -67,6 +67,10 @@ async def check_token(upstream: Upstream, hs: Homeserver) -> TokenCheck:
     )
 
 
+def _cancelled(failure: Any) -> None:
+    failure.trap(defer.CancelledError)
+
+
 class RefusedToken(Exception):
     """An admin token its homeserver refuses; the message is the one line printed."""
 
@@ -107,7 +111,7 @@ class StartupTokenCheck:
         timer: defer.Deferred[Any] = task.deferLater(self._clock, wait, lambda: None)
         await defer.DeferredList([everything, timer], fireOnOneCallback=True)
         if not timer.called:
-            timer.addErrback(lambda failure: failure.trap(defer.CancelledError))
+            timer.addErrback(_cancelled)
             timer.cancel()
         self._settled = True
         for name, d in self._checks.items():

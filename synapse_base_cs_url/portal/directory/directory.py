@@ -210,6 +210,8 @@ class Directory:
 
     async def _bounded(self, source: Source, identifier: Identifier) -> SourceAnswer:
         d = defer.ensureDeferred(source.ask(identifier))
+        if source.bounds_itself:
+            return await d
         d.addTimeout(self._settings.timeout, self._clock)  # type: ignore[arg-type]
         try:
             return await d

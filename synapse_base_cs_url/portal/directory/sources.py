@@ -43,6 +43,9 @@ class SourceAnswer:
 
 class Source(Protocol):
     name: str
+    bounds_itself: bool
+    """Whether the source answers within ``directory.timeout`` itself (else the directory
+    bounds it)."""
 
     async def ask(self, identifier: Identifier) -> SourceAnswer: ...
 
@@ -60,11 +63,17 @@ class HomeserverSource:
     it, ``404`` does not. Anything else (or no answer) is no answer."""
 
     name = "homeservers"
+    bounds_itself = True
 
-    def __init__(self, upstream: Upstream, homeservers: Sequence[Homeserver]) -> None:
+    def __init__(
+        self, upstream: Upstream, homeservers: Sequence[Homeserver], timeout: float | None = None
+    ) -> None:
         """Entries sharing one ``server_name`` are ingress points of one homeserver: one of
-        them is asked, for all."""
+        them is asked, for all. Each is given ``timeout`` seconds (``directory.timeout``),
+        by the upstream client itself, so that a homeserver that does not answer counts
+        against its health (a hung one is then not waited for)."""
         self._upstream = upstream
+        self._timeout = timeout
         by_server: dict[str, Homeserver] = {}
         for hs in homeservers:
             by_server.setdefault((hs.server_name or hs.name).lower(), hs)
@@ -95,7 +104,7 @@ class HomeserverSource:
             return await self._ask_module(hs, identifier)
         path = self.path_for(hs, identifier).encode()
         try:
-            response = await admin_request(self._upstream, hs, path)
+            response = await admin_request(self._upstream, hs, path, timeout=self._timeout)
         except errors.MatrixError as e:
             logger.warning("directory: %s did not answer: %s", hs.name, e.message)
             return None
@@ -130,7 +139,12 @@ class HomeserverSource:
         ]
         try:
             response = await self._upstream.request(
-                hs, b"POST", HOLDS_PATH.encode(), headers, json.dumps(body).encode()
+                hs,
+                b"POST",
+                HOLDS_PATH.encode(),
+                headers,
+                json.dumps(body).encode(),
+                timeout=self._timeout,
             )
         except errors.MatrixError as e:
             logger.warning("directory: %s did not answer: %s", hs.name, e.message)
@@ -159,11 +173,13 @@ def _errcode(body: bytes) -> object:
     return answer.get("errcode") if answer is not None else None
 
 
-async def admin_request(upstream: Upstream, hs: Homeserver, path: bytes) -> UpstreamResponse:
+async def admin_request(
+    upstream: Upstream, hs: Homeserver, path: bytes, *, timeout: float | None = None
+) -> UpstreamResponse:
     """``GET path`` on ``hs`` with its admin token (which never reaches a log)."""
     assert hs.admin_token is not None
     headers = [(b"Authorization", [b"Bearer " + hs.admin_token.encode("ascii", "replace")])]
-    return await upstream.request(hs, b"GET", path, headers)
+    return await upstream.request(hs, b"GET", path, headers, timeout=timeout)
 
 
 def _holders_in(answer: object, known: Mapping[str, Homeserver], source: str) -> set[str] | None:
@@ -192,6 +208,7 @@ class HttpSource:
     names: several)."""
 
     name = "http"
+    bounds_itself = False
 
     def __init__(self, upstream: Upstream, url: str, homeservers: Mapping[str, Homeserver]):
         self._upstream = upstream
@@ -233,6 +250,7 @@ class FunctionSource:
     list of them, or ``None``; sync or async. An exception is no answer."""
 
     name = "function"
+    bounds_itself = False
 
     def __init__(self, function: DirectoryFunction, homeservers: Mapping[str, Homeserver]):
         self._function = function

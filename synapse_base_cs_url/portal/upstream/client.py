@@ -37,6 +37,7 @@ from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.upstream.bodies import AgentResponse, BytesProducer, read_body
 from synapse_base_cs_url.portal.upstream.endpoints import HomeserverEndpoints
 from synapse_base_cs_url.portal.upstream.failures import as_matrix_error
+from synapse_base_cs_url.portal.upstream.health import HomeserverHealth
 
 logger = logging.getLogger("synapse_base_cs_url.portal.upstream")
 
@@ -58,8 +59,16 @@ class Upstream:
         reactor: PortalReactor,
         timeouts: Timeouts,
         settings: UpstreamSettings = UpstreamSettings(),  # noqa: B008
+        *,
+        health: HomeserverHealth | None = None,
     ) -> None:
+        """``health``: each homeserver's, fed by every exchange; a homeserver it marks down
+        is answered ``503`` at once, and probed until it answers."""
         self._reactor = reactor
+        self.health = health
+        self._seen: dict[str, Homeserver] = {}
+        if health is not None:
+            health.start_probing(self._probe)
         self._timeouts = timeouts
         self._max_response_size = settings.max_response_size
         pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
@@ -79,16 +88,21 @@ class Upstream:
         path_and_query: bytes,
         headers: Iterable[tuple[bytes, list[bytes]]] = (),
         body: bytes | None = None,
+        *,
+        timeout: float | None = None,
     ) -> UpstreamResponse:
         """``method`` ``proxy_url + path_and_query`` on ``homeserver``; never hangs: the whole
-        exchange is bounded by ``timeouts.total``."""
+        exchange is bounded by ``timeout`` (``timeouts.total`` unless given; running out
+        counts against the homeserver's health, as a refusal does)."""
+
+        self._gate(homeserver)
 
         async def exchange() -> UpstreamResponse:
             response = await self._send(homeserver, method, path_and_query, headers, body)
             content = await read_body(response, self._max_response_size)
             return UpstreamResponse(response.code, response.headers, content)
 
-        return await self._bounded(homeserver, exchange(), self._timeouts.total)
+        return await self._bounded(homeserver, exchange(), timeout or self._timeouts.total)
 
     async def open(
         self,
@@ -102,6 +116,7 @@ class Upstream:
     ) -> AgentResponse:
         """Send a request whose answer is streamed by the caller: the answer's status and
         headers within ``timeout`` seconds (its body as it comes, via ``deliverBody``)."""
+        self._gate(homeserver)
         sent = self._send(homeserver, method, path_and_query, headers, body)
         return await self._bounded(homeserver, sent, timeout)
 
@@ -144,20 +159,60 @@ class Upstream:
 
         timer = self._reactor.callLater(timeout, on_timeout)
         try:
-            return await d
+            result = await d
         except Exception as e:
             if timed_out:
+                self._failed(homeserver, f"no answer within {timeout:g}s")
                 raise errors.timed_out(homeserver.name, timeout) from None
             if isinstance(e, RequestGenerationFailed) and e.reasons:
                 reason = e.reasons[0].value
                 if isinstance(reason, (BodyRefused, defer.CancelledError)):
                     raise reason from None  # the caller's to answer
-            raise as_matrix_error(homeserver, e, self._timeouts.connect) from None
+            error = as_matrix_error(homeserver, e, self._timeouts.connect)
+            if not isinstance(e, defer.CancelledError):
+                why = error.message if isinstance(error, errors.MatrixError) else type(e).__name__
+                self._failed(homeserver, why)
+            raise error from None
+        else:
+            if self.health is not None:
+                self.health.succeeded(homeserver.name)
+            return result
         finally:
             if timer.active():
                 timer.cancel()
 
+    def _gate(self, homeserver: Homeserver) -> None:
+        """``503`` at once for a homeserver marked down (nothing waits for it)."""
+        self._seen[homeserver.name] = homeserver
+        health = self.health
+        if health is not None and health.is_down(homeserver.name):
+            raise errors.homeserver_down(homeserver.name, health.probe_interval)
+
+    def _failed(self, homeserver: Homeserver, why: str) -> None:
+        if self.health is not None:
+            self.health.failed(homeserver.name, why)
+
+    async def _probe(self, name: str) -> bool:
+        """Whether a homeserver marked down answers ``GET /health`` (below ``500``) within
+        ``timeouts.connect``; nothing else is sent to it meanwhile."""
+        homeserver = self._seen.get(name)
+        if homeserver is None:
+            return False
+        d = self._send(homeserver, b"GET", b"/health", (), None)
+        timer = self._reactor.callLater(self._timeouts.connect, d.cancel)
+        try:
+            response = await d
+            await read_body(response, self._max_response_size)
+        except Exception:
+            return False
+        finally:
+            if timer.active():
+                timer.cancel()
+        return bool(response.code < 500)
+
     async def close(self) -> None:
+        if self.health is not None:
+            self.health.close()
         await self.pool.closeCachedConnections()  # type: ignore[no-untyped-call]
 
 

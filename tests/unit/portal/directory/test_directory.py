@@ -25,6 +25,7 @@ class Played:
     """A source whose answers the test gives, one pending Deferred per ask."""
 
     name = "played"
+    bounds_itself = False
 
     def __init__(self) -> None:
         self.asks: list[tuple[Identifier, defer.Deferred[SourceAnswer]]] = []

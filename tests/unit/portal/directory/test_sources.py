@@ -40,7 +40,14 @@ class Upstream:
         self.asked: list[tuple[str, bytes, dict[bytes, list[bytes]]]] = []
 
     async def request(
-        self, hs: Homeserver, method: bytes, path: bytes, headers: Any = (), body: Any = None
+        self,
+        hs: Homeserver,
+        method: bytes,
+        path: bytes,
+        headers: Any = (),
+        body: Any = None,
+        *,
+        timeout: float | None = None,
     ) -> UpstreamResponse:
         self.asked.append((hs.name, path, dict(headers)))
         answer = self.answers[hs.name]
@@ -156,7 +163,7 @@ def test_a_token_is_refused_only_by_401_or_403() -> None:
             self.whoami, self.admin = whoami, admin
 
         async def request(
-            self, hs: Homeserver, method: bytes, path: bytes, *a: Any
+            self, hs: Homeserver, method: bytes, path: bytes, *a: Any, **kw: Any
         ) -> UpstreamResponse:
             if path.endswith(b"/whoami"):
                 return UpstreamResponse(self.whoami, Headers(), b'{"user_id": "@p:hs1.example"}')
