@@ -80,7 +80,7 @@ class Homes:
         self, plan: LoginPlan, identifier: Identifier, client_ip: str, what: str
     ) -> Home:
         assert self._directory is not None
-        location = await self._directory.locate(identifier, client_ip, what=what)
+        location = await self._directory.locate(identifier, client_ip)
         holder = self.routes.holder(location, identifier, client_ip, what=what, ctx=plan.ctx)
         if holder is not None:
             return holder

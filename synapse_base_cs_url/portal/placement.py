@@ -217,7 +217,7 @@ class Placement:
         # (A phone number's verification is not looked up: it follows the registration.)
         identifier = address_of(medium, body) if medium == EMAIL else None
         if identifier is not None and self._directory is not None:
-            location = await self._directory.locate(identifier, client_ip, what=REGISTRATION)
+            location = await self._directory.locate(identifier, client_ip)
             if held(location, REGISTRATION) and self._config.directory.unique_localparts:
                 if self._config.request_token_inhibit_3pid_errors:
                     # As Synapse answers with that option: as if the e-mail were sent.
@@ -237,7 +237,7 @@ class Placement:
         directory = self._directory
         if directory is None or not self._config.directory.unique_localparts:
             return
-        location = await directory.locate(identifier, client_ip, what=REGISTRATION)
+        location = await directory.locate(identifier, client_ip)
         if held(location, REGISTRATION):
             raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
 
@@ -256,7 +256,7 @@ class Placement:
             return None
         if self._directory is not None:
             location = await self._directory.locate(
-                identifier, ASKED_BY_HOMESERVER, what=CREATION, before_creating=True
+                identifier, ASKED_BY_HOMESERVER, before_creating=True
             )
             if location.holders - {homeserver}:
                 return refusal

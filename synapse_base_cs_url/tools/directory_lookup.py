@@ -31,7 +31,7 @@ def look_up(config: PortalConfig, identifiers: Sequence[Identifier]) -> list[Loc
     async def ask_all() -> None:
         try:
             for identifier in identifiers:
-                found.append(await directory.locate(identifier, "explain", what="explain"))
+                found.append(await directory.locate(identifier, "explain"))
         finally:
             await upstream.close()
 

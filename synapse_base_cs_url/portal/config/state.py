@@ -14,7 +14,9 @@ DEFAULT_KEY_PREFIX = "synapse_base_cs_url:"
 
 DEFAULT_COMMAND_TIMEOUT = 2.0
 
-STATE_KEYS = ("backend", "url", "key_prefix", "command_timeout")
+STATE_KEYS = ("backend", "url", "key_prefix", "command_timeout", "probe_interval")
+#: Seconds between two probes (PING) of a Redis that failed a command.
+DEFAULT_PROBE_INTERVAL = 1.0
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -55,6 +57,9 @@ class StateSettings:
     redis: RedisAddress | None = None
     key_prefix: str = DEFAULT_KEY_PREFIX
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    """Seconds between two probes (``PING``) of a Redis that failed a command: until one
+    answers, nothing waits for Redis (``state.command_timeout`` is not spent again)."""
     """Seconds a Redis command may take before the request that needed it gets a 503."""
 
 
@@ -80,7 +85,16 @@ def parse_state(raw: object) -> StateSettings:
         redis = parse_redis_url(raw["url"], "state.url")
     elif raw.get("url") is not None:
         raise ValueError("state.url: only used with backend redis")
-    return StateSettings(backend=backend, redis=redis, key_prefix=prefix, command_timeout=timeout)
+    probe_interval = positive_seconds(
+        raw.get("probe_interval", DEFAULT_PROBE_INTERVAL), "state.probe_interval"
+    )
+    return StateSettings(
+        backend=backend,
+        redis=redis,
+        key_prefix=prefix,
+        command_timeout=timeout,
+        probe_interval=probe_interval,
+    )
 
 
 def parse_redis_url(raw: object, path: str) -> RedisAddress:

@@ -28,7 +28,7 @@ from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import DIRECTORY_PREFIX
 from synapse_base_cs_url.portal.state.rate_limit import ClientBuckets, RateLimiter, Slots
-from synapse_base_cs_url.portal.state.shared import SharedState, StateUnavailable, guarded
+from synapse_base_cs_url.portal.state.shared import SharedState, StateUnavailable
 from synapse_base_cs_url.portal.state.single_flight import SingleFlight
 from synapse_base_cs_url.portal.state.store import Store
 
@@ -140,18 +140,16 @@ class Directory:
         identifier: Identifier,
         client_ip: str,
         *,
-        what: str = "This request",
         before_creating: bool = False,
     ) -> Location:
-        """Who holds ``identifier``: from the cache, else from the sources; ``429`` past the
-        limits, ``503`` (saying that ``what`` is not possible now) when the cache (Redis)
-        cannot be read.
+        """Who holds ``identifier``: from the cache, else from the sources (also when the
+        cache, Redis, cannot be read); ``429`` past the limits.
 
         ``before_creating``: a homeserver asks before it creates an account or binds an
         address. A cached "nobody" is asked again (a wrong "free" makes a duplicate, which is
         forever), and the per-client limits do not apply (the asks are bounded by
         ``directory.concurrency`` and ``max_waiting``)."""
-        cached = await guarded(self._cache.get(identifier), what)
+        cached = await self._cached(identifier)
         if before_creating and cached is not None and not cached:
             cached = None
         self._on_cache(cached is not None)
@@ -166,6 +164,16 @@ class Directory:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(1.0)
         return await self._lookups.run(identifier.key, lambda: self._look_up(identifier))
+
+    async def _cached(self, identifier: Identifier) -> frozenset[str] | None:
+        """The cache's answer; ``None`` also when the cache (Redis) cannot be read: the
+        cache is an optimisation, not a dependency, so the sources are asked (within the
+        limits; the answer is not cached), rather than the login refused."""
+        try:
+            return await self._cache.get(identifier)
+        except StateUnavailable as e:
+            logger.debug("directory: cache unreadable for %s: %s", identifier.tag, e)
+            return None
 
     async def remember(self, identifier: Identifier, homeserver: str) -> None:
         """An account the portal just saw made: found at its first login, even seconds

@@ -5,7 +5,9 @@ virtualenv).
 
 Every command has a bounded time (``state.command_timeout``): a Redis that is down or slow
 makes the request that needed it fail with :class:`StateUnavailable` (a 503 for the client),
-never hang. txredisapi reconnects by itself, with backoff, once Redis is back.
+never hang. After such a failure Redis is **down** for this process: commands fail at once,
+without waiting ``command_timeout`` again, until a probe (``PING`` every
+``state.probe_interval`` seconds) answers. txredisapi reconnects by itself, with backoff.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ class RedisState:
         self._clock = clock
         self._connection = _connect(address, settings.command_timeout)
         self._has_getdel = True
+        self._probe_interval = settings.probe_interval
+        self._down: str | None = None
+        """Why Redis is down (``None``: up)."""
+        self._probe: Any = None
+        self._closed = False
+
+    @property
+    def down(self) -> bool:
+        return self._down is not None
 
     async def check(self) -> str:
         """Redis's version, once it answers; :class:`StateUnavailable` if it cannot be used."""
@@ -62,7 +73,7 @@ class RedisState:
         return ".".join(map(str, version))
 
     async def ping(self) -> bool:
-        """Whether Redis answers now (for readiness checks)."""
+        """Whether Redis answers now (for readiness checks; nothing waits while it is down)."""
         try:
             await self._run("PING")
         except StateUnavailable:
@@ -107,6 +118,37 @@ class RedisState:
         await self._run("DEL", self.prefix + key)
 
     async def _run(self, *command: Any) -> Any:
+        if self._down is not None:
+            raise StateUnavailable(self._down + " (not waited for until a probe answers)")
+        try:
+            return await self._execute(*command)
+        except StateUnavailable as e:
+            self._mark_down(str(e))
+            raise
+
+    def _mark_down(self, why: str) -> None:
+        if self._down is not None or self._closed:
+            return
+        self._down = why
+        logger.warning("Redis is down: %s; probed every %gs", why, self._probe_interval)
+        self._schedule_probe()
+
+    def _schedule_probe(self) -> None:
+        if not self._closed:
+            self._probe = self._clock.callLater(
+                self._probe_interval, lambda: defer.ensureDeferred(self._run_probe())
+            )
+
+    async def _run_probe(self) -> None:
+        try:
+            await self._execute("PING")
+        except StateUnavailable:
+            self._schedule_probe()
+            return
+        self._down = None
+        logger.info("Redis is up again at %s", self.address.shown())
+
+    async def _execute(self, *command: Any) -> Any:
         d: defer.Deferred[Any] = self._connection.execute_command(*command)
         d.addTimeout(self._timeout, self._clock)  # type: ignore[arg-type]
         try:
@@ -124,6 +166,9 @@ class RedisState:
             ) from None
 
     def close(self) -> None:
+        self._closed = True
+        if self._probe is not None and self._probe.active():
+            self._probe.cancel()
         disconnect = getattr(self._connection, "disconnect", None)
         if disconnect is not None:
             disconnect()

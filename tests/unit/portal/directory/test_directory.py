@@ -14,6 +14,7 @@ from synapse_base_cs_url.portal.directory.directory import Directory, DirectoryC
 from synapse_base_cs_url.portal.directory.identifier import EMAIL, LOCALPART, Identifier
 from synapse_base_cs_url.portal.directory.sources import SourceAnswer
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
+from synapse_base_cs_url.portal.state.shared import StateUnavailable
 from tests.harness.deferreds import settle
 from tests.harness.shared_state import SharedDict
 
@@ -185,3 +186,26 @@ def test_an_answer_at_hand_is_peeked_without_waiting() -> None:
     # With the shared state, nothing is at hand.
     shared_directory, _, _, _ = setup(SharedDict())
     assert shared_directory.peek(BOB) is None
+
+
+class Unreadable(SharedDict):
+    """Redis down: every command fails."""
+
+    async def get(self, key: str) -> str | None:
+        raise StateUnavailable("Redis at 127.0.0.1:6379 did not answer within 2s")
+
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        raise StateUnavailable("Redis at 127.0.0.1:6379 did not answer within 2s")
+
+
+def test_a_cache_that_cannot_be_read_is_not_a_dependency() -> None:
+    """Redis down: the sources are asked (within the limits), the answer is given, and
+    nothing is cached; before, every lookup login was 503."""
+    directory, source, _, seen = setup(Unreadable())
+    first = locate(directory)
+    source.answer("hs2")
+    assert settle(first).holders == {"hs2"}
+    again = locate(directory)
+    source.answer("hs2")  # asked again: nothing could be cached
+    assert settle(again).holders == {"hs2"}
+    assert ("cache", True) not in seen
