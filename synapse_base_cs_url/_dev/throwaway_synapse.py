@@ -156,6 +156,12 @@ class LoopbackSynapse:
         raise SynapseStartupError(self, f"did not answer /versions within {timeout:.0f}s")
 
     @property
+    def pid(self) -> int:
+        """The process id (e.g. to ``SIGSTOP`` it: a homeserver that hangs)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
