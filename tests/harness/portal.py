@@ -11,6 +11,8 @@ the portal.yaml the portal tests share.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,31 @@ def portal_homeserver(
     # Room for the gateway's 50 MB streaming test.
     hs.config["max_upload_size"] = "100M"
     return hs, recorder
+
+
+def homeserver_entries(
+    homeservers: dict[str, SynapseProcess], **files: dict[str, Path]
+) -> dict[str, dict[str, str]]:
+    """Each homeserver as portal.yaml names it: its ``base_url`` and ``server_name``, and
+    each file given by key (``admin_token_file=tokens``, ``placement_secret_file=secrets``:
+    homeserver name -> path)."""
+    return {
+        name: {
+            "base_url": hs.base_url,
+            "server_name": hs.server_name,
+            **{key: str(paths[name]) for key, paths in files.items() if name in paths},
+        }
+        for name, hs in homeservers.items()
+    }
+
+
+def placement_secrets(workdir: Path, names: Iterable[str]) -> dict[str, Path]:
+    """A fresh placement secret per homeserver, each in a file of its own."""
+    files = {}
+    for name in names:
+        files[name] = workdir / f"{name}.secret"
+        files[name].write_text(secrets.token_hex(24) + "\n")
+    return files
 
 
 def portal_config(homeservers: dict[str, SynapseProcess], **overrides: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from tests.harness.cli import run_tool
 from tests.harness.clients import whoami
 from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.metrics import total
-from tests.harness.portal import portal_homeserver
+from tests.harness.portal import homeserver_entries, portal_homeserver
 from tests.harness.services import redis_server
 from tests.harness.smtp import SmtpSink
 from tests.harness.switchable_proxy import SwitchableProxy
@@ -53,14 +53,7 @@ class Deployment:
         config: dict[str, Any] = {
             "public_baseurl": "https://portal.example.com",
             "mode": "redirect",
-            "homeservers": {
-                name: {
-                    "base_url": hs.base_url,
-                    "server_name": hs.server_name,
-                    "admin_token_file": str(self.tokens[name]),
-                }
-                for name, hs in self.homeservers.items()
-            },
+            "homeservers": homeserver_entries(self.homeservers, admin_token_file=self.tokens),
             "routes": [{"name": "pool", "pool": list(NAMES), "strategy": "hash"}],
             "default_homeserver": "d1",
             # Every test logs in from one address, many times.

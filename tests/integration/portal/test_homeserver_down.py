@@ -22,7 +22,7 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
 from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.metrics import total
-from tests.harness.portal import portal_homeserver
+from tests.harness.portal import homeserver_entries, placement_secrets, portal_homeserver
 from tests.harness.services import redis_server
 from tests.harness.switchable_proxy import SwitchableProxy
 from tests.harness.synapse import start_all
@@ -47,14 +47,7 @@ class Deployment:
         config: dict[str, Any] = {
             "public_baseurl": "https://portal.example.com",
             "mode": "redirect",
-            "homeservers": {
-                name: {
-                    "base_url": hs.base_url,
-                    "server_name": hs.server_name,
-                    "placement_secret_file": str(self.secrets[name]),
-                }
-                for name, hs in self.homeservers.items()
-            },
+            "homeservers": homeserver_entries(self.homeservers, placement_secret_file=self.secrets),
             "default_homeserver": "h1",
             "directory": {"burst": 1000, "timeout": TIMEOUT, "not_found_ttl": 0.001},
             "timeouts": {"connect": TIMEOUT, "total": TIMEOUT},
@@ -71,10 +64,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     made = {
         name: portal_homeserver(tmp_path_factory, f"{name}.test", module=True)[0] for name in NAMES
     }
-    secret_files = {}
+    secret_files = placement_secrets(workdir, NAMES)
     for name, hs in made.items():
-        secret_files[name] = workdir / f"{name}.secret"
-        secret_files[name].write_text(secrets.token_hex(24))
         for module in hs.config["modules"]:
             if module["module"] == MODULE:
                 # The module answers the directory; nothing here asks the portal.

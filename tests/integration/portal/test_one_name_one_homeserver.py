@@ -20,7 +20,7 @@ from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.core.placement_protocol import ASK_PATH
 from tests.harness.cli import run_tool
 from tests.harness.constants import MODULE, PASSWORD
-from tests.harness.portal import portal_homeserver
+from tests.harness.portal import homeserver_entries, placement_secrets, portal_homeserver
 from tests.harness.services import redis_server
 from tests.harness.smtp import SmtpSink
 from tests.harness.switchable_proxy import SwitchableProxy
@@ -63,22 +63,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         name: portal_homeserver(tmp_path_factory, f"{name}.test", module=True)[0] for name in NAMES
     }
     unchecked = portal_homeserver(tmp_path_factory, "p3.test", module=True)[0]
-    secret_files = {}
-    for name in (*NAMES, "p3"):
-        secret_files[name] = workdir / f"{name}.secret"
-        secret_files[name].write_text(secrets.token_hex(24) + "\n")
+    secret_files = placement_secrets(workdir, (*NAMES, "p3"))
     portal = PortalProcess(
         {
             "public_baseurl": "https://portal.example.com",
             "mode": "redirect",
-            "homeservers": {
-                name: {
-                    "base_url": hs.base_url,
-                    "server_name": hs.server_name,
-                    "placement_secret_file": str(secret_files[name]),
-                }
-                for name, hs in made.items()
-            },
+            "homeservers": homeserver_entries(made, placement_secret_file=secret_files),
             "default_homeserver": "p1",
             "directory": {"burst": 1000},
         },
