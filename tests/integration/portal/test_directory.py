@@ -116,20 +116,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iter
             hs.stop()
 
 
-@pytest.fixture(scope="module")
-def start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    started: list[PortalProcess] = []
-
-    def run(config: dict[str, Any], label: str = "portal") -> PortalProcess:
-        portal = PortalProcess(config, tmp_path_factory.mktemp(label))
-        started.append(portal)
-        return portal.start()
-
-    yield run
-    for portal in started:
-        portal.stop()
-
-
 def by_localpart(user: str) -> dict[str, Any]:
     return {
         "type": "m.login.password",

@@ -89,20 +89,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             door.close()
 
 
-@pytest.fixture
-def start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    started: list[PortalProcess] = []
-
-    def run(config: dict[str, Any], label: str = "portal") -> PortalProcess:
-        portal = PortalProcess(config, tmp_path_factory.mktemp(label))
-        started.append(portal)
-        return portal.start()
-
-    yield run
-    for portal in started:
-        portal.stop()
-
-
 def login(portal: PortalProcess, user: str) -> tuple[requests.Response, float]:
     body = {"type": "m.login.password", "user": user, "password": PASSWORD}
     started = time.monotonic()
