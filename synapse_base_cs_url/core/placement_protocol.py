@@ -4,7 +4,8 @@ import it, so the two cannot drift apart).
 - **Ask** (module -> portal, ``POST`` :data:`ASK_PATH`): before Synapse creates an account or
   binds an address, may it? Answered ``200 {"allowed": true}`` (the name or address is now
   reserved for the asking homeserver) or ``200 {"allowed": false, "errcode": ..., "error":
-  ...}`` (held, or reserved, on another homeserver of the deployment).
+  ...}`` (held, or reserved, on another homeserver of the deployment; with
+  ``"follow_routes": true`` in the ask, also when the routes place it on another one).
 - **Holds** (portal -> module, ``POST`` :data:`HOLDS_PATH`): does this homeserver hold the
   account or the address? Answered ``200 {"holds": true|false}``.
 
@@ -22,6 +23,8 @@ ASK_PATH = "/_synapse_base_cs_url/v1/placement/ask"
 HOLDS_PATH = "/_synapse/client/synapse_base_cs_url/v1/holds"
 
 LOCALPART = "localpart"
+#: In an ask: the name or address may only be created where the portal's routes place it.
+FOLLOW_ROUTES = "follow_routes"
 MEDIUMS = ("email", "msisdn")
 #: The longest name or address either side accepts (Synapse's user ids are at most 255).
 MAX_IDENTIFIER = 512

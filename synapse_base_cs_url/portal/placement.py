@@ -33,6 +33,7 @@ from synapse_base_cs_url.portal.login_routes import (
     DIRECTORY_RETRY_AFTER,
     LoginRoutes,
     held,
+    login_by,
     user_login,
 )
 from synapse_base_cs_url.portal.records import RecordLimiter
@@ -241,7 +242,9 @@ class Placement:
         if held(location, REGISTRATION):
             raise errors.MatrixError(400, errors.USER_IN_USE, "User ID already taken.")
 
-    async def reserve(self, identifier: Identifier, homeserver: str) -> str | None:
+    async def reserve(
+        self, identifier: Identifier, homeserver: str, *, follow_routes: bool = False
+    ) -> str | None:
         """A homeserver (its module) asks before it creates an account or binds an address:
         ``None`` when it may (the name or address is now reserved for it, for
         ``directory.reservation_ttl``), else the Matrix errcode of the refusal (held on
@@ -250,8 +253,14 @@ class Placement:
         Of several homeservers asking for the same new name at once, exactly one is told
         yes: the reservation is one set-if-absent step in the state (memory, or Redis shared
         by every replica). A name the portal placed for a registration is already reserved
-        for its homeserver."""
+        for its homeserver.
+
+        ``follow_routes``: also refused (``M_FORBIDDEN``) when the routes would place the name
+        or address on another homeserver (one that is not an ingress point of the asker's
+        server name)."""
         refusal = errors.USER_IN_USE if identifier.medium == LOCALPART else errors.THREEPID_IN_USE
+        if follow_routes and not self._placed_here(identifier, homeserver):
+            return errors.FORBIDDEN
         if identifier.medium == LOCALPART and not self._config.directory.unique_localparts:
             return None
         if self._directory is not None:
@@ -274,6 +283,18 @@ class Placement:
             if reserved is not None:
                 break
         return refusal
+
+    def _placed_here(self, identifier: Identifier, homeserver: str) -> bool:
+        """Whether the routes place a new ``identifier`` on ``homeserver`` (or on another
+        ingress point of its server name)."""
+        if identifier.medium == LOCALPART:
+            login = user_login(identifier.address)
+        else:
+            login = login_by(identifier)
+        placed = self._login_routes.decide(login, PASSWORD_TYPE, ASKED_BY_HOMESERVER).target
+        asker = self._homeservers[homeserver]
+        same = placed.server_name is not None and placed.server_name == asker.server_name
+        return placed.name == homeserver or same
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Mapping
 
-from synapse_base_cs_url.core.placement_protocol import LOCALPART, read_identifier
+from synapse_base_cs_url.core.placement_protocol import FOLLOW_ROUTES, LOCALPART, read_identifier
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver, homeserver_by_secret
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART as NAME
@@ -26,6 +26,7 @@ from synapse_base_cs_url.portal.web.request import PortalRequest, access_token
 logger = logging.getLogger("synapse_base_cs_url.portal")
 
 REFUSALS = {
+    errors.FORBIDDEN: "This name or address belongs on another homeserver of this deployment.",
     errors.USER_IN_USE: "This name is taken on another homeserver of this deployment.",
     errors.THREEPID_IN_USE: "This address is in use on another homeserver of this deployment.",
 }
@@ -50,13 +51,16 @@ class PlacementAsks:
                 401, errors.UNKNOWN_TOKEN, "Ask with this homeserver's placement secret"
             )
         try:
-            identifier = _identifier(parse_json_object(request.body()))
+            body = parse_json_object(request.body())
+            identifier = _identifier(body)
         except errors.MatrixError:
             self._metrics.placement_ask(homeserver, "-", "bad")
             raise
         kind = "name" if identifier.medium == NAME else identifier.medium
         try:
-            refusal = await self._placement.reserve(identifier, homeserver)
+            refusal = await self._placement.reserve(
+                identifier, homeserver, follow_routes=body.get(FOLLOW_ROUTES) is True
+            )
         except errors.MatrixError as e:
             self._metrics.placement_ask(homeserver, kind, "unavailable")
             logger.warning(

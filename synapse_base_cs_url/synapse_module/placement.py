@@ -38,6 +38,7 @@ from twisted.internet import defer
 from synapse_base_cs_url.core.hashes import identifier_tag
 from synapse_base_cs_url.core.placement_protocol import (
     ASK_PATH,
+    FOLLOW_ROUTES,
     HOLDS_PATH,
     LOCALPART,
     address_body,
@@ -117,7 +118,11 @@ class PlacementGuard:
                     {"retry_after_ms": RETRY_AFTER_MS},
                 ) from None
             if refusal is not None:
-                raise SynapseError(400, refusal.get("error", "Taken elsewhere."), errcode)
+                raise SynapseError(
+                    400,
+                    str(refusal.get("error", "Taken elsewhere.")),
+                    str(refusal.get("errcode", errcode)),
+                )
         return RegistrationBehaviour.ALLOW
 
     async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
@@ -140,7 +145,11 @@ class PlacementGuard:
 
     async def _ask(self, medium: str, address: str) -> dict[str, Any] | None:
         """``None``: allowed (reserved for this homeserver); else the portal's refusal."""
-        body = name_body(address) if medium == LOCALPART else address_body(medium, address)
+        body: dict[str, object] = dict(
+            name_body(address) if medium == LOCALPART else address_body(medium, address)
+        )
+        if self._settings.follow_routes:
+            body[FOLLOW_ROUTES] = True
         d = run_in_background(
             self._api.http_client.post_json_get_json, self._ask_url, body, self._headers
         )

@@ -6,6 +6,7 @@ created on this homeserver, and answer the portal's directory lookups.
       secret_file: /etc/synapse/placement.secret # this homeserver's placement secret
       timeout: 5                                 # seconds one ask may take
       when_portal_unreachable: refuse            # or allow
+      follow_routes: false                       # true: only what the routes place here
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ import enum
 
 import attr
 
-from synapse_base_cs_url.core.config_values import positive_seconds, prefixed, required, section
+from synapse_base_cs_url.core.config_values import (
+    boolean,
+    positive_seconds,
+    prefixed,
+    required,
+    section,
+)
 from synapse_base_cs_url.core.secrets import MIN_SHARED_SECRET, read_secret_file
 from synapse_base_cs_url.core.urls import validate_base_url
 
-PLACEMENT_KEYS = ("portal_url", "secret_file", "timeout", "when_portal_unreachable")
+PLACEMENT_KEYS = (
+    "portal_url",
+    "secret_file",
+    "timeout",
+    "when_portal_unreachable",
+    "follow_routes",
+)
 #: The longest an ask may be given: a registration waits for it.
 MAX_TIMEOUT = 60.0
 
@@ -39,6 +52,9 @@ class PlacementSettings:
     """Never logged, never shown."""
     timeout: float = 5.0
     when_portal_unreachable: Unreachable = Unreachable.REFUSE
+    follow_routes: bool = False
+    """Names and addresses may only be created on the homeserver the portal's routes place
+    them on (an e-mail's domain decides, say), not only be unique."""
 
     @staticmethod
     def from_config(raw: object) -> PlacementSettings | None:
@@ -64,4 +80,5 @@ class PlacementSettings:
                 f"placement.when_portal_unreachable: must be one of {', '.join(allowed)}, "
                 f"not {policy!r}"
             )
-        return PlacementSettings(portal_url, secret, timeout, Unreachable(policy))
+        follow_routes = boolean(raw.get("follow_routes", False), "placement.follow_routes")
+        return PlacementSettings(portal_url, secret, timeout, Unreachable(policy), follow_routes)

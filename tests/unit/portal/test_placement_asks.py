@@ -19,10 +19,16 @@ SECRETS = {"hs1": "s1-" + "a" * 30, "hs2": "s2-" + "b" * 30}
 ASK = ASK_PATH.encode()
 
 
+ROUTES = [
+    {"name": "mail", "match": {"address": r".*@two\.example"}, "homeserver": "hs2"},
+    {"name": "names", "match": {"localpart": "two-.*"}, "homeserver": "hs2"},
+]
+
+
 def deployment(tmp_path: Path, holders: dict[str, set[str]], **directory: Any) -> InMemoryPortal:
     """Two homeservers with the module: ``holders`` maps each to the names and addresses it
     holds (its module's answers)."""
-    raw = portal_config()
+    raw = portal_config(routes=ROUTES)
     for name, secret in SECRETS.items():
         path = tmp_path / f"{name}.secret"
         path.write_text(secret + "\n")
@@ -163,3 +169,16 @@ def test_several_processes_must_share_their_reservations(tmp_path: Path) -> None
     raw["homeservers"]["hs1"]["placement_secret_file"] = str(secret)
     with pytest.raises(ValueError, match=r"^state\.backend: workers: 2 with homeservers\.hs1\."):
         PortalConfig.from_config(raw)
+
+
+def test_with_follow_routes_only_where_the_routes_place_it(tmp_path: Path) -> None:
+    portal = deployment(tmp_path, {})
+    strict = {"localpart": "two-bob", "follow_routes": True}
+    refused = ask(portal, "hs1", strict).json()
+    assert refused["allowed"] is False and refused["errcode"] == errors.FORBIDDEN
+    assert "belongs on another homeserver" in refused["error"]
+    assert ask(portal, "hs2", strict).json() == {"allowed": True}
+    mail = {"medium": "email", "address": "carol@two.example", "follow_routes": True}
+    assert ask(portal, "hs1", mail).json()["errcode"] == errors.FORBIDDEN
+    # Without it, uniqueness only: the first homeserver to ask gets a free name.
+    assert ask(portal, "hs1", {"localpart": "two-dave"}).json() == {"allowed": True}

@@ -20,13 +20,14 @@ def placement(tmp_path: Path, secret: str = SECRET, **overrides: Any) -> dict[st
 
 
 def test_a_full_section(tmp_path: Path) -> None:
-    raw = placement(tmp_path, timeout=2, when_portal_unreachable="allow")
+    raw = placement(tmp_path, timeout=2, when_portal_unreachable="allow", follow_routes=True)
     settings = ModuleConfig.from_config({"placement": raw}).placement
     assert settings is not None
     assert settings.portal_url == "http://portal.internal:8080"
     assert settings.secret == SECRET and SECRET not in repr(settings)
     assert settings.timeout == 2.0
     assert settings.when_portal_unreachable is Unreachable.ALLOW
+    assert settings.follow_routes is True
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -47,6 +48,7 @@ def test_defaults(tmp_path: Path) -> None:
         ({"timeout": 600}, "placement.timeout: at most 60 seconds"),
         ({"when_portal_unreachable": "ignore"}, "placement.when_portal_unreachable: must be"),
         ({"portal": "x"}, "placement: unknown key 'portal'"),
+        ({"follow_routes": "yes"}, "placement.follow_routes: must be true or false"),
     ],
 )
 def test_each_mistake_names_its_key(tmp_path: Path, change: dict[str, Any], message: str) -> None:
