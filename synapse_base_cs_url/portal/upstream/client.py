@@ -169,9 +169,11 @@ class Upstream:
                 if isinstance(reason, (BodyRefused, defer.CancelledError)):
                     raise reason from None  # the caller's to answer
             error = as_matrix_error(homeserver, e, self._timeouts.connect)
-            if not isinstance(e, defer.CancelledError):
-                why = error.message if isinstance(error, errors.MatrixError) else type(e).__name__
-                self._failed(homeserver, why)
+            # A caller that gave up (a client gone, a resolution answered by another
+            # homeserver) is nobody's failure; Twisted wraps its cancellation
+            # (ResponseNeverReceived, ConnectingCancelledError): read the mapped error.
+            if isinstance(error, errors.MatrixError):
+                self._failed(homeserver, error.message)
             raise error from None
         else:
             if self.health is not None:
@@ -198,17 +200,23 @@ class Upstream:
         homeserver = self._seen.get(name)
         if homeserver is None:
             return False
-        d = self._send(homeserver, b"GET", b"/health", (), None)
+
+        async def answer() -> int:
+            response = await self._send(homeserver, b"GET", b"/health", (), None)
+            await read_body(response, self._max_response_size)
+            return int(response.code)
+
+        # The headers and the body within the bound: a probe that stalls is a failed one.
+        d = defer.ensureDeferred(answer())
         timer = self._reactor.callLater(self._timeouts.connect, d.cancel)
         try:
-            response = await d
-            await read_body(response, self._max_response_size)
+            status = await d
         except Exception:
             return False
         finally:
             if timer.active():
                 timer.cancel()
-        return bool(response.code < 500)
+        return status < 500
 
     async def close(self) -> None:
         if self.health is not None:

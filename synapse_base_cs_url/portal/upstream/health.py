@@ -60,12 +60,16 @@ class HomeserverHealth:
         return frozenset(self._down)
 
     def succeeded(self, name: str) -> None:
+        if name not in self._failures:
+            return
         self._failures[name] = 0
         if name in self._down:
             self._mark_up(name, "it answered")
 
     def failed(self, name: str, why: str) -> None:
-        count = self._failures.get(name, 0) + 1
+        if name not in self._failures:
+            return  # not a homeserver (an operator's directory over HTTP)
+        count = self._failures[name] + 1
         self._failures[name] = count
         if count >= self._failures_to_down and name not in self._down:
             self._down.add(name)
@@ -87,12 +91,19 @@ class HomeserverHealth:
         self._probes.clear()
 
     def _mark_up(self, name: str, why: str) -> None:
+        self._cancel_probe(name)
         self._down.discard(name)
         self._failures[name] = 0
         self._on_change(name, True)
         logger.info("homeserver %s is up again: %s", name, why)
 
+    def _cancel_probe(self, name: str) -> None:
+        call = self._probes.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
     def _schedule(self, name: str) -> None:
+        self._cancel_probe(name)  # one probe chain per homeserver
         if self._closed or self._probe is None:
             return
         delay = self.probe_interval * (1 + random.uniform(-JITTER, JITTER))

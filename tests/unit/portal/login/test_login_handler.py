@@ -191,3 +191,17 @@ def test_a_login_target_a_homeserver_cannot_be_sent_is_400_naming_nothing_intern
     assert channel.code == 400, channel.body
     assert b"internal" not in channel.body
     assert all(hs.requests == [] for hs in portal.homeservers)
+
+
+@pytest.mark.parametrize("moment", ["waiting", "connecting"])
+def test_clients_leaving_never_mark_their_homeserver_down(moment: str) -> None:
+    """Twisted wraps a caller's cancellation (ResponseNeverReceived, ConnectingCancelled):
+    counted as the homeserver's failures, a few clients leaving marked a healthy one down."""
+    portal = login_portal(mode="proxy")
+    hs2 = portal.hs("hs2")
+    hs2.accepting = moment == "waiting"
+    for _ in range(5):
+        channel = portal.request(b"POST", LOGIN, ZED)
+        channel.leave()
+        portal.advance(1)
+    assert portal.metric("synapse_base_cs_url_portal_homeserver_up", homeserver="hs2") == 1
