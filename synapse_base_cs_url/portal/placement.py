@@ -74,6 +74,17 @@ class PlacementRecords:
     """A user-interactive session -> its homeserver, and the name it was placed for."""
 
 
+def canonical_names(homeservers: Mapping[str, Homeserver]) -> dict[str, str]:
+    """Each homeserver entry's canonical name: the first entry with its server name (several
+    ingress points of one homeserver are one for placement and the directory)."""
+    first: dict[str, str] = {}
+    canonical = {}
+    for hs in homeservers.values():
+        key = (hs.server_name or hs.name).lower()
+        canonical[hs.name] = first.setdefault(key, hs.name)
+    return canonical
+
+
 def _session_key(session: str) -> str:
     return record_key("session", session)
 
@@ -96,6 +107,7 @@ class Placement:
         portal placed them on; ``limiter``: nothing is written for a client past its limit."""
         self._config = config
         self._homeservers = config.homeservers
+        self._canonical = canonical_names(config.homeservers)
         self._login_routes = login_routes
         self._directory = directory
         self._placements = records.names
@@ -259,42 +271,56 @@ class Placement:
         or address on another homeserver (one that is not an ingress point of the asker's
         server name)."""
         refusal = errors.USER_IN_USE if identifier.medium == LOCALPART else errors.THREEPID_IN_USE
-        if follow_routes and not self._placed_here(identifier, homeserver):
-            return errors.FORBIDDEN
-        if identifier.medium == LOCALPART and not self._config.directory.unique_localparts:
-            return None
-        if self._directory is not None:
+        # Ingress points of one server name are one homeserver: compare by the first of them.
+        asker = self._canonical[homeserver]
+        unique = identifier.medium != LOCALPART or self._config.directory.unique_localparts
+        if unique and self._directory is not None:
             location = await self._directory.locate(
                 identifier, ASKED_BY_HOMESERVER, before_creating=True
             )
-            if location.holders - {homeserver}:
+            holders = {self._canonical.get(name, name) for name in location.holders}
+            if holders - {asker}:
                 return refusal
-            if homeserver in location.holders:
+            if asker in holders:
                 return None  # its own: the homeserver refuses a duplicate itself
             if not location.complete:
                 raise errors.directory_unavailable(CREATION, DIRECTORY_RETRY_AFTER)
+        reserved = await guarded(self._placements.get(identifier.key), CREATION)
+        if reserved is not None and self._canonical.get(reserved, reserved) == asker:
+            return None  # its own (an earlier step), or placed here by the portal
+        if not unique:
+            return self._routed_elsewhere(identifier, asker, follow_routes)
+        if reserved is not None:
+            return refusal
+        elsewhere = self._routed_elsewhere(identifier, asker, follow_routes)
+        if elsewhere is not None:
+            return elsewhere  # (nothing reserved)
         ttl = self._config.directory.reservation_ttl
         for _ in range(2):  # once more if the reservation found expired in between
             if await guarded(self._placements.put_new(identifier.key, homeserver, ttl), CREATION):
                 return None
             reserved = await guarded(self._placements.get(identifier.key), CREATION)
-            if reserved == homeserver:
-                return None  # its own (an earlier step, or placed by the portal)
+            if reserved is not None and self._canonical.get(reserved, reserved) == asker:
+                return None
             if reserved is not None:
                 break
         return refusal
 
-    def _placed_here(self, identifier: Identifier, homeserver: str) -> bool:
-        """Whether the routes place a new ``identifier`` on ``homeserver`` (or on another
-        ingress point of its server name)."""
+    def _routed_elsewhere(
+        self, identifier: Identifier, asker: str, follow_routes: bool
+    ) -> str | None:
+        """With ``follow_routes``: ``M_FORBIDDEN`` when the routes place a new
+        ``identifier`` on another homeserver than ``asker``. (The routes see no client
+        address here, and a round-robin pool's turn moves with each ask: follow_routes suits
+        routes by name or address, as the docs say.)"""
+        if not follow_routes:
+            return None
         if identifier.medium == LOCALPART:
             login = user_login(identifier.address)
         else:
             login = login_by(identifier)
-        placed = self._login_routes.decide(login, PASSWORD_TYPE, ASKED_BY_HOMESERVER).target
-        asker = self._homeservers[homeserver]
-        same = placed.server_name is not None and placed.server_name == asker.server_name
-        return placed.name == homeserver or same
+        placed = self._login_routes.decide(login, PASSWORD_TYPE, "").target
+        return None if self._canonical[placed.name] == asker else errors.FORBIDDEN
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before

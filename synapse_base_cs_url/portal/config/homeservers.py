@@ -100,7 +100,24 @@ def parse_homeservers(raw: object) -> dict[str, Homeserver]:
             admin_token=admin_token,
             placement_secret=placement_secret,
         )
+    _check_secrets_apart(result)
     return result
+
+
+def _check_secrets_apart(homeservers: Mapping[str, Homeserver]) -> None:
+    """A placement secret tells the portal which homeserver asks: two homeservers (two
+    server names) with one secret would be taken for each other, and one could create a
+    name the other holds. Ingress points of one server name may share theirs."""
+    owner: dict[str, Homeserver] = {}
+    for hs in homeservers.values():
+        if hs.placement_secret is None:
+            continue
+        other = owner.setdefault(hs.placement_secret, hs)
+        if (other.server_name or other.name) != (hs.server_name or hs.name):
+            raise ValueError(
+                f"homeservers.{hs.name}.placement_secret_file: holds the same secret as "
+                f"homeservers.{other.name}.placement_secret_file; give each homeserver its own"
+            )
 
 
 def homeserver_name(value: object, homeservers: Mapping[str, Homeserver]) -> str:

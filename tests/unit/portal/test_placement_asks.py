@@ -182,3 +182,41 @@ def test_with_follow_routes_only_where_the_routes_place_it(tmp_path: Path) -> No
     assert ask(portal, "hs1", mail).json()["errcode"] == errors.FORBIDDEN
     # Without it, uniqueness only: the first homeserver to ask gets a free name.
     assert ask(portal, "hs1", {"localpart": "two-dave"}).json() == {"allowed": True}
+
+
+def test_two_homeservers_may_not_share_a_secret(tmp_path: Path) -> None:
+    raw = portal_config()
+    shared = tmp_path / "shared.secret"
+    shared.write_text(SECRETS["hs1"])
+    for name in ("hs1", "hs2"):
+        raw["homeservers"][name]["placement_secret_file"] = str(shared)
+    with pytest.raises(ValueError, match=r"^homeservers\.hs2\.placement_secret_file: holds the"):
+        PortalConfig.from_config(raw)
+
+
+def test_ingress_points_of_one_homeserver_are_one_for_placement(tmp_path: Path) -> None:
+    """The portal placed a registration on hs1b (an ingress point of hs1's server name);
+    hs1's module asks: that is its own placement, not a name reserved elsewhere."""
+    raw = portal_config()
+    raw["homeservers"]["hs1b"] = {
+        **raw["homeservers"]["hs1"],
+        "base_url": "https://hs1b.example",
+        "proxy_url": "http://hs1b.internal:8003",
+    }
+    raw["routes"] = [{"name": "b", "match": {"localpart": "b-.*"}, "homeserver": "hs1b"}]
+    for name, secret in SECRETS.items():
+        path = tmp_path / f"{name}.secret"
+        path.write_text(secret)
+        raw["homeservers"][name]["placement_secret_file"] = str(path)
+    # hs1b, without the module's secret, is asked by admin token (as hs1: one server name).
+    token = tmp_path / "hs1b.token"
+    token.write_text("syt_aHMxYg_admintoken_0abcde")
+    raw["homeservers"]["hs1b"]["admin_token_file"] = str(token)
+    portal = InMemoryPortal(raw)
+    for name in ("hs1", "hs2", "hs1b"):
+        portal.hs(name).handler = module_answering(set())
+    register = json.dumps({"username": "b-carol", "password": "pw"}).encode()
+    step = portal.request(b"POST", b"/_matrix/client/v3/register", register)
+    assert step.code == 307 and b"hs1b.example" in step.headers.getRawHeaders(b"location")[0]
+    assert ask(portal, "hs1", {"localpart": "b-carol"}).json() == {"allowed": True}
+    assert ask(portal, "hs2", {"localpart": "b-carol"}).json()["allowed"] is False
