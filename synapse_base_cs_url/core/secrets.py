@@ -28,6 +28,9 @@ def read_secret_file(
             f"{path}: {raw} must hold one {what} on one line (it holds "
             f"{'nothing' if not secret else 'more than that'})"
         )
+    if not secret.isascii():
+        # It travels in an HTTP header: a non-ASCII one would fail at every use.
+        raise ValueError(f"{path}: the {what} in {raw} must be ASCII")
     if len(secret) < min_length:
         raise ValueError(
             f"{path}: the {what} in {raw} is {len(secret)} characters long; use at least "

@@ -20,6 +20,7 @@ from typing import Any
 
 from synapse_base_cs_url.core import Selection
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
+from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
@@ -85,8 +86,12 @@ class Homes:
         if holder is not None:
             return holder
         if self._placement is not None and identifier.medium == LOCALPART:
-            # Registered through the portal moments ago: where it was placed.
-            placed = await self._placement.placed(identifier)
+            # Registered through the portal moments ago: where it was placed. (Redis down:
+            # nothing placed can be seen; the routes, which placed it, decide.)
+            try:
+                placed = await self._placement.placed(identifier)
+            except errors.MatrixError:
+                placed = None
             if placed is not None:
                 return Selection(placed, PLACED_ROUTE)
         return self.routes.route(plan)

@@ -238,6 +238,11 @@ class PortalProcess:
         for key in waiting:
             logger.warning("reload: a change to %r takes effect at the next restart", key)
         self.portal = build_portal(new, self.reactor, self.lasting, ready=self.not_ready)
+        if self.token_check is not None:
+            # Its tokens, and its client, are the old config's: a token refused now must not
+            # stop a portal whose running config is another (tokens are checked at startup).
+            self.token_check.stop()
+            self.token_check = None
         self.resource.routes = self.portal.endpoints
         self.site.requestFactory = self._request_class(new)
         # Requests under way still use the old client: close its idle connections once

@@ -133,9 +133,11 @@ class StartupTokenCheck:
 
     def _refused_later(self, failure: Any) -> None:
         if failure.check(defer.CancelledError):
-            return  # stopped (the process drains)
-        failure.trap(RefusedToken)
-        self._on_refused(str(failure.value))
+            return  # stopped (the process drains, or a reload replaced the config)
+        if failure.check(RefusedToken):
+            self._on_refused(str(failure.value))
+            return
+        logger.error("directory: the admin token check failed: %s", failure.getErrorMessage())
 
     async def _until_answered(self, hs: Homeserver) -> RefusedToken | None:
         """``None`` once the token is an admin's; the refusal (returned, so that

@@ -35,6 +35,10 @@ GETDEL_SCRIPT = (
 POOL_SIZE = 2
 
 
+class RedisDown(StateUnavailable):
+    """Redis did not answer: nothing waits for it until a probe does."""
+
+
 class RedisState:
     """The few commands the portal needs, each bounded in time."""
 
@@ -122,7 +126,7 @@ class RedisState:
             raise StateUnavailable(self._down + " (not waited for until a probe answers)")
         try:
             return await self._execute(*command)
-        except StateUnavailable as e:
+        except RedisDown as e:
             self._mark_down(str(e))
             raise
 
@@ -149,6 +153,9 @@ class RedisState:
         logger.info("Redis is up again at %s", self.address.shown())
 
     async def _execute(self, *command: Any) -> Any:
+        """The command's reply; :class:`RedisDown` when Redis did not answer (timed out, no
+        connection), :class:`StateUnavailable` for an error reply (Redis is up), and a
+        caller's cancellation as it is (nobody's failure)."""
         d: defer.Deferred[Any] = self._connection.execute_command(*command)
         d.addTimeout(self._timeout, self._clock)  # type: ignore[arg-type]
         try:
@@ -156,14 +163,17 @@ class RedisState:
         except defer.TimeoutError:
             # txredisapi keeps reconnecting: a refused TLS handshake looks like silence.
             tls = " (over TLS: is its certificate valid for that host, and trusted?)"
-            raise StateUnavailable(
+            raise RedisDown(
                 f"Redis at {self.address.shown()} did not answer within {self._timeout:g}s"
                 + (tls if self.address.tls else "")
             ) from None
+        except defer.CancelledError:
+            raise
         except Exception as e:
-            raise StateUnavailable(
-                f"Redis at {self.address.shown()}: {type(e).__name__}: {e}"
-            ) from None
+            problem = f"Redis at {self.address.shown()}: {type(e).__name__}: {e}"
+            if _is_reply(e):
+                raise StateUnavailable(problem) from None  # an error reply: Redis is up
+            raise RedisDown(problem) from None
 
     def close(self) -> None:
         self._closed = True
@@ -172,6 +182,12 @@ class RedisState:
         disconnect = getattr(self._connection, "disconnect", None)
         if disconnect is not None:
             disconnect()
+
+
+def _is_reply(e: Exception) -> bool:
+    """An error reply of Redis (txredisapi's ``ResponseError`` and its kinds: ``NOPERM``, a
+    script refused...): Redis answered, so it is not down."""
+    return any(cls.__name__ == "ResponseError" for cls in type(e).__mro__)
 
 
 def _connect(address: RedisAddress, timeout: float) -> Any:

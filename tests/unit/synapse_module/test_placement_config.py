@@ -61,3 +61,8 @@ def test_a_short_secret_is_refused_without_showing_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^placement\.secret_file: the secret in .* is 6 ") as e:
         ModuleConfig.from_config({"placement": placement(tmp_path, secret="abc123")})
     assert "abc123" not in str(e.value)
+
+
+def test_a_secret_must_be_ascii(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^placement\.secret_file: the secret in .* be ASCII"):
+        ModuleConfig.from_config({"placement": placement(tmp_path, secret="é" * 20)})

@@ -79,3 +79,18 @@ def test_a_probe_that_fails_probes_again(played: Any) -> None:
     assert state.down
     clock.advance(SETTINGS.probe_interval)
     assert connection.commands[-1][0] == ("PING",) and len(connection.commands) == 3
+
+
+def test_a_callers_cancellation_or_an_error_reply_is_not_redis_down(played: Any) -> None:
+    state, connection, _ = played
+
+    class ResponseError(Exception):  # txredisapi's, by name
+        pass
+
+    cancelled = defer.ensureDeferred(state.get("k"))
+    cancelled.cancel()
+    assert outcome(cancelled).check(defer.CancelledError)
+    refused = defer.ensureDeferred(state.get("k"))
+    connection.commands[-1][1].errback(ResponseError("NOPERM this user has no permissions"))
+    assert isinstance(outcome(refused).value, StateUnavailable)
+    assert not state.down
