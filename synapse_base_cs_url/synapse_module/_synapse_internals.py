@@ -13,7 +13,9 @@ Internal names used, all checked by ``check_compatibility`` at startup:
 - ``ModuleApi._hs``
 - ``SynapseRequest.content`` (the raw body, re-read to learn the login type)
 - with ``placement``: ``HomeServer.get_datastores().main.get_user_id_by_threepid(medium,
-  address)`` (who holds an address; the module API has no public way to ask) and
+  address)`` (who holds an address; the module API has no public way to ask),
+  ``...main.get_users_by_id_case_insensitive(user_id)`` (whether a name is held; the module
+  API's ``check_user_exists`` logs every miss as a failed login) and
   ``HomeServer.get_reactor()`` (to bound an ask to the portal)
 """
 
@@ -128,8 +130,12 @@ def check_placement_compatibility(api: ModuleApi) -> None:
     problems = []
     hs = getattr(api, "_hs", None)
     store = hs.get_datastores().main if hs is not None else None
-    if not inspect.iscoroutinefunction(getattr(store, "get_user_id_by_threepid", None)):
-        problems.append("its store has no get_user_id_by_threepid(medium, address)")
+    for method, args in (
+        ("get_user_id_by_threepid", "medium, address"),
+        ("get_users_by_id_case_insensitive", "user_id"),
+    ):
+        if not inspect.iscoroutinefunction(getattr(store, method, None)):
+            problems.append(f"its store has no {method}({args})")
     if not callable(getattr(hs, "get_reactor", None)):
         problems.append("HomeServer.get_reactor is missing")
     if problems:
@@ -144,6 +150,13 @@ async def user_id_by_threepid(api: ModuleApi, medium: str, address: str) -> str 
     store = api._hs.get_datastores().main
     user_id: str | None = await store.get_user_id_by_threepid(medium, address)
     return user_id
+
+
+async def holds_user(api: ModuleApi, user_id: str) -> bool:
+    """Whether an account by ``user_id`` exists here (deactivated or not, any case of it)."""
+    store = api._hs.get_datastores().main
+    found: dict[str, str] = await store.get_users_by_id_case_insensitive(user_id)
+    return bool(found)
 
 
 def reactor_of(api: ModuleApi) -> Any:

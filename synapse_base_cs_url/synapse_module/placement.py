@@ -200,8 +200,8 @@ class HoldsResource(DirectServeJsonResource):
         except ValueError as e:
             raise SynapseError(400, str(e), "M_BAD_JSON") from None
         if medium == LOCALPART:
-            user_id = f"@{address.lower()}:{self._api.server_name}"
-            holds = await self._api.check_user_exists(user_id) is not None
+            user_id = f"@{address}:{self._api.server_name}"
+            holds = await internals.holds_user(self._api, user_id)
         else:
             holds = await internals.user_id_by_threepid(self._api, medium, address) is not None
         return 200, {"holds": holds}

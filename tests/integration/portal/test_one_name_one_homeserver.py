@@ -300,3 +300,12 @@ def test_replicas_on_redis_share_their_reservations(
         for replica in replicas:
             replica.stop()
         redis.cleanup()
+
+
+def test_the_directorys_lookups_are_not_logged_as_failed_logins(deployment: Deployment) -> None:
+    """Synapse's check_user_exists logs every miss as 'Attempted to login as ...': the
+    module's lookups must not, on any homeserver."""
+    login = {"type": "m.login.password", "user": "nobody-here", "password": PASSWORD}
+    requests.post(deployment.portal.url + LOGIN, json=login, allow_redirects=False, timeout=30)
+    for hs in deployment.homeservers.values():
+        assert "nobody-here" not in hs.log_text()
