@@ -26,5 +26,6 @@ def token_tag(secret: str) -> str:
 
 def identifier_tag(medium: str, address: str) -> str:
     """For logs: a name (``localpart``) or an address as ``medium:<12 hex>``, the same in
-    the portal's and the module's logs, useless to learn the address."""
+    the portal's and the module's logs: a pseudonym (unkeyed, so a list of likely names or
+    addresses can be matched against it; it keeps them out of logs, not secret)."""
     return f"{medium}:{record_key(medium, address)[:12]}"
