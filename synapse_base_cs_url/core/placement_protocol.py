@@ -38,6 +38,12 @@ def address_body(medium: str, address: str) -> dict[str, str]:
     return {"medium": medium, "address": address}
 
 
+def identifier_body(medium: str, address: str) -> dict[str, str]:
+    """The body naming a name (``medium`` ``localpart``) or an address: what
+    :func:`read_identifier` reads."""
+    return name_body(address) if medium == LOCALPART else address_body(medium, address)
+
+
 def read_identifier(body: Mapping[str, object]) -> tuple[str, str]:
     """``(medium, address)`` from an ask or a holds body, ``medium`` being ``localpart`` for
     a name; ``ValueError`` naming what is wrong."""

@@ -19,7 +19,7 @@ from synapse_base_cs_url.core import LoginContext, Selection
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.homeservers import Homeserver, canonical_names
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import (
@@ -72,17 +72,6 @@ class PlacementRecords:
     """A client -> the homeserver of its latest registration."""
     sessions: Store
     """A user-interactive session -> its homeserver, and the name it was placed for."""
-
-
-def canonical_names(homeservers: Mapping[str, Homeserver]) -> dict[str, str]:
-    """Each homeserver entry's canonical name: the first entry with its server name (several
-    ingress points of one homeserver are one for placement and the directory)."""
-    first: dict[str, str] = {}
-    canonical = {}
-    for hs in homeservers.values():
-        key = (hs.server_name or hs.name).lower()
-        canonical[hs.name] = first.setdefault(key, hs.name)
-    return canonical
 
 
 def _session_key(session: str) -> str:

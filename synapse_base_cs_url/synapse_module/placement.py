@@ -41,9 +41,8 @@ from synapse_base_cs_url.core.placement_protocol import (
     FOLLOW_ROUTES,
     HOLDS_PATH,
     LOCALPART,
-    address_body,
     bearer,
-    name_body,
+    identifier_body,
     read_identifier,
 )
 from synapse_base_cs_url.core.secrets import same_secret
@@ -145,9 +144,7 @@ class PlacementGuard:
 
     async def _ask(self, medium: str, address: str) -> dict[str, Any] | None:
         """``None``: allowed (reserved for this homeserver); else the portal's refusal."""
-        body: dict[str, object] = dict(
-            name_body(address) if medium == LOCALPART else address_body(medium, address)
-        )
+        body: dict[str, object] = dict(identifier_body(medium, address))
         if self._settings.follow_routes:
             body[FOLLOW_ROUTES] = True
         d = run_in_background(

@@ -104,16 +104,28 @@ def parse_homeservers(raw: object) -> dict[str, Homeserver]:
     return result
 
 
+def canonical_names(homeservers: Mapping[str, Homeserver]) -> dict[str, str]:
+    """Each homeserver entry's canonical name: the first entry with its server name (several
+    ingress points of one homeserver are one for placement and the directory)."""
+    first: dict[str, str] = {}
+    canonical = {}
+    for hs in homeservers.values():
+        key = (hs.server_name or hs.name).lower()
+        canonical[hs.name] = first.setdefault(key, hs.name)
+    return canonical
+
+
 def _check_secrets_apart(homeservers: Mapping[str, Homeserver]) -> None:
     """A placement secret tells the portal which homeserver asks: two homeservers (two
     server names) with one secret would be taken for each other, and one could create a
     name the other holds. Ingress points of one server name may share theirs."""
+    canonical = canonical_names(homeservers)
     owner: dict[str, Homeserver] = {}
     for hs in homeservers.values():
         if hs.placement_secret is None:
             continue
         other = owner.setdefault(hs.placement_secret, hs)
-        if (other.server_name or other.name) != (hs.server_name or hs.name):
+        if canonical[other.name] != canonical[hs.name]:
             raise ValueError(
                 f"homeservers.{hs.name}.placement_secret_file: holds the same secret as "
                 f"homeservers.{other.name}.placement_secret_file; give each homeserver its own"

@@ -15,15 +15,10 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.core import dotted_path
 from synapse_base_cs_url.core.json_dict import json_object
-from synapse_base_cs_url.core.placement_protocol import (
-    HOLDS_PATH,
-    address_body,
-    bearer,
-    name_body,
-)
+from synapse_base_cs_url.core.placement_protocol import HOLDS_PATH, bearer, identifier_body
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.directory import DirectoryFunction
-from synapse_base_cs_url.portal.config.homeservers import Homeserver
+from synapse_base_cs_url.portal.config.homeservers import Homeserver, canonical_names
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
 from synapse_base_cs_url.portal.upstream.client import Upstream, UpstreamResponse
 
@@ -74,10 +69,8 @@ class HomeserverSource:
         against its health (a hung one is then not waited for)."""
         self._upstream = upstream
         self._timeout = timeout
-        by_server: dict[str, Homeserver] = {}
-        for hs in homeservers:
-            by_server.setdefault((hs.server_name or hs.name).lower(), hs)
-        self._homeservers = tuple(by_server.values())
+        canonical = canonical_names({hs.name: hs for hs in homeservers})
+        self._homeservers = tuple(hs for hs in homeservers if canonical[hs.name] == hs.name)
 
     async def ask(self, identifier: Identifier) -> SourceAnswer:
         asks = [defer.ensureDeferred(self._ask_one(hs, identifier)) for hs in self._homeservers]
@@ -129,10 +122,7 @@ class HomeserverSource:
 
     async def _ask_module(self, hs: Homeserver, identifier: Identifier) -> bool | None:
         assert hs.placement_secret is not None
-        if identifier.medium == LOCALPART:
-            body = name_body(identifier.address)
-        else:
-            body = address_body(identifier.medium, identifier.address)
+        body = identifier_body(identifier.medium, identifier.address)
         headers = [
             (b"Authorization", [bearer(hs.placement_secret)]),
             (b"Content-Type", [b"application/json"]),
