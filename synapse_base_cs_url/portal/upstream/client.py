@@ -66,7 +66,6 @@ class Upstream:
         is answered ``503`` at once, and probed until it answers."""
         self._reactor = reactor
         self.health = health
-        self._seen: dict[str, Homeserver] = {}
         if health is not None:
             health.start_probing(self._probe)
         self._timeouts = timeouts
@@ -185,7 +184,6 @@ class Upstream:
 
     def _gate(self, homeserver: Homeserver) -> None:
         """``503`` at once for a homeserver marked down (nothing waits for it)."""
-        self._seen[homeserver.name] = homeserver
         health = self.health
         if health is not None and health.is_down(homeserver.name):
             raise errors.homeserver_down(homeserver.name, health.probe_interval)
@@ -194,12 +192,9 @@ class Upstream:
         if self.health is not None:
             self.health.failed(homeserver.name, why)
 
-    async def _probe(self, name: str) -> bool:
+    async def _probe(self, homeserver: Homeserver) -> bool:
         """Whether a homeserver marked down answers ``GET /health`` (below ``500``) within
         ``timeouts.connect``; nothing else is sent to it meanwhile."""
-        homeserver = self._seen.get(name)
-        if homeserver is None:
-            return False
 
         async def answer() -> int:
             response = await self._send(homeserver, b"GET", b"/health", (), None)

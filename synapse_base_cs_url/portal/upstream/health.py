@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 
 from twisted.internet import defer
 
+from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.reactor import Clock, DelayedCall
 
 logger = logging.getLogger("synapse_base_cs_url.portal.upstream")
@@ -30,7 +31,7 @@ class HomeserverHealth:
     def __init__(
         self,
         clock: Clock,
-        names: Iterable[str],
+        homeservers: Mapping[str, Homeserver],
         *,
         failures_to_down: int,
         probe_interval: float,
@@ -40,16 +41,17 @@ class HomeserverHealth:
         self._failures_to_down = failures_to_down
         self.probe_interval = probe_interval
         self._on_change = on_change
-        self._failures = dict.fromkeys(names, 0)
+        self._homeservers = homeservers
+        self._failures = dict.fromkeys(homeservers, 0)
         self._down: set[str] = set()
         self._probes: dict[str, DelayedCall] = {}
-        self._probe: Callable[[str], Awaitable[bool]] | None = None
+        self._probe: Callable[[Homeserver], Awaitable[bool]] | None = None
         self._closed = False
         for name in self._failures:
             on_change(name, True)
 
-    def start_probing(self, probe: Callable[[str], Awaitable[bool]]) -> None:
-        """``probe(name)``: whether the homeserver answers now (never raises)."""
+    def start_probing(self, probe: Callable[[Homeserver], Awaitable[bool]]) -> None:
+        """``probe(homeserver)``: whether it answers now (never raises)."""
         self._probe = probe
 
     def is_down(self, name: str) -> bool:
@@ -115,7 +117,7 @@ class HomeserverHealth:
         self._probes.pop(name, None)
         if self._closed or name not in self._down or self._probe is None:
             return
-        if await self._probe(name):
+        if await self._probe(self._homeservers[name]):
             if name in self._down:
                 self._mark_up(name, "its probe answered")
         else:
