@@ -226,8 +226,8 @@ class LoginRoutes:
         return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)
 
     def for_address(self, identifier: Identifier | None, client_ip: str) -> Selection[Homeserver]:
-        """Where a login by this e-mail address or phone number (``None``: by nothing the
-        routes can see) would go."""
+        """Where a login by this name, e-mail address or phone number (``None``: by nothing
+        the routes can see) would go."""
         login = login_by(identifier) if identifier is not None else {"type": PASSWORD_TYPE}
         return self.decide(login, PASSWORD_TYPE, client_ip)
 

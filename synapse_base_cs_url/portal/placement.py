@@ -33,7 +33,6 @@ from synapse_base_cs_url.portal.login_routes import (
     DIRECTORY_RETRY_AFTER,
     LoginRoutes,
     held,
-    login_by,
     user_login,
 )
 from synapse_base_cs_url.portal.records import RecordLimiter
@@ -304,11 +303,7 @@ class Placement:
         routes by name or address, as the docs say.)"""
         if not follow_routes:
             return None
-        if identifier.medium == LOCALPART:
-            login = user_login(identifier.address)
-        else:
-            login = login_by(identifier)
-        placed = self._login_routes.decide(login, PASSWORD_TYPE, "").target
+        placed = self._login_routes.for_address(identifier, "").target
         return None if self._canonical[placed.name] == asker else errors.FORBIDDEN
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
