@@ -102,6 +102,7 @@ class StartupTokenCheck:
             for hs in homeservers
             if hs.admin_token is not None
         }
+        self._settled = False
 
     async def settle(self, wait: float = STARTUP_WAIT) -> None:
         """``RefusedToken`` if a homeserver refused its token within ``wait`` seconds."""
@@ -112,25 +113,19 @@ class StartupTokenCheck:
         if not timer.called:
             timer.addErrback(_cancelled)
             timer.cancel()
-        refused: list[RefusedToken] = []
-
-        def answered_refused(failure: Any) -> None:
-            failure.trap(RefusedToken)
-            refused.append(failure.value)
-
+        self._settled = True
         for name, d in self._checks.items():
-            if d.called:
-                d.addErrback(answered_refused)  # raised below: startup stops
-            else:
+            if d.called and isinstance(d.result, RefusedToken):
+                raise d.result
+            if not d.called:
                 logger.warning(
                     "directory: %s has not answered the admin token check within %gs; the "
                     "portal serves the others, and asks it again in the background",
                     name,
                     wait,
                 )
+        for d in self._checks.values():
             d.addErrback(self._refused_later)
-        if refused:
-            raise refused[0]
 
     def stop(self) -> None:
         for d in self._checks.values():
@@ -144,9 +139,9 @@ class StartupTokenCheck:
             return
         logger.error("directory: the admin token check failed: %s", failure.getErrorMessage())
 
-    async def _until_answered(self, hs: Homeserver) -> None:
-        """Once the token is an admin's; :class:`RefusedToken` if it is refused (asked again
-        while the homeserver does not answer)."""
+    async def _until_answered(self, hs: Homeserver) -> RefusedToken | None:
+        """``None`` once the token is an admin's; the refusal (returned, so that
+        :meth:`settle` can raise it) or, after settling, raised."""
         delay = RETRY_DELAY
         while True:
             check = await check_token(self._upstream, hs)
@@ -154,9 +149,12 @@ class StartupTokenCheck:
                 logger.info("directory: %s admin token: %s", check.homeserver, check.detail)
                 return None
             if check.ok is False:
-                raise RefusedToken(
+                refused = RefusedToken(
                     f"homeservers.{check.homeserver}.admin_token_file: {check.detail}"
                 )
+                if self._settled:
+                    raise refused
+                return refused
             logger.warning(
                 "directory: %s did not answer the admin token check (%s); asked again in "
                 "%gs (its accounts are found once it answers)",
