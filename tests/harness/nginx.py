@@ -1,5 +1,6 @@
 """A throwaway nginx on a free loopback port, configured from the deployment guide's own
-config file (``docs/nginx-gateway.conf``) with its placeholders filled in."""
+config file (``docs/nginx-gateway.conf``) with its placeholders filled in: the portal (one
+replica, or several that nginx balances), and optionally more of the ``http { }`` block."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate
@@ -28,7 +30,7 @@ def nginx_binary() -> str:
 
 
 class NginxProcess:
-    def __init__(self, portal_port: int) -> None:
+    def __init__(self, portal_port: int | Sequence[int], extra: str = "") -> None:
         self.binary = nginx_binary()
         self.dir = Path(tempfile.mkdtemp(prefix="nginx-"))
         self.port = free_port()
@@ -41,7 +43,9 @@ class NginxProcess:
         self.dir.chmod(0o755)
         site = GUIDE_CONFIG.read_text()
         site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{self.port};")
-        site = site.replace("127.0.0.1:8080", f"127.0.0.1:{portal_port}")
+        ports = [portal_port] if isinstance(portal_port, int) else list(portal_port)
+        replicas = "".join(f"    server 127.0.0.1:{port};\n" for port in ports)
+        site = site.replace("    server 127.0.0.1:8080;\n", replicas)
         site = site.replace("/var/cache/nginx/portal-route", str(self.dir / "cache"))
         for line in site.splitlines():  # the guide's TLS lines, for the real deployment
             if line.strip().startswith(("ssl_certificate", "server_name")):
@@ -55,7 +59,7 @@ class NginxProcess:
             f"  access_log {self.dir}/logs/access.log;\n"
             f"  client_body_temp_path {self.dir}/body;\n  proxy_temp_path {self.dir}/proxy;\n"
             f"  fastcgi_temp_path {self.dir}/fastcgi;\n  uwsgi_temp_path {self.dir}/uwsgi;\n"
-            f"  scgi_temp_path {self.dir}/scgi;\n" + site + "\n}\n"
+            f"  scgi_temp_path {self.dir}/scgi;\n" + site + "\n" + extra + "\n}\n"
         )
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -80,6 +84,12 @@ class NginxProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"nginx did not listen:\n{self.logs()}")
+
+    @property
+    def pid(self) -> int:
+        """The master process (its workers are its children)."""
+        assert self._proc is not None
+        return self._proc.pid
 
     def logs(self) -> str:
         path = self.dir / "logs" / "error.log"

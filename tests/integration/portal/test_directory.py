@@ -26,6 +26,7 @@ from tests.harness.cli import run_tool
 from tests.harness.clients import whoami
 from tests.harness.constants import MODULE, PASSWORD
 from tests.harness.metrics import total
+from tests.harness.nginx import NginxProcess
 from tests.harness.portal import homeserver_entries, portal_homeserver
 from tests.harness.services import redis_server
 from tests.harness.smtp import SmtpSink
@@ -511,18 +512,38 @@ RESET_TOKEN = "/_matrix/client/v3/account/password/email/requestToken"
 CHANGE_PASSWORD = "/_matrix/client/v3/account/password"
 
 
-@pytest.mark.parametrize("client_api", ["refuse", "proxy"])
+@pytest.mark.parametrize("door", ["refuse", "proxy", "nginx"])
 def test_a_password_reset_by_email_reaches_the_homeserver_holding_the_address(
-    deployment: Deployment, start: Any, smtp: SmtpSink, client_api: str
+    deployment: Deployment, start: Any, smtp: SmtpSink, door: str
 ) -> None:
-    portal = start(deployment.config(client_api=client_api), f"reset-{client_api}")
+    """Without the gateway (a 307), with it (proxied), and with nginx in front of it as the
+    deployment guide configures it (the portal answers the steps whose body says where
+    they go)."""
+    client_api = "refuse" if door == "refuse" else "proxy"
+    portal = start(deployment.config(client_api=client_api), f"reset-{door}")
+    nginx = NginxProcess(portal.port).start() if door == "nginx" else None
+    address = portal.url if nginx is None else nginx.url
     user = sorted(u for u, home in deployment.placed.items() if home == "d2")[
-        0 if client_api == "refuse" else 1
+        ["refuse", "proxy", "nginx"].index(door)
     ]
-    secret = f"secret-{client_api}-0123456789"
+    secret = f"secret-{door}-0123456789"
+    try:
+        _reset_and_log_in(deployment, portal, smtp, address, user, secret)
+    finally:
+        if nginx is not None:
+            nginx.stop()
 
+
+def _reset_and_log_in(
+    deployment: Deployment,
+    portal: PortalProcess,
+    smtp: SmtpSink,
+    address: str,
+    user: str,
+    secret: str,
+) -> None:
     def post(path: str, body: dict[str, Any]) -> requests.Response:
-        answer = requests.post(portal.url + path, json=body, allow_redirects=False, timeout=30)
+        answer = requests.post(address + path, json=body, allow_redirects=False, timeout=30)
         if answer.status_code == 307:
             assert answer.headers["Location"].startswith(deployment.homeservers["d2"].base_url)
             answer = requests.post(answer.headers["Location"], json=body, timeout=30)

@@ -14,6 +14,7 @@ from synapse_base_cs_url.portal.gateway.access_tokens import (
 )
 from synapse_base_cs_url.portal.gateway.token_map import TokenMap
 from synapse_base_cs_url.portal.state.keys import token_key, token_tag
+from synapse_base_cs_url.portal.state.shared import StateUnavailable
 from synapse_base_cs_url.portal.web.request import access_token
 from tests.harness.deferreds import settle
 
@@ -99,3 +100,51 @@ def test_only_well_formed_refresh_tokens_name_a_user() -> None:
     assert synapse_refresh_localpart(synapse_token("", "x", kind="syr")) is None
     assert synapse_refresh_localpart("syr_only_three") is None
     assert synapse_refresh_localpart("opaque-refresh-token") is None
+
+
+class SwitchableShared:
+    """A shared state that answers from a dict, or (``down``) raises as Redis down does."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StateUnavailable("Redis at 127.0.0.1:6379 did not answer within 2s")
+
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        self._check()
+        self.values[key] = value
+
+    async def get_extending(self, key: str, ttl_seconds: int) -> str | None:
+        self._check()
+        return self.values.get(key)
+
+    async def delete(self, key: str) -> None:
+        self._check()
+        self.values.pop(key, None)
+
+
+def test_with_the_shared_state_down_tokens_are_kept_in_this_process() -> None:
+    """The shared map is a cache: its outage is a miss (the token is then resolved by
+    asking the homeservers), what is learnt meanwhile is kept here, never a 503."""
+    clock = task.Clock()
+    shared = SwitchableShared()
+    tokens = TokenMap.build(10, clock, shared)  # type: ignore[arg-type]
+    settle(tokens.remember("known", "hs1", 60))
+    assert shared.values == {"known": "hs1"}
+    shared.down = True
+    assert settle(tokens.lookup("known", 60)) is None  # not here: resolved again
+    settle(tokens.remember("new", "hs2", 60))
+    assert settle(tokens.lookup("new", 60)) == "hs2"
+    settle(tokens.forget("new"))  # a logout while Redis is down
+    assert settle(tokens.lookup("new", 60)) is None
+    shared.down = False
+    assert settle(tokens.lookup("known", 60)) == "hs1"  # the shared map again
+    assert settle(tokens.lookup("new", 60)) is None
+
+
+def test_a_memory_token_map_has_no_fallback_to_hide_behind() -> None:
+    tokens = TokenMap.build(10, task.Clock())
+    assert tokens.fallback is None
