@@ -115,6 +115,8 @@ class PlacementGuard:
                     "that the name is free in the deployment. Try again in a moment.",
                     UNAVAILABLE,
                     {"retry_after_ms": RETRY_AFTER_MS},
+                    # As the portal's own 503s: clients that retry read the header.
+                    headers={"Retry-After": str(RETRY_AFTER_MS // 1000)},
                 ) from None
             if refusal is not None:
                 raise SynapseError(

@@ -528,7 +528,7 @@ def test_a_password_reset_by_email_reaches_the_homeserver_holding_the_address(
     ]
     secret = f"secret-{door}-0123456789"
     try:
-        _reset_and_log_in(deployment, portal, smtp, address, user, secret)
+        _reset_and_log_in(deployment, portal, smtp, address=address, user=user, secret=secret)
     finally:
         if nginx is not None:
             nginx.stop()
@@ -538,6 +538,7 @@ def _reset_and_log_in(
     deployment: Deployment,
     portal: PortalProcess,
     smtp: SmtpSink,
+    *,
     address: str,
     user: str,
     secret: str,

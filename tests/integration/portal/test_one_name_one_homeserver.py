@@ -216,6 +216,7 @@ def test_a_portal_that_does_not_answer_refuses_clearly_or_allows(deployment: Dep
         refused = register_at(p1.base_url, "offline")
         assert refused.status_code == 503, refused.text
         assert refused.json()["errcode"] == "M_UNAVAILABLE"
+        assert refused.headers["Retry-After"] == "5"
         # Logins never ask.
         assert p1.password_login("steady", PASSWORD).status == 200
     finally:
