@@ -149,6 +149,13 @@ class PortalMetrics:
             ("homeserver",),
             registry=self.registry,
         )
+        self.state_up = Gauge(
+            "synapse_base_cs_url_portal_state_up",
+            "1 while the shared state (Redis) answers, 0 while it is marked down (nothing "
+            "waits for it until a probe finds it up); absent with state.backend: memory",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -176,6 +183,9 @@ class PortalMetrics:
 
     def registration(self, step: str, homeserver: str, status: int) -> None:
         self.registrations.labels(step, homeserver, str(status)).inc()
+
+    def shared_state_up(self, up: bool) -> None:
+        self.state_up.set(1 if up else 0)
 
     def homeserver_up(self, homeserver: str, up: bool) -> None:
         self.homeservers_up.labels(homeserver).set(1 if up else 0)

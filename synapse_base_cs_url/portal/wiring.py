@@ -145,7 +145,12 @@ class Lasting:
         the config only through :class:`LastingSettings` (and its TTLs, which every use
         gives again)."""
         settings = LastingSettings.of(config)
-        state = RedisState(settings.state, reactor) if settings.state.redis is not None else None
+        metrics = PortalMetrics()
+        state = (
+            RedisState(settings.state, reactor, on_change=metrics.shared_state_up)
+            if settings.state.redis is not None
+            else None
+        )
         if sso_tokens is None:
             sso_tokens = SsoTokenStore.build(
                 settings.sso_token_ttl, settings.sso_max_tokens, reactor, state
@@ -153,7 +158,7 @@ class Lasting:
         token_map = TokenMap.build(settings.gateway_max_tokens, reactor, state)
         return cls(
             settings=settings,
-            metrics=PortalMetrics(),
+            metrics=metrics,
             state=state,
             sso_tokens=sso_tokens,
             token_map=token_map,

@@ -29,8 +29,9 @@ from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate
 
 INSTALL_HINT = (
     "Install them with `bash .ci/install-services` (as root: apt-get update && "
-    "apt-get install -y postgresql redis-server). CI sets SYNAPSE_BASE_CS_URL_REQUIRE_SERVICES=1 "
-    "so that there the worker tests fail instead of being skipped."
+    "apt-get install -y postgresql redis-server nginx-light prometheus). CI sets "
+    "SYNAPSE_BASE_CS_URL_REQUIRE_SERVICES=1 so that there these tests fail instead of being "
+    "skipped."
 )
 
 #: Python packages Synapse needs for PostgreSQL and Redis (its ``postgres`` and ``redis``

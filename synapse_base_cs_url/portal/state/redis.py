@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -42,7 +43,14 @@ class RedisDown(StateUnavailable):
 class RedisState:
     """The few commands the portal needs, each bounded in time."""
 
-    def __init__(self, settings: StateSettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: StateSettings,
+        clock: Clock,
+        on_change: Callable[[bool], None] = lambda up: None,
+    ) -> None:
+        """``on_change(up)``: told when Redis is marked down, and when a probe finds it up
+        again (and once now: up)."""
         address = settings.redis
         assert address is not None, "a Redis state needs state.url"
         self.address = address
@@ -56,6 +64,8 @@ class RedisState:
         """Why Redis is down (``None``: up)."""
         self._probe: Any = None
         self._closed = False
+        self._on_change = on_change
+        on_change(True)
 
     @property
     def down(self) -> bool:
@@ -135,6 +145,7 @@ class RedisState:
             return
         self._down = why
         logger.warning("Redis is down: %s; probed every %gs", why, self._probe_interval)
+        self._on_change(False)
         self._schedule_probe()
 
     def _schedule_probe(self) -> None:
@@ -151,6 +162,7 @@ class RedisState:
             return
         self._down = None
         logger.info("Redis is up again at %s", self.address.shown())
+        self._on_change(True)
 
     async def _execute(self, *command: Any) -> Any:
         """The command's reply; :class:`RedisDown` when Redis did not answer (timed out, no

@@ -70,6 +70,23 @@ def test_a_probe_that_answers_brings_it_back(played: Any) -> None:
     assert outcome(again) == "v"
 
 
+def test_each_change_is_told_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the ``state_up`` gauge shows: up at start, down at the first failure (not at
+    each refused command), up when a probe answers."""
+    connection, clock = Connection(), task.Clock()
+    monkeypatch.setattr(redis_state, "_connect", lambda address, timeout: connection)
+    told: list[bool] = []
+    state = RedisState(SETTINGS, clock, on_change=told.append)
+    assert told == [True]
+    outcome(defer.ensureDeferred(state.get("k")))
+    clock.advance(2)
+    outcome(defer.ensureDeferred(state.get("k")))  # refused at once: no second change
+    assert told == [True, False]
+    clock.advance(SETTINGS.probe_interval)
+    connection.commands[-1][1].callback("PONG")
+    assert told == [True, False, True]
+
+
 def test_a_probe_that_fails_probes_again(played: Any) -> None:
     state, connection, clock = played
     outcome(defer.ensureDeferred(state.get("k")))
