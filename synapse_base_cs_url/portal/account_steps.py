@@ -19,6 +19,7 @@ token, and without the gateway it is not the portal's to answer.
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from synapse_base_cs_url.portal.client_paths import (
 )
 from synapse_base_cs_url.portal.config.homeservers import Homeserver
 from synapse_base_cs_url.portal.login_routes import DEFAULT_ROUTE, LoginRoutes, user_login
+from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import SESSION_ROUTE, Placement
 
@@ -63,6 +65,32 @@ STEPS: tuple[Step, ...] = (
     Step(RESET_TOKEN, (b"POST",), RESET_TOKEN_PATH),
     Step(RESET, (b"POST",), PASSWORD_PATH),
 )
+
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+
+def report_step(
+    metrics: PortalMetrics,
+    step: str,
+    route: str,
+    homeserver: str,
+    status: int,
+    *,
+    problem: str = "",
+) -> None:
+    """One step's count (``registrations_total``) and log line, as both transports report
+    it: the ``307`` sending the client there, or the homeserver's answer the gateway passed
+    on (``homeserver`` ``-`` and the ``problem``'s errcode when the portal refused it)."""
+    metrics.registration(step, homeserver, status)
+    logger.info(
+        "%s route=%s homeserver=%s status=%d%s",
+        step,
+        route,
+        homeserver,
+        status,
+        f" problem={problem}" if problem else "",
+    )
 
 
 def step_for(method: bytes, path: bytes) -> tuple[Step, re.Match[bytes]] | None:

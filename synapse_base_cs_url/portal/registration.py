@@ -13,7 +13,13 @@ from typing import Any
 
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
-from synapse_base_cs_url.portal.account_steps import RESET, AccountSteps, Step, StepRequest
+from synapse_base_cs_url.portal.account_steps import (
+    RESET,
+    AccountSteps,
+    Step,
+    StepRequest,
+    report_step,
+)
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.web.redirect import TEMPORARY_REDIRECT, send_redirect
@@ -54,15 +60,11 @@ class AccountRedirects:
                 step, StepRequest(match, request.query_bytes, body, client_ip)
             )
         except errors.MatrixError as e:
-            self._metrics.registration(step.name, "-", e.status)
-            logger.info(
-                "%s route=- homeserver=- status=%d problem=%s", step.name, e.status, e.errcode
-            )
+            report_step(self._metrics, step.name, "-", "-", e.status, problem=e.errcode)
             raise
         send_redirect(request, selection.target)
-        self._metrics.registration(step.name, selection.target.name, TEMPORARY_REDIRECT)
-        logger.info(
-            "%s route=%s homeserver=%s status=%d",
+        report_step(
+            self._metrics,
             step.name,
             selection.rule_name,
             selection.target.name,

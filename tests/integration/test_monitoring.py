@@ -1,11 +1,13 @@
-"""``contrib/prometheus/rules.yml`` on a real Prometheus (Debian's), scraping a real portal
-(the directory, the gateway and the shared state on) and a real Synapse with the module (its
-metrics listener), after real traffic: every rule group is healthy, every expression
-evaluates, every metric an expression names is one the portal or the module exports, and
-every recording rule (what the dashboard draws) has series."""
+"""``contrib/prometheus/rules.yml`` and ``contrib/grafana/dashboard.json`` on a real
+Prometheus (Debian's), scraping a real portal (the directory, the gateway and the shared
+state on) and a real Synapse with the module (its metrics listener), after real traffic:
+every rule group is healthy, every expression (rules, panels, variables) evaluates and names
+only metrics the portal or the module exports, every recording rule and every panel has
+series."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -26,6 +28,9 @@ from tests.harness.synapse import METRICS_LISTENER, StartSynapseWithListeners, m
 pytestmark = pytest.mark.integration
 
 RULES = REPO_ROOT / "contrib" / "prometheus" / "rules.yml"
+DASHBOARD = REPO_ROOT / "contrib" / "grafana" / "dashboard.json"
+#: What Grafana puts for a variable set to "All" (the dashboard's ``allValue``).
+ALL = ".*"
 LOGIN = "/_matrix/client/v3/login"
 PORTAL_JOB = "synapse-base-cs-url-portal"
 
@@ -90,6 +95,10 @@ def watched(
         "mon1.test",
         modules=[module_entry(placement=placement)],
         listeners={"metrics": METRICS_LISTENER},
+        extra_config={
+            "enable_registration": True,
+            "enable_registration_without_verification": True,
+        },
     )
     portal.config.update(
         {
@@ -128,6 +137,13 @@ def traffic(hs: SynapseProcess, portal: PortalProcess) -> None:
         login(portal, "watched", **{"User-Agent": "Dart/3.5 (dart:io)"})
         refused = requests.post(portal.url + LOGIN, json={"type": "m.login.password"}, timeout=30)
         assert refused.status_code == 400
+        register = requests.post(
+            portal.url + "/_matrix/client/v3/register",
+            json={"username": "newcomer"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert register.status_code == 401, register.text  # through the gateway: its first step
         whoami = requests.get(
             portal.url + "/_matrix/client/v3/account/whoami",
             headers={"Authorization": f"Bearer {token}"},
@@ -156,15 +172,43 @@ def test_every_rule_group_is_healthy(watched: Watched) -> None:
             assert rule["health"] == "ok", rule
 
 
+def panel_queries() -> list[tuple[str, str]]:
+    """(panel title, its query with every variable set to "All"), for every query."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"].replace("$instance", ALL).replace("$homeserver", ALL))
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\b(synapse_base_cs_url[_:][a-z0-9_:]+|up)\b", expr))
+
+
 def test_every_expression_evaluates_and_names_only_exported_metrics(watched: Watched) -> None:
     exported = exported_names(watched.metrics_urls)
     recorded = {rule["record"] for rule in rules() if "record" in rule}
-    for rule in rules():
-        watched.prometheus.query(rule["expr"])  # parses and evaluates, or raises
-        names = set(re.findall(r"\b(synapse_base_cs_url[_:][a-z0-9_:]+|up)\b", rule["expr"]))
-        assert names, rule
+    expressions = [(rule.get("alert") or rule["record"], rule["expr"]) for rule in rules()]
+    for name, expr in expressions + panel_queries():
+        watched.prometheus.query(expr)  # parses and evaluates, or raises
+        names = names_in(expr)
+        assert names, name
         unknown = names - exported - recorded
-        assert not unknown, (rule.get("alert") or rule["record"], unknown)
+        assert not unknown, (name, unknown)
+
+
+def test_every_panel_and_variable_has_series_after_real_traffic(watched: Watched) -> None:
+    wait_for_series(watched.prometheus, "synapse_base_cs_url:portal_logins:rate5m")
+    for _, expr in panel_queries():
+        wait_for_series(watched.prometheus, expr)
+    for variable in json.loads(DASHBOARD.read_text())["templating"]["list"]:
+        if variable["type"] == "query":
+            metric, label = re.fullmatch(
+                r"label_values\((.+), (\w+)\)", variable["definition"]
+            ).groups()  # type: ignore[union-attr]
+            values = watched.prometheus.query(f"count by ({label}) ({metric})")
+            assert values and all(v["metric"].get(label) for v in values), variable["name"]
 
 
 def test_every_recording_rule_has_series_after_real_traffic(watched: Watched) -> None:

@@ -12,6 +12,7 @@ from twisted.internet import defer
 
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.account_steps import report_step, step_for
 from synapse_base_cs_url.portal.client_paths import (
     SYNC_PATH,
     ClientEndpoint,
@@ -239,9 +240,11 @@ class Exchange:
             return
         self.counted = True
         target = self.target
-        self.forwarding.metrics.client_api(
-            target.homeserver.name if target else "-",
-            target.route if target else "-",
-            status,
-            self.forwarding.clock.seconds() - self.started,
-        )
+        homeserver = target.homeserver.name if target else "-"
+        route = target.route if target else "-"
+        metrics = self.forwarding.metrics
+        seconds = self.forwarding.clock.seconds() - self.started
+        metrics.client_api(homeserver, route, status, seconds)
+        step = step_for(self.method, self.uri.partition(b"?")[0])
+        if step is not None:  # a registration or password reset step, counted as redirected
+            report_step(metrics, step[0].name, route, homeserver, status)

@@ -6,6 +6,7 @@ forgotten on the way."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -356,6 +357,17 @@ def register_zed(portal: InMemoryPortal) -> None:
     assert channel.code == 200
     assert channel.json()["access_token"] == "tok_zed"
     assert portal.hs("hs2").paths() == [b"/_matrix/client/v3/register"]
+
+
+def test_a_registration_through_the_gateway_is_counted_as_a_redirected_one_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "synapse_base_cs_url.portal")
+    portal = gateway()
+    register_zed(portal)
+    registrations = "synapse_base_cs_url_portal_registrations_total"
+    assert portal.metric(registrations, step="register", homeserver="hs2", status="200") == 1
+    assert "register route=register homeserver=hs2 status=200" in caplog.text
 
 
 def test_a_token_learnt_from_a_registration_routes_the_next_request_there() -> None:
