@@ -127,6 +127,15 @@ def non_negative_seconds(value: object, path: str) -> float:
     return number
 
 
+def positive_rate(value: object, path: str) -> float:
+    """A rate (how many a second): a finite number above 0."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        number = float(value) if abs(value) < 1e300 else math.inf
+        if math.isfinite(number) and number > 0:
+            return number
+    raise ValueError(f"{path}: must be a number above 0 (how many a second), not {value!r}")
+
+
 def positive_seconds(value: object, path: str) -> float:
     number = seconds(value, path)
     if number <= 0:

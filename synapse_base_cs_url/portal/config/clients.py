@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import attr
 
-from synapse_base_cs_url.core.config_values import positive_int, positive_seconds, section
+from synapse_base_cs_url.core.config_values import positive_int, positive_rate, section
 
 CLIENTS_KEYS = ("ipv6_prefix_length", "records_per_second", "records_burst")
 
@@ -42,7 +42,7 @@ def parse_clients(raw: object) -> ClientLimits:
         raise ValueError(f"clients.ipv6_prefix_length: must be from 16 to 128, not {prefix}")
     return ClientLimits(
         ipv6_prefix_length=prefix,
-        records_per_second=positive_seconds(
+        records_per_second=positive_rate(
             raw.get("records_per_second", d.records_per_second), "clients.records_per_second"
         ),
         records_burst=positive_int(

@@ -20,6 +20,7 @@ from synapse_base_cs_url.core import dotted_path
 from synapse_base_cs_url.core.config_values import (
     boolean,
     positive_int,
+    positive_rate,
     positive_seconds,
     prefixed,
     section,
@@ -171,7 +172,7 @@ def _parse_section(raw: Mapping[object, object]) -> DirectorySettings:
         timeout=seconds("timeout", d.timeout),
         concurrency=whole("concurrency", d.concurrency),
         max_waiting=whole("max_waiting", d.max_waiting),
-        per_second=seconds("per_second", d.per_second),
+        per_second=positive_rate(raw.get("per_second", d.per_second), "directory.per_second"),
         burst=whole("burst", d.burst),
         max_cached=whole("max_cached", d.max_cached),
         unique_localparts=boolean(

@@ -11,6 +11,7 @@ import attr
 
 from synapse_base_cs_url.core.config_values import (
     positive_int,
+    positive_rate,
     positive_seconds,
     section,
     strings,
@@ -116,7 +117,7 @@ def parse_gateway(raw: object, timeouts: Mapping[object, object]) -> GatewaySett
         resolve_concurrency=positive_int(
             raw.get("resolve_concurrency", d.resolve_concurrency), "gateway.resolve_concurrency"
         ),
-        resolve_per_second=positive_seconds(
+        resolve_per_second=positive_rate(
             raw.get("resolve_per_second", d.resolve_per_second), "gateway.resolve_per_second"
         ),
         resolve_burst=positive_int(

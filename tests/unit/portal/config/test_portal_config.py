@@ -197,6 +197,19 @@ CASES = [
         "timeouts.connect: must be a number of seconds, not '1s'",
     ),
     (_set("timeouts", {"total": 0}), "timeouts.total: must be more than 0 seconds, not 0"),
+    # A rate is not a number of seconds.
+    (
+        _set("directory", {"per_second": 0}),
+        "directory.per_second: must be a number above 0 (how many a second), not 0",
+    ),
+    (
+        _set("gateway", {"resolve_per_second": "1/s"}),
+        "gateway.resolve_per_second: must be a number above 0 (how many a second), not '1/s'",
+    ),
+    (
+        _set("clients", {"records_per_second": float("inf")}),
+        "clients.records_per_second: must be a number above 0 (how many a second), not inf",
+    ),
     # A timeout that never fires would let a hanging homeserver hang the client too.
     (
         _set("timeouts", {"total": float("inf")}),
