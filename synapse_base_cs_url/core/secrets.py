@@ -5,7 +5,10 @@ and compared in constant time."""
 from __future__ import annotations
 
 import hmac
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 #: The shortest placement secret accepted: a shared secret shorter than this is guessable.
 MIN_SHARED_SECRET = 16
@@ -22,6 +25,7 @@ def read_secret_file(
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         raise ValueError(f"{path}: cannot read {raw}: {reason}") from None
+    _warn_if_shared(Path(raw), path)
     secret = text.strip()
     if not secret or any(c.isspace() for c in secret) or not secret.isprintable():
         raise ValueError(
@@ -42,3 +46,19 @@ def read_secret_file(
 def same_secret(given: str, expected: str) -> bool:
     """Whether ``given`` is ``expected``, in a time that does not tell how much matched."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _warn_if_shared(file: Path, path: str) -> None:
+    """A warning (not a refusal: the operator may have reasons, e.g. a group the service
+    runs in) when others than the file's owner may read the secret."""
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        logger.warning(
+            "%s: %s can be read by others than its owner (mode %s); chmod 600 it",
+            path,
+            file,
+            oct(mode & 0o777)[2:],
+        )
