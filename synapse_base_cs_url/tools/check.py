@@ -24,7 +24,9 @@ import attr
 
 from synapse_base_cs_url.core import JsonDict
 from synapse_base_cs_url.core.context import localpart_of
+from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
 from synapse_base_cs_url.core.placement_protocol import HOLDS_PATH
+from synapse_base_cs_url.tools.explain import login_body
 
 Status = Literal["ok", "fail", "warn"]
 SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "!"}
@@ -219,6 +221,13 @@ class Checker:
                 yield from self._certificate("homeserver TLS certificate", base)
                 yield self._versions("homeserver versions", base, routed=True)
                 yield self._cors("homeserver CORS", base)
+        elif self.password is None:
+            yield Result(
+                "route",
+                "warn",
+                f"a homeserver, not a portal: nothing routes {self.user} here",
+                "to log in as that user, give --password-env",
+            )
         if self.password is not None:
             yield from self._login(base)
 
@@ -345,7 +354,7 @@ class Checker:
                 "password, so that no homeserver counts a failed login",
                 "where it goes can only be seen by logging in: give --password-env",
             )
-        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": self.user}}
+        body = login_body(self.user, PASSWORD_TYPE)
         try:
             answer = self.client.request("POST", self.url + LOGIN, body)
         except Unreachable as e:
@@ -356,11 +365,14 @@ class Checker:
             return Result("route", "ok", f"the portal sends {self.user} to {base}")
         if answer.status == 307:
             return Result("route", "fail", f"307 to {location!r}, not a /login URL")
+        # The portal answered itself: its own words say why (a name held on two homeservers,
+        # a homeserver that could not say, a limit).
+        errcode, error = _json_field(answer, "errcode"), _json_field(answer, "error")
         return Result(
             "route",
-            "warn",
-            f"HTTP {answer.status}: the portal proxies this login rather than redirecting",
-            "where it goes can only be seen by logging in: give --password-env",
+            "fail",
+            f"the portal answered HTTP {answer.status} {errcode or ''}: {error or '(no message)'}",
+            "the portal's log has this login's line (route=, problem=)",
         )
 
     def _admin_token(self, name: str, base: str, token: str) -> Result:
@@ -426,8 +438,7 @@ class Checker:
     def _login(self, base: str) -> Iterator[Result]:
         assert self.user is not None and self.password is not None
         body = {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": self.user},
+            **login_body(self.user, PASSWORD_TYPE),
             "password": self.password,
             "initial_device_display_name": "synapse-base-cs-url check",
         }

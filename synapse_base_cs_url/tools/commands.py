@@ -74,7 +74,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "and logged out again.",
     )
     check.add_argument("url", metavar="URL")
-    check.add_argument("--user", metavar="ID", help="a user id or localpart to route")
+    check.add_argument(
+        "--user",
+        metavar="WHO",
+        help="where the portal sends this user: a user id, a bare localpart, an e-mail address "
+        "or a phone number (as explain takes them)",
+    )
     check.add_argument(
         "--password-env",
         metavar="VAR",

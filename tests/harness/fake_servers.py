@@ -83,13 +83,23 @@ class StaticMatrixServer:
         ("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),
     )
 
-    def __init__(self, *, cors: bool = True, cert: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cors: bool = True,
+        cert: tuple[str, str] | None = None,
+        more: dict[str, object] | None = None,
+        posts: dict[str, tuple[int, object]] | None = None,
+    ) -> None:
+        """``more``: further ``GET`` answers by path; ``posts``: ``POST`` answers by path
+        (status, body)."""
         import json
         import ssl
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         server_cors = self.CORS if cors else ()
-        answers = self.ANSWERS
+        answers = {**self.ANSWERS, **(more or {})}
+        post_answers = posts or {}
 
         class Handler(BaseHTTPRequestHandler):
             def _send(self, status: int, body: object | None) -> None:
@@ -111,6 +121,11 @@ class StaticMatrixServer:
 
             def do_OPTIONS(self) -> None:
                 self._send(204, None)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body = post_answers.get(self.path, (404, {"errcode": "M_UNRECOGNIZED"}))
+                self._send(status, body)
 
             def log_message(self, *args: object) -> None:
                 pass

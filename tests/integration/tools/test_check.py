@@ -106,6 +106,15 @@ def test_a_portal_route_to_a_wrong_base_url(homeservers: Homeservers, start_port
     assert "hint: the portal sends this user to a base_url that does not answer" in out
 
 
+def test_a_user_is_routed_by_e_mail_address_as_explain_takes_it(
+    portals: dict[str, PortalProcess], homeservers: Homeservers
+) -> None:
+    # The routes send *@dept2.example.com to hs2; as a localpart it would go to hs1.
+    status, out = check(portals["redirect"].url, "--user", "carol@dept2.example.com")
+    assert status == 0, out
+    assert f"✓ route: the portal sends carol@dept2.example.com to {homeservers.hs2.base_url}" in out
+
+
 def test_a_proxying_portal_is_a_warning_without_a_password(
     portals: dict[str, PortalProcess], homeservers: Homeservers
 ) -> None:
