@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,8 @@ from synapse_base_cs_url.portal.config.upstream import (
     parse_timeouts,
     parse_upstream,
 )
+
+logger = logging.getLogger(__name__)
 
 TOP_LEVEL_KEYS = (
     "listen",
@@ -185,7 +188,7 @@ class PortalConfig:
         listen = parse_listen(raw.get("listen"))
         metrics = parse_metrics(raw.get("metrics"))
         check_metrics_apart(listen, metrics)
-        return PortalConfig(
+        config = PortalConfig(
             listen=listen,
             public_baseurl=prefixed(
                 "public_baseurl", validate_base_url, required(raw, "public_baseurl")
@@ -226,8 +229,36 @@ class PortalConfig:
                 "request_token_inhibit_3pid_errors",
             ),
         )
+        _warn_if_server_name_bypasses_the_directory(config)
+        return config
 
     @staticmethod
     def load(path: str | Path) -> PortalConfig:
         """Read and validate a YAML file; problems reading it are ``ValueError`` too."""
         return PortalConfig.from_config(read_yaml(path))
+
+
+def _warn_if_server_name_bypasses_the_directory(config: PortalConfig) -> None:
+    """The portal's ``server_name`` makes a bare name ``@name:<server_name>``, and a user id
+    naming a homeserver's server name goes there before any lookup: set to one of several
+    homeservers' names, every bare name goes to that homeserver, and the account directory
+    is never asked. Accepted (every account a bare name means may live there), with a
+    warning at every start, reload and ``--check``."""
+    if config.server_name is None or not config.directory.enabled:
+        return
+    named = [
+        name
+        for name, hs in config.homeservers.items()
+        if (hs.server_name or "").lower() == config.server_name.lower()
+    ]
+    others = len({(hs.server_name or name) for name, hs in config.homeservers.items()}) > 1
+    if named and others:
+        logger.warning(
+            "server_name: %s is the server name of homeserver %s: every bare name is routed "
+            "there as @name:%s and the account directory is never asked; remove server_name "
+            "unless every account a bare name means lives on %s",
+            config.server_name,
+            named[0],
+            config.server_name,
+            named[0],
+        )

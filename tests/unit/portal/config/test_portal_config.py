@@ -279,3 +279,37 @@ def test_load_reports_the_file(tmp_path: Path) -> None:
         "default_homeserver: hs1\n"
     )
     assert PortalConfig.load(good).routes.rules == ()
+
+
+def _with_directory(tmp_path: Path, **top: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(VALID)
+    for name in ("hs1", "hs2"):
+        token = tmp_path / f"{name}.token"
+        token.write_text(f"syt_{name}_token\n")
+        token.chmod(0o600)
+        raw["homeservers"][name]["server_name"] = f"{name}.example.com"
+        raw["homeservers"][name]["admin_token_file"] = str(token)
+    raw.update(top)
+    return raw
+
+
+def test_a_server_name_that_bypasses_the_directory_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = PortalConfig.from_config(_with_directory(tmp_path, server_name="hs1.example.com"))
+    assert config.directory.enabled
+    assert (
+        "server_name: hs1.example.com is the server name of homeserver hs1: every bare name "
+        "is routed there as @name:hs1.example.com and the account directory is never asked"
+    ) in caplog.text
+
+
+@pytest.mark.parametrize("server_name", [None, "example.com"])
+def test_a_server_name_no_homeserver_has_or_none_is_quiet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, server_name: str | None
+) -> None:
+    raw = _with_directory(tmp_path)
+    if server_name is not None:
+        raw["server_name"] = server_name
+    PortalConfig.from_config(raw)
+    assert "server_name" not in caplog.text
