@@ -156,6 +156,14 @@ class PortalMetrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        self.admin_token_ok = Gauge(
+            "synapse_base_cs_url_portal_admin_token_ok",
+            "1 once a homeserver accepted the directory's admin token (an admin's), 0 once it "
+            "refused it (checked at startup and at each reload)",
+            ("homeserver",),
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def login(self, homeserver: str, mode: str, status: int, seconds: float) -> None:
@@ -183,6 +191,9 @@ class PortalMetrics:
 
     def registration(self, step: str, homeserver: str, status: int) -> None:
         self.registrations.labels(step, homeserver, str(status)).inc()
+
+    def admin_token(self, homeserver: str, ok: bool) -> None:
+        self.admin_token_ok.labels(homeserver).set(1 if ok else 0)
 
     def shared_state_up(self, up: bool) -> None:
         self.state_up.set(1 if up else 0)

@@ -147,6 +147,7 @@ class PortalProcess:
                 on_refused=lambda line: self.on_fatal(
                     f"portal cannot use the account directory: {line}"
                 ),
+                on_answer=self.lasting.metrics.admin_token,
             )
             try:
                 await self.token_check.settle()
@@ -240,9 +241,10 @@ class PortalProcess:
         self.portal = build_portal(new, self.reactor, self.lasting, ready=self.not_ready)
         if self.token_check is not None:
             # Its tokens, and its client, are the old config's: a token refused now must not
-            # stop a portal whose running config is another (tokens are checked at startup).
+            # stop a portal whose running config is another.
             self.token_check.stop()
             self.token_check = None
+        self._check_tokens_again(new)
         self.resource.routes = self.portal.endpoints
         self.site.requestFactory = self._request_class(new)
         # Requests under way still use the old client: close its idle connections once
@@ -252,6 +254,24 @@ class PortalProcess:
         )
         logger.info("reloaded %s (mode=%s)", path, new.mode.value)
         return True
+
+    def _check_tokens_again(self, new: PortalConfig) -> None:
+        """A reloaded config's admin tokens (a file may have been replaced, or its token
+        revoked meanwhile), checked in the background: a refused one is a warning and the
+        ``admin_token_ok`` gauge, not a stop: the portal serves the other homeservers."""
+        homeservers = list(new.homeservers.values())
+        if not any(hs.admin_token is not None for hs in homeservers):
+            return
+        self.token_check = StartupTokenCheck(
+            self.portal.upstream,
+            homeservers,
+            self.reactor,
+            on_refused=lambda line: logger.warning(
+                "reload: %s; its account lookups answer 503 until the token is replaced", line
+            ),
+            on_answer=self.lasting.metrics.admin_token,
+        )
+        self.token_check.in_background()
 
     async def drain(self) -> None:
         """Stop accepting, fail readiness, let the requests under way finish (up to

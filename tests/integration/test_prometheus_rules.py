@@ -108,6 +108,14 @@ CASES: dict[str, dict[str, Any]] = {
         "at": "5m",
         "firing": [{"job": PORTAL_JOB, "instance": "p1", "homeserver": "h3"}],
     },
+    "SynapseBaseCsUrlAdminTokenRefused": {
+        "series": [
+            portal("admin_token_ok", "1 1 0x5", instance="p1", homeserver="h2"),
+            portal("admin_token_ok", "1x8", instance="p1", homeserver="h1"),
+        ],
+        "at": "3m",
+        "firing": [{"job": PORTAL_JOB, "instance": "p1", "homeserver": "h2"}],
+    },
     "SynapseBaseCsUrlDirectoryUnanswered": {
         "series": [
             portal(LOOKUPS, "0+60x30", instance="p1", source="homeservers", outcome="found"),

@@ -1,7 +1,9 @@
-"""The admin tokens checked at startup (and by ``check``): a token its homeserver refuses
-(unknown, or not an admin's) stops the portal with one line naming the homeserver; a
-homeserver that does not answer is only a warning, since one homeserver's outage must never
-keep the portal from starting.
+"""The admin tokens checked at startup and again at each reload (and by ``check``): at
+startup a token its homeserver refuses (unknown, or not an admin's) stops the portal with one
+line naming the homeserver; at a reload it is a warning (the portal keeps serving the other
+homeservers, and that one's lookups answer ``503``), and the ``admin_token_ok`` gauge says
+so either way. A homeserver that does not answer is only a warning, since one homeserver's
+outage must never keep the portal from starting.
 
 At startup the portal waits for the answers at most :data:`STARTUP_WAIT` seconds: a
 homeserver that has not answered by then (hung, or slow) is asked again in the background,
@@ -93,10 +95,14 @@ class StartupTokenCheck:
         homeservers: Sequence[Homeserver],
         clock: Any,
         on_refused: Callable[[str], None],
+        on_answer: Callable[[str, bool], None] = lambda homeserver, ok: None,
     ) -> None:
+        """``on_answer(homeserver, ok)``: each homeserver's answer (accepted, or refused), as
+        it comes."""
         self._upstream = upstream
         self._clock = clock
         self._on_refused = on_refused
+        self._on_answer = on_answer
         self._checks = {
             hs.name: defer.ensureDeferred(self._until_answered(hs))
             for hs in homeservers
@@ -127,6 +133,18 @@ class StartupTokenCheck:
         for d in self._checks.values():
             d.addErrback(self._refused_later)
 
+    def in_background(self) -> None:
+        """Nothing waits: every refusal, whenever it comes, goes to ``on_refused`` (a
+        reload's check, which must not hold the reload up)."""
+        self._settled = True
+        for d in self._checks.values():
+            d.addCallback(self._refused_already)
+            d.addErrback(self._refused_later)
+
+    def _refused_already(self, result: RefusedToken | None) -> None:
+        if result is not None:  # answered before in_background (an in-memory reactor)
+            self._on_refused(str(result))
+
     def stop(self) -> None:
         for d in self._checks.values():
             d.cancel()
@@ -145,6 +163,8 @@ class StartupTokenCheck:
         delay = RETRY_DELAY
         while True:
             check = await check_token(self._upstream, hs)
+            if check.ok is not None:
+                self._on_answer(check.homeserver, check.ok)
             if check.ok is True:
                 logger.info("directory: %s admin token: %s", check.homeserver, check.detail)
                 return None

@@ -1,12 +1,16 @@
 """Startup never waits long for a homeserver: the admin tokens of those that answer are
 checked before the portal serves (a refused one stops it), one that does not answer is
-asked again in the background while the portal serves, and refusing later still stops it."""
+asked again in the background while the portal serves, and refusing later still stops it.
+A reload checks them again, in the background: a refused one is a warning and a gauge."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from twisted.internet import defer
 
 from synapse_base_cs_url.portal.client_paths import WHOAMI_PATH
@@ -17,13 +21,18 @@ from tests.harness.requests import InMemoryPortal, json_answer, portal_config
 ADMIN = b"/_synapse/admin/v2/users/%40portal%3Aone.example"
 
 
-def portal_with_tokens(tmp_path: Path) -> InMemoryPortal:
+def config_with_tokens(tmp_path: Path) -> dict[str, Any]:
     raw = portal_config()
     for name in ("hs1", "hs2"):
         token = tmp_path / f"{name}.token"
         token.write_text(f"syt_{name}_token")
+        token.chmod(0o600)
         raw["homeservers"][name]["admin_token_file"] = str(token)
-    portal = InMemoryPortal(raw)
+    return raw
+
+
+def portal_with_tokens(tmp_path: Path) -> InMemoryPortal:
+    portal = InMemoryPortal(config_with_tokens(tmp_path))
     portal.hs("hs1").on(b"GET", WHOAMI_PATH, json_answer(200, {"user_id": "@portal:one.example"}))
     portal.hs("hs1").on(b"GET", ADMIN, json_answer(200, {"name": "@portal:one.example"}))
     return portal
@@ -77,3 +86,35 @@ def test_one_that_answers_later_with_an_admins_token_is_fine(tmp_path: Path) -> 
     )
     portal.advance(RETRY_DELAY)
     assert fatal == []
+
+
+OK_GAUGE = "synapse_base_cs_url_portal_admin_token_ok"
+
+
+def test_a_token_refused_after_a_reload_is_a_warning_and_a_gauge_not_a_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    portal = portal_with_tokens(tmp_path)
+    portal.hs("hs2").on(b"GET", WHOAMI_PATH, json_answer(200, {"user_id": "@portal:two.example"}))
+    portal.hs("hs2").on(
+        b"GET", b"/_synapse/admin/v2/users/%40portal%3Atwo.example", json_answer(200, {})
+    )
+    d, fatal = started(portal)
+    assert d.called and d.result is None
+    assert portal.metric(OK_GAUGE, homeserver="hs2") == 1
+    # The token is revoked on hs2, then the portal reloads.
+    portal.hs("hs2").on(b"GET", WHOAMI_PATH, json_answer(401, {"errcode": "M_UNKNOWN_TOKEN"}))
+    path = tmp_path / "portal.yaml"
+    path.write_text(yaml.safe_dump(config_with_tokens(tmp_path)))
+    assert portal.process.reload(str(path))
+    portal.homeservers.pump()
+    assert fatal == []
+    assert portal.process.port is not None  # still serving
+    assert portal.metric(OK_GAUGE, homeserver="hs2") == 0
+    assert portal.metric(OK_GAUGE, homeserver="hs1") == 1
+    assert (
+        "reload: homeservers.hs2.admin_token_file: the token is refused (whoami answered 401); "
+        "its account lookups answer 503 until the token is replaced"
+    ) in caplog.text
+    assert "syt_hs2_token" not in caplog.text
