@@ -23,6 +23,7 @@ from typing import Any, Literal
 import attr
 
 from synapse_base_cs_url.core import JsonDict
+from synapse_base_cs_url.core.admin_token_answers import after_admin_api, after_whoami
 from synapse_base_cs_url.core.context import localpart_of
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
 from synapse_base_cs_url.core.placement_protocol import HOLDS_PATH
@@ -382,29 +383,32 @@ class Checker:
         try:
             whoami = self.client.request("GET", base + WHOAMI, headers=auth)
             user_id = _json_field(whoami, "user_id") if whoami.status == 200 else None
-            if not isinstance(user_id, str):
-                return Result(
-                    check,
-                    "fail",
-                    f"refused (whoami answered {whoami.status})",
-                    "log the portal's admin user in again and write its new token to the file",
-                )
-            quoted = urllib.parse.quote(user_id, safe="")
-            admin = self.client.request("GET", f"{base}{ADMIN_USERS}/{quoted}", headers=auth)
+            verdict = after_whoami(whoami.status, user_id)
+            if verdict is None:
+                quoted = urllib.parse.quote(str(user_id), safe="")
+                admin = self.client.request("GET", f"{base}{ADMIN_USERS}/{quoted}", headers=auth)
+                verdict = after_admin_api(str(user_id), admin.status)
         except Unreachable as e:
             return Result(check, "warn", f"{name} did not answer: {e}")
-        if admin.status != 200:
+        if verdict.ok is None:  # as the portal reads it: no answer, asked again later
             return Result(
                 check,
-                "fail",
-                f"{user_id} is not a server admin (the admin API answered {admin.status})",
-                "the directory needs an admin's token: make the user an admin, or use another",
+                "warn",
+                f"{name} did not say ({verdict.detail})",
+                f"is proxy_url ({base}) the homeserver itself, passing /_synapse/admin/?",
             )
+        if verdict.ok is False:
+            hint = (
+                "log the portal's admin user in again and write its new token to the file"
+                if verdict.detail.startswith("the token is refused")
+                else "the directory needs an admin's token: make the user an admin, or use another"
+            )
+            return Result(check, "fail", verdict.detail, hint)
         return Result(
             check,
             "ok",
-            f"{user_id}, a server admin: may read (and change) every account on {name}; "
-            "keep the token to the portal alone",
+            f"{verdict.detail.removesuffix(': may read every account')}: may read (and change) "
+            f"every account on {name}; keep the token to the portal alone",
         )
 
     def _placement_secret(self, name: str, base: str, secret: str) -> Result:

@@ -20,6 +20,7 @@ from typing import Any
 import attr
 from twisted.internet import defer, task
 
+from synapse_base_cs_url.core.admin_token_answers import after_admin_api, after_whoami
 from synapse_base_cs_url.core.json_dict import json_object
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.client_paths import WHOAMI_PATH
@@ -28,10 +29,6 @@ from synapse_base_cs_url.portal.directory.sources import USER_PATH, admin_reques
 from synapse_base_cs_url.portal.upstream.client import Upstream
 
 logger = logging.getLogger("synapse_base_cs_url.portal.directory")
-
-#: What a homeserver answers a token it refuses (unknown; not an admin's). Anything else (a
-#: 502 from a proxy in front of a Synapse that is down) is no answer.
-REFUSED = (401, 403)
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -44,29 +41,20 @@ class TokenCheck:
 
 
 async def check_token(upstream: Upstream, hs: Homeserver) -> TokenCheck:
+    """The homeserver's answers, read as ``check`` reads them (``core.admin_token_answers``)."""
     try:
         whoami = await admin_request(upstream, hs, WHOAMI_PATH)
         user = json_object(whoami.body) if whoami.status == 200 else None
         user_id = user.get("user_id") if user is not None else None
-        if whoami.status in REFUSED:
-            return TokenCheck(
-                hs.name, False, f"the token is refused (whoami answered {whoami.status})"
-            )
-        if not isinstance(user_id, str):
-            return TokenCheck(hs.name, None, f"whoami answered {whoami.status}")
-        path = USER_PATH.format(user_id=urllib.parse.quote(user_id, safe="")).encode()
-        admin = await admin_request(upstream, hs, path)
+        verdict = after_whoami(whoami.status, user_id)
+        if verdict is None:
+            assert isinstance(user_id, str)
+            path = USER_PATH.format(user_id=urllib.parse.quote(user_id, safe="")).encode()
+            admin = await admin_request(upstream, hs, path)
+            verdict = after_admin_api(user_id, admin.status)
     except errors.MatrixError as e:
         return TokenCheck(hs.name, None, e.message)
-    if admin.status == 200:
-        return TokenCheck(hs.name, True, f"{user_id}, a server admin: may read every account")
-    if admin.status not in REFUSED:
-        return TokenCheck(hs.name, None, f"the admin API answered {admin.status}")
-    return TokenCheck(
-        hs.name,
-        False,
-        f"{user_id} is not a server admin (the admin API answered {admin.status})",
-    )
+    return TokenCheck(hs.name, verdict.ok, verdict.detail)
 
 
 def _cancelled(failure: Any) -> None:

@@ -1,0 +1,42 @@
+"""What a homeserver's answers mean when an admin token is checked, written once for the
+portal (at startup and at each reload, over Twisted) and for ``check --config`` (a blocking
+client): ``whoami`` with the token, then Synapse's admin API for that user.
+
+``401``/``403`` is a refusal (an unknown token; not an admin's); anything else that is not a
+success (a ``404`` from a proxy that does not pass the admin API, a ``5xx`` from a proxy in
+front of a Synapse that is down) is no answer: the portal asks again later, ``check`` warns."""
+
+from __future__ import annotations
+
+import attr
+
+#: What a homeserver answers a token it refuses.
+REFUSED = (401, 403)
+
+
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class TokenVerdict:
+    ok: bool | None
+    """``True``: an admin's token; ``False``: refused; ``None``: no answer."""
+    detail: str
+    """Whose token it is, or what is wrong (never the token)."""
+
+
+def after_whoami(status: int, user_id: object) -> TokenVerdict | None:
+    """The verdict ``whoami``'s answer already gives, or ``None``: ask the admin API about
+    ``user_id``."""
+    if status in REFUSED:
+        return TokenVerdict(False, f"the token is refused (whoami answered {status})")
+    if status != 200 or not isinstance(user_id, str):
+        return TokenVerdict(None, f"whoami answered {status}")
+    return None
+
+
+def after_admin_api(user_id: str, status: int) -> TokenVerdict:
+    if status == 200:
+        return TokenVerdict(True, f"{user_id}, a server admin: may read every account")
+    if status in REFUSED:
+        return TokenVerdict(
+            False, f"{user_id} is not a server admin (the admin API answered {status})"
+        )
+    return TokenVerdict(None, f"the admin API answered {status} about {user_id}")
