@@ -35,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     portal.add_argument("--config", "-c", required=True, metavar="PORTAL_YAML")
     portal.add_argument(
-        "--check", action="store_true", help="only validate the config file, then exit"
+        "--check",
+        action="store_true",
+        help="validate the config file and check each admin token and placement secret at "
+        "its homeserver (as startup does), then exit",
+    )
+    portal.add_argument(
+        "--offline",
+        action="store_true",
+        help="with --check: the file only, no homeserver asked (where they cannot be reached)",
     )
     key = commands.add_parser(
         "generate-key",
@@ -51,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
+def run_portal_command(config_path: str, *, check_only: bool = False, offline: bool = False) -> int:
     """Load the config (reporting mistakes by key, without a traceback) and serve."""
     from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 
@@ -61,6 +69,11 @@ def run_portal_command(config_path: str, *, check_only: bool = False) -> int:
         print(f"synapse-base-cs-url portal: invalid config {config_path}: {e}", file=sys.stderr)
         return 2
     if check_only:
+        from synapse_base_cs_url.tools.commands import check_portal_secrets
+
+        if not offline and not check_portal_secrets(config, sys.stderr):
+            print(f"{config_path}: a homeserver refuses its token or secret", file=sys.stderr)
+            return 1
         print(f"{config_path}: OK", file=sys.stderr)
         return 0
     from synapse_base_cs_url.portal.workers import (
@@ -134,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(run_portal_demo(keep=args.keep))
         sys.exit(run_demo(keep=args.keep))
     if args.command == "portal":
-        sys.exit(run_portal_command(args.config, check_only=args.check))
+        sys.exit(run_portal_command(args.config, check_only=args.check, offline=args.offline))
     if args.command == "generate-key":
         sys.exit(generate_key(args.file, force=args.force))
     from synapse_base_cs_url.tools.commands import run

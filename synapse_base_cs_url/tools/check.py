@@ -191,6 +191,14 @@ class Checker:
     def run(self) -> list[Result]:
         return list(self._checks())
 
+    def secret_checks(self) -> Iterator[Result]:
+        """Each admin token and placement secret, asked where the portal uses it (also what
+        ``portal --check`` runs)."""
+        for name, base, token in self.admin_tokens:
+            yield self._admin_token(name, base, token)
+        for name, base, secret in self.placement_secrets:
+            yield self._placement_secret(name, base, secret)
+
     def _checks(self) -> Iterator[Result]:
         if urllib.parse.urlsplit(self.url).scheme == "https":
             tls = certificate(self.url, self.timeout, self.ca_file)
@@ -207,10 +215,7 @@ class Checker:
         yield self._cors("CORS", self.url)
         portal = self._portal()
         yield Result("kind", "ok", _describe_portal(portal) if portal else "a homeserver")
-        for name, base, token in self.admin_tokens:
-            yield self._admin_token(name, base, token)
-        for name, base, secret in self.placement_secrets:
-            yield self._placement_secret(name, base, secret)
+        yield from self.secret_checks()
         if self.user is None:
             return
         base = self.url

@@ -215,18 +215,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ValueError as e:
             print(f"synapse-base-cs-url check: {args.config}: {e}", file=err)
             return 2
-        # Asked where the portal's directory uses them (proxy_url, base_url unless set): an
-        # admin token must not travel to the public address, which may be another host.
-        tokens = [
-            (hs.name, hs.proxy_url, hs.admin_token)
-            for hs in portal.homeservers.values()
-            if hs.admin_token is not None
-        ]
-        secrets = [
-            (hs.name, hs.proxy_url, hs.placement_secret)
-            for hs in portal.homeservers.values()
-            if hs.placement_secret is not None
-        ]
+        tokens, secrets = portal_secrets(portal)
     checker = Checker(
         args.url,
         user=args.user,
@@ -245,3 +234,28 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for result in results:
             print(result.line(), file=out)
     return 1 if failed else 0
+
+
+def portal_secrets(
+    portal: PortalConfig,
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """Each homeserver's admin token and placement secret, with where the portal uses them
+    (``proxy_url``, ``base_url`` unless set): an admin token must not travel to the public
+    address, which may be another host."""
+    homeservers = portal.homeservers.values()
+    tokens = [(hs.name, hs.proxy_url, hs.admin_token) for hs in homeservers if hs.admin_token]
+    secrets = [
+        (hs.name, hs.proxy_url, hs.placement_secret) for hs in homeservers if hs.placement_secret
+    ]
+    return tokens, secrets
+
+
+def check_portal_secrets(portal: PortalConfig, err: TextIO) -> bool:
+    """``portal --check``: every admin token and placement secret asked at its homeserver,
+    one line each on ``err``; whether none was refused (a homeserver that does not answer
+    is a warning, as at startup)."""
+    tokens, secrets = portal_secrets(portal)
+    results = list(Checker("", admin_tokens=tokens, placement_secrets=secrets).secret_checks())
+    for result in results:
+        print(result.line(), file=err)
+    return not any(r.status == "fail" for r in results)
