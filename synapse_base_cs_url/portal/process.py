@@ -253,6 +253,12 @@ class PortalProcess:
             old.config.timeouts.total + 1, lambda: defer.ensureDeferred(old.upstream.close())
         )
         logger.info("reloaded %s (mode=%s)", path, new.mode.value)
+        if new.directory.enabled:
+            logger.info(
+                "reload: the account directory keeps what it found (for directory.found_ttl): "
+                "existing accounts still go where they live, new routes only place new names; "
+                "'synapse-base-cs-url directory forget' drops one answer"
+            )
         return True
 
     def _check_tokens_again(self, new: PortalConfig) -> None:

@@ -18,6 +18,7 @@ from synapse_base_cs_url.tools.check import Checker
 from synapse_base_cs_url.tools.diff import Move, Router, diff, report
 from synapse_base_cs_url.tools.directory_lookup import look_up
 from synapse_base_cs_url.tools.explain import explain_login, login_body, parse_body
+from synapse_base_cs_url.tools.forget import forget
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +43,27 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--ask-directory",
         action="store_true",
         help="a portal.yaml with an account directory: ask it now, with the config's tokens",
+    )
+
+    directory = commands.add_parser(
+        "directory",
+        help="act on a portal's account directory (forget a cached answer)",
+        description="Act on the account directory of the portal configured by portal.yaml.",
+    )
+    actions = directory.add_subparsers(dest="directory_command", metavar="ACTION", required=True)
+    forget_cmd = actions.add_parser(
+        "forget",
+        help="drop the cached answer for each WHO, for every replica (state.backend: redis)",
+        description="Drop the account directory's cached answer for each WHO (as explain "
+        "takes it), in the shared state every portal replica reads: their next login is "
+        "looked up again.",
+    )
+    forget_cmd.add_argument("--config", "-c", required=True, metavar="PORTAL_YAML")
+    forget_cmd.add_argument(
+        "who",
+        nargs="+",
+        metavar="WHO",
+        help="a bare localpart, an e-mail address or a phone number",
     )
 
     diff_cmd = commands.add_parser(
@@ -102,6 +124,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         return _explain(args, out, err)
     if args.command == "diff":
         return _diff(args, out, err)
+    if args.command == "directory":
+        return _forget(args, out, err)
     return _check(args, out, err)
 
 
@@ -259,3 +283,12 @@ def check_portal_secrets(portal: PortalConfig, err: TextIO) -> bool:
     for result in results:
         print(result.line(), file=err)
     return not any(r.status == "fail" for r in results)
+
+
+def _forget(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        portal = PortalConfig.load(args.config)
+    except ValueError as e:
+        print(f"synapse-base-cs-url directory: invalid config {args.config}: {e}", file=err)
+        return 2
+    return forget(portal, args.who, out, err)

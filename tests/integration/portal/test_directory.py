@@ -247,8 +247,29 @@ def test_replicas_share_the_cache_in_redis(deployment: Deployment, start: Any) -
         assert total(a.url, "synapse_base_cs_url_portal_directory_lookups_total") == 1
         assert total(b.url, "synapse_base_cs_url_portal_directory_lookups_total") == 0
         assert total(b.url, "synapse_base_cs_url_portal_directory_cache_total", result="hit") == 1
+        # An operator makes both replicas forget that answer (and by e-mail, one never
+        # cached): the next login on either is looked up again.
+        portal_yaml = deployment.workdir / "forget-portal.yaml"
+        portal_yaml.write_text(yaml.safe_dump(config))
+        forgot = run_tool("directory", "forget", "-c", str(portal_yaml), user, email_of(user))
+        assert forgot.status == 0, forgot.err
+        assert forgot.out.count(": forgotten") == 1 and ": nothing cached" in forgot.out
+        assert user not in forgot.out + forgot.err and "mail.example.com" not in forgot.out
+        assert logged_in_at(b, by_localpart(user), deployment) == home
+        assert total(b.url, "synapse_base_cs_url_portal_directory_lookups_total") == 1
+        again = run_tool("directory", "forget", "-c", str(portal_yaml), user)
+        assert again.status == 0 and ": forgotten" in again.out
     finally:
         redis.cleanup()
+
+
+def test_directory_forget_explains_what_it_cannot_do(deployment: Deployment) -> None:
+    """The memory backend: only a restart forgets (each process holds its own cache)."""
+    portal_yaml = deployment.workdir / "forget-memory.yaml"
+    portal_yaml.write_text(yaml.safe_dump(deployment.config()))
+    ran = run_tool("directory", "forget", "-c", str(portal_yaml), "user0")
+    assert ran.status == 2
+    assert "restart the portal to forget" in ran.err
 
 
 class _Directory:
