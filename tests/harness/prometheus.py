@@ -16,15 +16,11 @@ import requests
 import yaml
 
 from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate
-from tests.harness.services import INSTALL_HINT, skip_or_fail
+from tests.harness.services import required_binary
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        skip_or_fail(f"these tests need prometheus (Debian: prometheus). {INSTALL_HINT}")
-    assert found is not None
-    return found
+    return required_binary("prometheus", "prometheus")
 
 
 class PrometheusProcess:

@@ -290,3 +290,12 @@ def redis_server() -> RedisServer:
     if shutil.which("redis-server") is None:
         skip_or_fail(f"these tests need redis-server. {INSTALL_HINT}")
     return RedisServer().start()
+
+
+def required_binary(name: str, package: str) -> str:
+    """The path of ``name``, or a skip (a failure in CI) naming its Debian package."""
+    found = shutil.which(name)
+    if found is None:
+        skip_or_fail(f"these tests need {name} (Debian: {package}). {INSTALL_HINT}")
+    assert found is not None
+    return found

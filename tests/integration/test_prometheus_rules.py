@@ -9,7 +9,6 @@ with its ``{{ $labels.x }}`` filled in (so the text is written once, in the rule
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from tests.harness.constants import REPO_ROOT
-from tests.harness.services import INSTALL_HINT, skip_or_fail
+from tests.harness.services import required_binary
 
 pytestmark = pytest.mark.integration
 
@@ -176,11 +175,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        skip_or_fail(f"these tests need promtool (Debian: prometheus). {INSTALL_HINT}")
-    assert found is not None
-    return found
+    return required_binary("promtool", "prometheus")
 
 
 def alerts() -> dict[str, dict[str, Any]]:

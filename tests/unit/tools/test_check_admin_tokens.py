@@ -133,25 +133,7 @@ def test_the_admin_token_goes_to_proxy_url_only(
     servers: tuple[StaticMatrixServer, AdminApi, AdminApi], tmp_path: Path
 ) -> None:
     front, public, internal = servers
-    token_file = tmp_path / "hs1.token"
-    token_file.write_text(TOKEN + "\n")
-    config = tmp_path / "portal.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "public_baseurl": "https://portal.example.com",
-                "homeservers": {
-                    "hs1": {
-                        "base_url": public.url,
-                        "proxy_url": internal.url,
-                        "server_name": "hs1.test",
-                        "admin_token_file": str(token_file),
-                    }
-                },
-                "default_homeserver": "hs1",
-            }
-        )
-    )
+    config = portal_yaml(tmp_path, public.url, internal.url)
     ran = run_tool("check", front.url, "--config", str(config))
     assert f"✓ hs1 admin token: {ADMIN}, a server admin" in ran.out, ran.out + ran.err
     assert public.seen == []
