@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -62,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run_portal_command(config_path: str, *, check_only: bool = False, offline: bool = False) -> int:
     """Load the config (reporting mistakes by key, without a traceback) and serve."""
     from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+    from synapse_base_cs_url.portal.logs import FORMAT
 
+    # What reading the config warns about is logged as the portal logs (the serving process
+    # replaces this handler with its own once it starts).
+    logging.basicConfig(format=FORMAT, stream=sys.stderr, level=logging.INFO)
     try:
         config = PortalConfig.load(config_path)
     except ValueError as e:

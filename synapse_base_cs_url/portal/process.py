@@ -257,7 +257,10 @@ class PortalProcess:
             logger.info(
                 "reload: the account directory keeps what it found (for directory.found_ttl): "
                 "existing accounts still go where they live, new routes only place new names; "
+                "%s",
                 "'synapse-base-cs-url directory forget' drops one answer"
+                if self.state is not None
+                else "a restart forgets them (this process holds its own cache)",
             )
         return True
 

@@ -219,7 +219,9 @@ class Checker:
         if self.user is None:
             return
         base = self.url
-        if portal:
+        if portal and portal.get("mode") != "redirect" and self.password is not None:
+            pass  # the login below goes through the portal: its answer says where it landed
+        elif portal:
             route = self._route(portal)
             yield route
             if route.status == "ok":
@@ -461,7 +463,13 @@ class Checker:
         token = _json_field(answer, "access_token")
         if answer.status != 200 or not isinstance(token, str):
             errcode = _json_field(answer, "errcode")
-            yield Result("login", "fail", f"HTTP {answer.status} {errcode or ''}".strip())
+            hint = (
+                "the homeserver's login rate limit (Synapse's rc_login): wait, or raise it "
+                "for the address the logins come from (the portal's, when it proxies)"
+                if answer.status == 429
+                else ""
+            )
+            yield Result("login", "fail", f"HTTP {answer.status} {errcode or ''}".strip(), hint)
             return
         login = answer.json()
         yield Result("login", "ok", f"logged in as {login.get('user_id')}")

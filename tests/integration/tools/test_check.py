@@ -115,6 +115,15 @@ def test_a_user_is_routed_by_e_mail_address_as_explain_takes_it(
     assert f"✓ route: the portal sends carol@dept2.example.com to {homeservers.hs2.base_url}" in out
 
 
+def test_a_proxying_portal_with_a_password_is_judged_by_the_login(
+    portals: dict[str, PortalProcess], homeservers: Homeservers
+) -> None:
+    status, out = with_password(portals["proxy"].url, "--user", "alice")
+    assert status == 0, out
+    assert "route:" not in out  # no "give --password-env" when it was given
+    assert f"✓ base_cs_url: {homeservers.hs1.base_url}, the same as well_known" in out
+
+
 def test_a_proxying_portal_is_a_warning_without_a_password(
     portals: dict[str, PortalProcess], homeservers: Homeservers
 ) -> None:
