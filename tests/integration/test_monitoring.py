@@ -25,7 +25,7 @@ from tests.harness.prometheus import PrometheusProcess, prometheus_binary
 from tests.harness.services import redis_server
 from tests.harness.synapse import METRICS_LISTENER, StartSynapseWithListeners, module_entry
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 RULES = REPO_ROOT / "contrib" / "prometheus" / "rules.yml"
 DASHBOARD = REPO_ROOT / "contrib" / "grafana" / "dashboard.json"

@@ -19,7 +19,7 @@ import yaml
 from tests.harness.constants import REPO_ROOT
 from tests.harness.services import required_binary
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 RULES = REPO_ROOT / "contrib" / "prometheus" / "rules.yml"
 PORTAL_JOB = "synapse-base-cs-url-portal"

@@ -18,10 +18,10 @@ from tests.harness.constants import REPO_ROOT
 from tests.harness.nginx import nginx_binary
 from tests.harness.services import INSTALL_HINT, skip_or_fail
 
-pytestmark = [pytest.mark.integration, pytest.mark.soak]
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 SOAK = REPO_ROOT / "benchmarks" / "soak.py"
-MINUTES = 2.0
+MINUTES = 1.5
 
 
 def test_a_short_soak_loses_nothing(tmp_path: Path) -> None:
@@ -29,8 +29,9 @@ def test_a_short_soak_loses_nothing(tmp_path: Path) -> None:
         skip_or_fail(f"the soak needs redis-server. {INSTALL_HINT}")
     nginx_binary()
     out = tmp_path / "out"
+    args = ["--minutes", str(MINUTES), "--sample", "10", "--users", "4", "--out", str(out)]
     run = subprocess.run(
-        [sys.executable, str(SOAK), "--minutes", str(MINUTES), "--sample", "10", "--out", str(out)],
+        [sys.executable, str(SOAK), *args],
         capture_output=True,
         text=True,
         timeout=MINUTES * 60 + 300,
