@@ -20,23 +20,25 @@ class TokenVerdict:
     """``True``: an admin's token; ``False``: refused; ``None``: no answer."""
     detail: str
     """Whose token it is, or what is wrong (never the token)."""
+    user_id: str | None = None
+    """Whose token ``whoami`` said it is (``None``: it did not say)."""
 
 
-def after_whoami(status: int, user_id: object) -> TokenVerdict | None:
-    """The verdict ``whoami``'s answer already gives, or ``None``: ask the admin API about
-    ``user_id``."""
+def after_whoami(status: int, user_id: object) -> TokenVerdict | str:
+    """The verdict ``whoami``'s answer already gives, or the user id to ask the admin API
+    about."""
     if status in REFUSED:
         return TokenVerdict(False, f"the token is refused (whoami answered {status})")
     if status != 200 or not isinstance(user_id, str):
         return TokenVerdict(None, f"whoami answered {status}")
-    return None
+    return user_id
 
 
 def after_admin_api(user_id: str, status: int) -> TokenVerdict:
     if status == 200:
-        return TokenVerdict(True, f"{user_id}, a server admin: may read every account")
+        return TokenVerdict(True, f"{user_id}, a server admin: may read every account", user_id)
     if status in REFUSED:
         return TokenVerdict(
-            False, f"{user_id} is not a server admin (the admin API answered {status})"
+            False, f"{user_id} is not a server admin (the admin API answered {status})", user_id
         )
-    return TokenVerdict(None, f"the admin API answered {status} about {user_id}")
+    return TokenVerdict(None, f"the admin API answered {status} about {user_id}", user_id)

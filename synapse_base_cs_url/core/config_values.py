@@ -107,17 +107,25 @@ def positive_int(value: object, path: str, what: str = "whole number") -> int:
     return value
 
 
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float; ``None`` for anything else (a bool, a string, ``.inf``
+    or ``.nan``, an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def seconds(value: object, path: str) -> float:
     """A finite number: ``.inf`` as a timeout would never fire (a hang), ``.nan`` compares
     false with everything."""
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:  # an int too large for a float
-            number = math.inf
-        if math.isfinite(number):
-            return number
-    raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
+    number = _finite(value)
+    if number is None:
+        raise ValueError(f"{path}: must be a number of seconds, not {value!r}")
+    return number
 
 
 def non_negative_seconds(value: object, path: str) -> float:
@@ -129,11 +137,10 @@ def non_negative_seconds(value: object, path: str) -> float:
 
 def positive_rate(value: object, path: str) -> float:
     """A rate (how many a second): a finite number above 0."""
-    if not isinstance(value, bool) and isinstance(value, (int, float)):
-        number = float(value) if abs(value) < 1e300 else math.inf
-        if math.isfinite(number) and number > 0:
-            return number
-    raise ValueError(f"{path}: must be a number above 0 (how many a second), not {value!r}")
+    number = _finite(value)
+    if number is None or number <= 0:
+        raise ValueError(f"{path}: must be a number above 0 (how many a second), not {value!r}")
+    return number
 
 
 def positive_seconds(value: object, path: str) -> float:

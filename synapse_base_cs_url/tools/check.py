@@ -391,10 +391,10 @@ class Checker:
             whoami = self.client.request("GET", base + WHOAMI, headers=auth)
             user_id = _json_field(whoami, "user_id") if whoami.status == 200 else None
             verdict = after_whoami(whoami.status, user_id)
-            if verdict is None:
-                quoted = urllib.parse.quote(str(user_id), safe="")
+            if isinstance(verdict, str):
+                quoted = urllib.parse.quote(verdict, safe="")
                 admin = self.client.request("GET", f"{base}{ADMIN_USERS}/{quoted}", headers=auth)
-                verdict = after_admin_api(str(user_id), admin.status)
+                verdict = after_admin_api(verdict, admin.status)
         except Unreachable as e:
             return Result(check, "warn", f"{name} did not answer: {e}")
         if verdict.ok is None:  # as the portal reads it: no answer, asked again later
@@ -407,15 +407,15 @@ class Checker:
         if verdict.ok is False:
             hint = (
                 "log the portal's admin user in again and write its new token to the file"
-                if verdict.detail.startswith("the token is refused")
+                if verdict.user_id is None
                 else "the directory needs an admin's token: make the user an admin, or use another"
             )
             return Result(check, "fail", verdict.detail, hint)
         return Result(
             check,
             "ok",
-            f"{verdict.detail.removesuffix(': may read every account')}: may read (and change) "
-            f"every account on {name}; keep the token to the portal alone",
+            f"{verdict.user_id}, a server admin: may read (and change) every account on {name}; "
+            "keep the token to the portal alone",
         )
 
     def _placement_secret(self, name: str, base: str, secret: str) -> Result:

@@ -33,6 +33,7 @@ from synapse_base_cs_url.portal.config.gateway import (
 )
 from synapse_base_cs_url.portal.config.homeservers import (
     Homeserver,
+    canonical_names,
     homeserver_name,
     parse_homeservers,
 )
@@ -251,7 +252,7 @@ def _warn_if_server_name_bypasses_the_directory(config: PortalConfig) -> None:
         for name, hs in config.homeservers.items()
         if (hs.server_name or "").lower() == config.server_name.lower()
     ]
-    others = len({(hs.server_name or name) for name, hs in config.homeservers.items()}) > 1
+    others = len(set(canonical_names(config.homeservers).values())) > 1
     if named and others:
         logger.warning(
             "server_name: %s is the server name of homeserver %s: every bare name is routed "

@@ -47,11 +47,10 @@ async def check_token(upstream: Upstream, hs: Homeserver) -> TokenCheck:
         user = json_object(whoami.body) if whoami.status == 200 else None
         user_id = user.get("user_id") if user is not None else None
         verdict = after_whoami(whoami.status, user_id)
-        if verdict is None:
-            assert isinstance(user_id, str)
-            path = USER_PATH.format(user_id=urllib.parse.quote(user_id, safe="")).encode()
+        if isinstance(verdict, str):
+            path = USER_PATH.format(user_id=urllib.parse.quote(verdict, safe="")).encode()
             admin = await admin_request(upstream, hs, path)
-            verdict = after_admin_api(user_id, admin.status)
+            verdict = after_admin_api(verdict, admin.status)
     except errors.MatrixError as e:
         return TokenCheck(hs.name, None, e.message)
     return TokenCheck(hs.name, verdict.ok, verdict.detail)

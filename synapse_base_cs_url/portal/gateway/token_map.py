@@ -40,9 +40,7 @@ class TokenMap:
         memory: ExpiringMap[str, str] = ExpiringMap(
             clock, max_entries=max_entries, ttl=1.0, sliding=True
         )
-        if shared is None:
-            return cls(Store("", memory, None))
-        return cls(Store("", memory, shared), fallback=memory)
+        return cls(Store("", memory, shared), fallback=memory if shared is not None else None)
 
     def __len__(self) -> int:
         return len(self.store)
