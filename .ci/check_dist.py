@@ -32,6 +32,7 @@ def main(dist: Path) -> int:
         "synapse_base_cs_url/synapse_module/module.py",
         "synapse_base_cs_url/portal/web/site.py",
         "synapse_base_cs_url/_dev/demo.py",
+        "synapse_base_cs_url/portal/sso/templates/sso_sign_in.html",
     ):
         if required not in names:
             problems.append(f"wheel lacks {required}")

@@ -12,7 +12,8 @@ so the answer must hold for whichever homeserver the login is routed to:
   come from the SSO homeservers (``sso.default`` and those of ``sso.identity_providers``):
   ``m.login.sso`` is offered if any of them offers it, and lists each identity provider
   from the homeserver the portal sends that provider to (an id listed under
-  ``sso.identity_providers`` from that homeserver, any other id from ``sso.default``);
+  ``sso.identity_providers`` from that homeserver, any other id from ``sso.default``; a
+  provider several homeservers share is listed once, from the first of them that offers it);
   ``m.login.token`` if any of them offers it; the legacy ``m.login.cas`` only as
   ``sso.default`` offers it (``/login/cas/redirect`` goes there).
 
@@ -132,7 +133,7 @@ def _sso_flows(by_server: Mapping[str, list[dict[str, Any]]], sso: SsoSettings) 
                     idp_id = idp.get("id") if isinstance(idp, dict) else None
                     if (
                         isinstance(idp_id, str)
-                        and sso.homeserver_for(idp_id) == hs
+                        and hs in sso.offered_by(idp_id)
                         and idp_id not in seen
                     ):
                         seen.add(idp_id)

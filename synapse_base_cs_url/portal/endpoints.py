@@ -36,6 +36,7 @@ from synapse_base_cs_url.portal.placement_asks import PlacementAsks
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CALLBACK_PATH
+from synapse_base_cs_url.portal.sso.sign_in import SIGN_IN_PATH
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.upstream.health import HomeserverHealth
 from synapse_base_cs_url.portal.web.request import PortalRequest
@@ -119,6 +120,7 @@ def portal_endpoints(
             Endpoint.of(SSO_REDIRECT_PATH, READ, sso.redirect),
             # GET only, not HEAD: the callback records the token.
             Endpoint.of(CALLBACK_PATH, [b"GET"], sso.callback),
+            Endpoint.of(SIGN_IN_PATH, [b"POST"], sso.sign_in),
         ]
     else:
 

@@ -135,14 +135,23 @@ def homeserver_down(homeserver: str, retry_after: float) -> MatrixError:
     )
 
 
-def ambiguous_identifier(full_ids: list[str]) -> MatrixError:
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class AmbiguousIdentifier(MatrixError):
+    """Several homeservers hold an account by the name the user typed (the portal's SSO page
+    asks for the full Matrix ID, naming ``full_ids`` as this error's message does)."""
+
+    full_ids: tuple[str, ...] = ()
+
+
+def ambiguous_identifier(full_ids: list[str]) -> AmbiguousIdentifier:
     """Several homeservers hold an account by the name the user typed: never guess."""
     how = f" ({', '.join(full_ids)})" if full_ids else ""
-    return MatrixError(
+    return AmbiguousIdentifier(
         400,
         INVALID_PARAM,
         "Accounts by this name exist on more than one homeserver: log in with your full "
         f"Matrix ID{how}",
+        full_ids=tuple(full_ids),
     )
 
 

@@ -15,7 +15,7 @@ directory); otherwise the decision is a coroutine.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from synapse_base_cs_url.core import Selection
@@ -33,6 +33,11 @@ from synapse_base_cs_url.portal.state.shared import guarded
 LOGIN = "This login"
 #: What a token login is called in its errors.
 TOKEN_LOGIN = "A token login"
+#: What a single sign-on by a name typed on the portal's page is called in its errors.
+SIGN_IN = "This sign-in"
+#: What chose the homeserver of a new account signing in with a shared identity provider
+#: when the routes placed it on a homeserver that does not offer that provider.
+SSO_OFFERED_ROUTE = "sso-offered"
 
 Home = Selection[Homeserver]
 #: A decision made at once, or still to be awaited.
@@ -76,6 +81,49 @@ class Homes:
         plan = self.routes.plan(login_by(identifier), PASSWORD_TYPE, client_ip)
         decided = self.of_plan(plan, client_ip, what=what)
         return decided if isinstance(decided, Selection) else await decided
+
+    async def of_sign_in(self, plan: LoginPlan, client_ip: str, offered: Sequence[str]) -> Home:
+        """Where a single sign-on goes, by the name or address typed on the portal's page,
+        among the homeservers that offer its identity provider (``offered``): the
+        homeserver the user id names, else the one that holds the account (several, or a
+        directory that could not say, are the errors of a login), else a new account
+        placed by the routes (among ``offered``: the routes' choice if it is one of them,
+        else the first) and reserved there as a registration's name is. An existing account
+        on a homeserver that does not offer the provider is ``403``: never a second account
+        elsewhere."""
+        identifier = plan.to_locate if self._directory is not None else None
+        if identifier is None or self._directory is None:
+            routed = self.routes.route(plan)
+            if plan.by_server_name is not None:
+                return self._offering(routed, offered)
+            return self._among(routed, offered)
+        location = await self._directory.locate(identifier, client_ip)
+        holder = self.routes.holder(location, identifier, client_ip, what=SIGN_IN, ctx=plan.ctx)
+        if holder is not None:
+            return self._offering(holder, offered)
+        new = self._among(self.routes.route(plan), offered)
+        if self._placement is None:
+            return new
+        return self._offering(
+            await self._placement.for_sign_in(identifier, new, client_ip), offered
+        )
+
+    def _among(self, home: Home, offered: Sequence[str]) -> Home:
+        """A new account's homeserver, among those offering the provider."""
+        if home.target.name in offered:
+            return home
+        return Selection(self.routes.homeserver(offered[0]), SSO_OFFERED_ROUTE)
+
+    @staticmethod
+    def _offering(home: Home, offered: Sequence[str]) -> Home:
+        """An existing account's homeserver, which must offer the provider."""
+        if home.target.name not in offered:
+            raise errors.MatrixError(
+                403,
+                errors.FORBIDDEN,
+                "This account's homeserver does not offer sign-in with this identity provider",
+            )
+        return home
 
     async def _located(
         self, plan: LoginPlan, identifier: Identifier, client_ip: str, what: str

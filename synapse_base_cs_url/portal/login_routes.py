@@ -221,6 +221,10 @@ class LoginRoutes:
             raise errors.directory_unavailable(what, DIRECTORY_RETRY_AFTER)
         return None
 
+    def homeserver(self, name: str) -> Homeserver:
+        """The configured homeserver called ``name``."""
+        return self._homeservers[name]
+
     def default(self) -> Selection[Homeserver]:
         """``default_homeserver``, chosen by no route."""
         return Selection(self._homeservers[self._config.default_homeserver], DEFAULT_ROUTE)

@@ -53,6 +53,18 @@ class PortalMetrics:
             ("result",),
             registry=self.registry,
         )
+        self.sso_sign_ins = Counter(
+            "synapse_base_cs_url_portal_sso_sign_ins",
+            "Answers of the page that asks who signs in with a shared identity provider: "
+            "page (asked), remembered (a browser's cookie went straight through), sent (to "
+            "the account's homeserver), placed (a new account, where the routes place it), "
+            "ambiguous (several hold the name: the full Matrix ID asked), unavailable (the "
+            "directory could not say), invalid (not a name or address), not_offered (the "
+            "account's homeserver does not offer the provider), refused (a forged or expired "
+            "form) or limited (429)",
+            ("result",),
+            registry=self.registry,
+        )
         self.open_connections = Gauge(
             "synapse_base_cs_url_portal_open_connections",
             "Client connections open now (all processes)",
@@ -217,6 +229,9 @@ class PortalMetrics:
 
     def sso_callback(self, result: str) -> None:
         self.sso_callbacks.labels(result).inc()
+
+    def sso_sign_in(self, result: str) -> None:
+        self.sso_sign_ins.labels(result).inc()
 
     def connections_open(self, count: int) -> None:
         self.open_connections.set(count)

@@ -306,6 +306,19 @@ class Placement:
         placed = self._login_routes.for_address(identifier, "").target
         return None if self._canonical[placed.name] == asker else errors.FORBIDDEN
 
+    async def for_sign_in(
+        self, identifier: Identifier, new: Selection[Homeserver], client_ip: str
+    ) -> Selection[Homeserver]:
+        """A single sign-on by a name or address nobody holds: where the portal placed it
+        before, else on ``new`` (the routes' choice), reserved there for the account the
+        homeserver's single sign-on is about to make (its module's ask then finds it
+        reserved for it, as for a registration through the portal)."""
+        placed = await self._placed_at(self._placements, identifier.key)
+        if placed is not None:
+            return placed
+        earlier = await self._place(identifier, new.target.name, client_ip)
+        return earlier or Selection(new.target, PLACED_ROUTE)
+
     async def placed(self, identifier: Identifier) -> Homeserver | None:
         """Where the portal placed a new name (its first login finds it there, even before
         the directory has seen the account)."""

@@ -47,6 +47,8 @@ from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso.page import SignInPage
+from synapse_base_cs_url.portal.sso.sign_in import SIGN_IN_PATH, SignIn
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import (
@@ -288,8 +290,11 @@ def build_portal(
         reactor,
         learn=gateway.destinations.learn_answer if gateway is not None else None,
     )
+    signer = lasting.signer_for(config)
+    page = SignInPage(config.sso.page, config.public_baseurl + SIGN_IN_PATH.decode())
+    sign_in = SignIn(config, homes, signer, metrics, reactor, page=page)
     sso = SsoHandler(
-        config, lasting.sso_tokens, lasting.signer_for(config), metrics, reactor, records=records
+        config, lasting.sso_tokens, signer, metrics, reactor, records=records, sign_in=sign_in
     )
     endpoints = portal_endpoints(
         config,

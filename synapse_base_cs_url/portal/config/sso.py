@@ -18,6 +18,7 @@ from synapse_base_cs_url.core.config_values import (
     section,
     type_name,
 )
+from synapse_base_cs_url.portal.config.sso_page import SsoPageSettings, parse_sso_page
 from synapse_base_cs_url.portal.config.state import Backend, StateSettings
 
 #: Synapse's login tokens live 2 minutes unless configured otherwise.
@@ -36,6 +37,7 @@ SSO_KEYS = (
     "max_tokens",
     "signing_key_file",
     "previous_signing_key_files",
+    "page",
 )
 
 #: Identity provider ids as Synapse's ``/login/sso/redirect/<idp_id>`` accepts them.
@@ -57,9 +59,13 @@ class SsoSettings:
     default: str
     """Homeserver for SSO redirects without (or with an unlisted) identity provider, for
     legacy CAS redirects, and for ``m.login.token`` logins whose token the portal did not see
-    being issued."""
-    identity_providers: Mapping[str, str] = attr.Factory(dict)
-    """Identity provider id -> homeserver name."""
+    being issued (the first of ``sso.default`` when it is a list)."""
+    identity_providers: Mapping[str, tuple[str, ...]] = attr.Factory(dict)
+    """Identity provider id -> the homeservers that offer it (several: a shared provider,
+    for which the portal asks who is signing in)."""
+    default_offered_by: tuple[str, ...] = ()
+    """``sso.default`` as a list of several homeservers: a redirect without an identity
+    provider is offered by each of them, so the portal asks who is signing in."""
     client_whitelist: tuple[str, ...] = ()
     """URL prefixes of clients the portal sends a login token to without asking the user."""
     token_ttl: float = DEFAULT_SSO_TOKEN_TTL
@@ -67,20 +73,51 @@ class SsoSettings:
     signing_keys: SigningKeys | None = None
     """From ``signing_key_file`` (and ``previous_signing_key_files``); ``None``: a random
     key per process, which only one portal process can use."""
+    page: SsoPageSettings = attr.Factory(SsoPageSettings)
     configured: bool = False
     """Whether portal.yaml has an ``sso`` section."""
 
+    def offered_by(self, idp_id: str | None) -> tuple[str, ...]:
+        """The homeservers a redirect for ``idp_id`` (``None``: no provider named) may go
+        to: one, or several when the provider is shared (the portal asks who signs in)."""
+        if idp_id is not None and idp_id in self.identity_providers:
+            return self.identity_providers[idp_id]
+        return self.default_offered_by or (self.default,)
+
     def homeserver_for(self, idp_id: str | None) -> str:
-        if idp_id is None:
-            return self.default
-        return self.identity_providers.get(idp_id, self.default)
+        """The first homeserver offering ``idp_id`` (the only one unless it is shared)."""
+        return self.offered_by(idp_id)[0]
 
     @property
     def homeservers(self) -> tuple[str, ...]:
         """Every homeserver SSO logins can go to: the default first, then in config order."""
-        names = [self.default]
-        names += [hs for hs in self.identity_providers.values() if hs not in names]
+        names = [self.default, *self.default_offered_by]
+        for offering in self.identity_providers.values():
+            names += offering
         return tuple(dict.fromkeys(names))
+
+    @property
+    def asks(self) -> bool:
+        """Whether any redirect is answered with the portal's page (a shared provider)."""
+        return len(self.default_offered_by) > 1 or any(
+            len(offering) > 1 for offering in self.identity_providers.values()
+        )
+
+
+def homeserver_names(
+    raw: object, path: str, parse_homeserver_name: Callable[[object], str]
+) -> tuple[str, ...]:
+    """One homeserver name, or a list of them (a provider several homeservers offer)."""
+    if isinstance(raw, (list, tuple)):
+        if not raw:
+            raise ValueError(f"{path}: must name at least one homeserver")
+        names = tuple(
+            prefixed(f"{path}[{i}]", parse_homeserver_name, item) for i, item in enumerate(raw)
+        )
+        if len(set(names)) != len(names):
+            raise ValueError(f"{path}: names a homeserver twice")
+        return names
+    return (prefixed(path, parse_homeserver_name, raw),)
 
 
 def parse_sso(
@@ -89,15 +126,18 @@ def parse_sso(
     if raw is None:
         return SsoSettings(default=default)
     raw = section(raw, "sso", SSO_KEYS)
+    default_offered_by: tuple[str, ...] = ()
     if raw.get("default") is not None:
-        default = prefixed("sso.default", parse_homeserver_name, raw["default"])
+        offering = homeserver_names(raw["default"], "sso.default", parse_homeserver_name)
+        default = offering[0]
+        default_offered_by = offering if len(offering) > 1 else ()
     idps_raw = raw.get("identity_providers")
-    idps: dict[str, str] = {}
+    idps: dict[str, tuple[str, ...]] = {}
     if idps_raw is not None:
         if not isinstance(idps_raw, Mapping):
             raise ValueError(
                 "sso.identity_providers: must be a mapping of identity provider id to "
-                f"homeserver name, not {type_name(idps_raw)}"
+                f"a homeserver name or a list of them, not {type_name(idps_raw)}"
             )
         for idp_id, hs in idps_raw.items():
             if not isinstance(idp_id, str) or not IDP_ID_RE.fullmatch(idp_id):
@@ -105,7 +145,9 @@ def parse_sso(
                     f"sso.identity_providers: invalid identity provider id {idp_id!r}; "
                     "Synapse's ids use letters, digits, '_', '.', '~' and '-'"
                 )
-            idps[idp_id] = prefixed(f"sso.identity_providers.{idp_id}", parse_homeserver_name, hs)
+            idps[idp_id] = homeserver_names(
+                hs, f"sso.identity_providers.{idp_id}", parse_homeserver_name
+            )
     whitelist_raw = raw.get("client_whitelist")
     whitelist: tuple[str, ...] = ()
     if whitelist_raw is not None:
@@ -123,10 +165,12 @@ def parse_sso(
     return SsoSettings(
         default=default,
         identity_providers=idps,
+        default_offered_by=default_offered_by,
         client_whitelist=whitelist,
         token_ttl=token_ttl,
         max_tokens=max_tokens,
         signing_keys=parse_signing_keys(raw),
+        page=parse_sso_page(raw.get("page")),
         configured=True,
     )
 

@@ -45,7 +45,8 @@ UNSAFE_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob"})
 
 
 class CallbackSigner:
-    """Signs and checks ``(hs, exp, to)``.
+    """Signs and checks ``(hs, exp, to)``, and what else the portal's SSO pages hand a
+    browser to bring back (:meth:`sign_parts`: the sign-in page's form, its cookie).
 
     ``key`` is ``sso.signing_key_file``'s content, shared by every portal process (random per
     process if not given, which only a single process can use); callbacks signed with one of
@@ -58,18 +59,26 @@ class CallbackSigner:
         self._previous = tuple(previous)
 
     def sign(self, hs: str, exp: int, to: str) -> str:
-        return _signature(self._key, hs, exp, to)
+        return self.sign_parts(hs, str(exp), to)
 
     def valid(self, hs: str, exp: int, to: str, sig: str) -> bool:
+        return self.valid_parts(sig, hs, str(exp), to)
+
+    def sign_parts(self, *parts: str) -> str:
+        """The signature of ``parts``; each kind of signed thing starts with a part naming
+        its purpose (and a different number of parts), so one cannot pass for another."""
+        return _signature(self._key, parts)
+
+    def valid_parts(self, sig: str, *parts: str) -> bool:
         given = sig.encode()
         return any(
-            hmac.compare_digest(_signature(key, hs, exp, to).encode(), given)
+            hmac.compare_digest(_signature(key, parts).encode(), given)
             for key in (self._key, *self._previous)
         )
 
 
-def _signature(key: bytes, hs: str, exp: int, to: str) -> str:
-    message = b"\0".join((hs.encode(), str(exp).encode(), to.encode("utf-8", "surrogatepass")))
+def _signature(key: bytes, parts: Sequence[str]) -> str:
+    message = b"\0".join(part.encode("utf-8", "surrogatepass") for part in parts)
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

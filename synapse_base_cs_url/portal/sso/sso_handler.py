@@ -14,22 +14,20 @@ from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.sso.callback import (
     CallbackSigner,
     add_login_token,
-    callback_url,
     check_redirect_url,
     confirmation_page,
-    homeserver_redirect_location,
     parse_callback,
     redirect_url_param,
     whitelisted,
 )
 from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso.sign_in import SignIn
+from synapse_base_cs_url.portal.sso.to_homeserver import FOUND, send_to_homeserver
 from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
-
-FOUND = 302
 
 
 class SsoHandler:
@@ -42,9 +40,12 @@ class SsoHandler:
         clock: Clock,
         *,
         records: RecordLimiter,
+        sign_in: SignIn,
     ) -> None:
-        """``records``: a callback records a login token, for a client within its limit."""
+        """``records``: a callback records a login token, for a client within its limit;
+        ``sign_in``: the page that asks who signs in with a shared provider."""
         self._records = records
+        self._sign_in = sign_in
         self._config = config
         self._tokens = tokens
         self._signer = signer
@@ -53,21 +54,33 @@ class SsoHandler:
 
     def redirect(self, request: PortalRequest, match: re.Match[bytes]) -> None:
         """Send the browser to the homeserver serving the identity provider in the path, with
-        the portal's callback as the ``redirectUrl``."""
+        the portal's callback as the ``redirectUrl``; a provider several homeservers offer
+        first asks who signs in (``sign_in``)."""
         raw_idp = match.group("idp")
         idp = raw_idp.decode("ascii") if raw_idp else None
         query = request.query_bytes
         to = redirect_url_param(query)
         check_redirect_url(to)
-        hs = self._config.homeservers[self._config.sso.homeserver_for(idp)]
-        callback = callback_url(
-            self._config.public_baseurl, self._signer, hs.name, to, self._clock.seconds()
+        offered = self._config.sso.offered_by(idp)
+        if len(offered) > 1:
+            self._sign_in.ask(request, idp, offered)
+            return
+        hs = self._config.homeservers[offered[0]]
+        send_to_homeserver(
+            request,
+            hs,
+            request.path_bytes,
+            query,
+            public_baseurl=self._config.public_baseurl,
+            signer=self._signer,
+            now=self._clock.seconds(),
+            to=to,
         )
-        location = homeserver_redirect_location(hs.base_url, request.path_bytes, query, callback)
-        request.set_header(b"Location", location)
-        request.set_header(b"Cache-Control", b"no-store")
-        request.respond(FOUND, b"", content_type=None)
         logger.info("sso redirect idp=%s homeserver=%s", idp or "-", hs.name)
+
+    async def sign_in(self, request: PortalRequest, _: re.Match[bytes]) -> None:
+        """The sign-in page's form: where the user's account lives, then its homeserver."""
+        await self._sign_in.submit(request)
 
     async def callback(self, request: PortalRequest, match: re.Match[bytes]) -> None:
         """The homeserver sends the browser here with a login token: record who issued it,

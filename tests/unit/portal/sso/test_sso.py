@@ -185,7 +185,7 @@ SSO_ERRORS = [
     ({"sso_homeserver": "hs2"}, "config: unknown key 'sso_homeserver'"),
     (
         {"sso": {"identity_providers": ["cas"]}},
-        "sso.identity_providers: must be a mapping of identity provider id to homeserver name",
+        "sso.identity_providers: must be a mapping of identity provider id to a homeserver name",
     ),
     (
         {"sso": {"identity_providers": {"cas": "hs3"}}},
@@ -429,7 +429,7 @@ def test_sso_flows_list_each_identity_provider_from_the_homeserver_serving_it() 
         ),
         ("hs3", {"flows": [{"type": "m.login.password"}]}),
     ]
-    sso = SsoSettings(default="hs1", identity_providers={"cas": "hs2"})
+    sso = SsoSettings(default="hs1", identity_providers={"cas": ("hs2",)})
     assert combine_login_flows(answers, sso=sso) == {
         "flows": [
             {"type": "m.login.password"},
@@ -446,7 +446,7 @@ def test_sso_flows_list_each_identity_provider_from_the_homeserver_serving_it() 
         ]
     }
     # The default offers no SSO at all: only hs2's own providers, and no legacy CAS flow.
-    only_hs2 = SsoSettings(default="hs3", identity_providers={"cas": "hs2"})
+    only_hs2 = SsoSettings(default="hs3", identity_providers={"cas": ("hs2",)})
     assert combine_login_flows(answers, sso=only_hs2)["flows"][1:] == [
         {"type": "m.login.sso", "identity_providers": [{"id": "cas", "name": "hs2 CAS"}]},
         {"type": "m.login.token", "get_login_token": True},
@@ -454,6 +454,13 @@ def test_sso_flows_list_each_identity_provider_from_the_homeserver_serving_it() 
     # An SSO homeserver that did not answer is simply left out.
     assert combine_login_flows(answers[:1], sso=sso)["flows"][1]["identity_providers"] == [
         {"id": "oidc-github", "name": "GitHub"},
+        {"id": "saml"},
+    ]
+    # A provider both homeservers offer is listed once, as the first of them lists it.
+    shared = SsoSettings(default="hs1", identity_providers={"cas": ("hs2", "hs1")})
+    assert combine_login_flows(answers, sso=shared)["flows"][1]["identity_providers"] == [
+        {"id": "oidc-github", "name": "GitHub"},
+        {"id": "cas", "name": "hs1 CAS (shadowed)"},
         {"id": "saml"},
     ]
 

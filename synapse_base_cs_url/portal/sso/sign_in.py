@@ -1,0 +1,291 @@
+"""Single sign-on with an identity provider several homeservers share: the portal asks who is
+signing in, on a page of its own, then sends the browser home.
+
+1. ``GET .../login/sso/redirect/<idp>?redirectUrl=X`` for a shared provider (or the
+   provider-less redirect when ``sso.default`` lists several homeservers): the page, with
+   a form whose signed state is the redirect the client asked for (:mod:`page_state`). A
+   browser that kept the optional cookie for this provider goes straight through.
+2. ``POST /_synapse_base_cs_url/sso/sign_in`` (the form): the identifier typed, read as a
+   login by it would be (an e-mail address, a user name, a full Matrix ID), and sent where
+   :meth:`Homes.of_sign_in` decides: the account's homeserver; for a name nobody holds, a
+   new account where the routes place it, reserved there. Several holders: the page asks
+   for the full Matrix ID. The directory could not say: the page says so, with a retry
+   (never a guess). Then ``302`` to that homeserver's redirect with the portal's callback,
+   exactly as an unshared provider's redirect is answered, and the flow goes on as before.
+
+The page tells no more than a login in redirect mode does: where a name's account lives is
+what the ``307`` of a login by it tells, and several holders are named as that login's error
+names them. The directory's per-client limits apply to the form as to a login.
+"""
+
+from __future__ import annotations
+
+import http.cookies
+import logging
+import re
+import urllib.parse
+
+from synapse_base_cs_url.core import JsonDict
+from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
+from synapse_base_cs_url.portal import errors
+from synapse_base_cs_url.portal.client_paths import SSO_REDIRECT_PATH
+from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.identifier import (
+    EMAIL,
+    Identifier,
+    canonicalise_email,
+)
+from synapse_base_cs_url.portal.homes import Homes
+from synapse_base_cs_url.portal.login_routes import login_by, user_login
+from synapse_base_cs_url.portal.metrics import PortalMetrics
+from synapse_base_cs_url.portal.placement import PLACED_ROUTE
+from synapse_base_cs_url.portal.reactor import Clock
+from synapse_base_cs_url.portal.sso.callback import CallbackSigner, redirect_url_param
+from synapse_base_cs_url.portal.sso.page import PageView, SignInPage
+from synapse_base_cs_url.portal.sso.page_state import (
+    PageState,
+    StateRefused,
+    cookie_name,
+    cookie_value,
+    decode_state,
+    remembered,
+)
+from synapse_base_cs_url.portal.sso.to_homeserver import send_to_homeserver
+from synapse_base_cs_url.portal.web.request import PortalRequest
+
+logger = logging.getLogger("synapse_base_cs_url.portal")
+
+SIGN_IN_PATH = b"/_synapse_base_cs_url/sso/sign_in"
+FORM_TYPE = b"application/x-www-form-urlencoded"
+#: A Matrix ID is at most 255 bytes; an e-mail address at most 254 characters.
+MAX_IDENTIFIER_LENGTH = 255
+#: The form's fields (a browser sends two; a few more are tolerated, not thousands).
+MAX_FORM_FIELDS = 8
+#: What a user name may be (the Matrix spec's localpart characters, case-folded as Synapse
+#: folds a login's).
+LOCALPART_RE = re.compile(r"[a-z0-9._=\-/+]+")
+
+START_AGAIN = "Go back to your app and start signing in again."
+INVALID = "That is not an e-mail address, a user name or a Matrix ID."
+EMPTY = "Enter your e-mail address or user name."
+AMBIGUOUS = "Accounts by this name exist on more than one homeserver: enter your full Matrix ID."
+UNAVAILABLE = (
+    "We cannot tell right now which homeserver holds this account, so we are not sending you "
+    "anywhere yet. Try again in a moment."
+)
+LIMITED = "Too many attempts from your network. Wait a moment, then try again."
+NOT_OFFERED = "Your account's homeserver does not offer this way of signing in."
+
+
+class SignIn:
+    """The page's two halves: :meth:`ask` (the redirect of a shared provider) and
+    :meth:`submit` (its form)."""
+
+    def __init__(
+        self,
+        config: PortalConfig,
+        homes: Homes,
+        signer: CallbackSigner,
+        metrics: PortalMetrics,
+        clock: Clock,
+        *,
+        page: SignInPage,
+    ) -> None:
+        self._config = config
+        self._homes = homes
+        self._signer = signer
+        self._metrics = metrics
+        self._clock = clock
+        self._page = page
+
+    def ask(self, request: PortalRequest, idp: str | None, offered: tuple[str, ...]) -> None:
+        """A redirect for a provider ``offered`` by several homeservers: straight to the one
+        this browser's cookie remembers, else the page."""
+        path, query = request.path_bytes, request.query_bytes
+        now = self._clock.seconds()
+        home = remembered(self._cookie(request, idp), self._signer, _cookie_key(idp), now)
+        if home is not None and home in offered:
+            self._metrics.sso_sign_in("remembered")
+            logger.info("sso sign-in idp=%s homeserver=%s remembered", idp or "-", home)
+            self._send(request, home, path, query)
+            return
+        exp = int(now + self._config.sso.page.state_ttl)
+        state = PageState(path.decode("latin-1"), query.decode("latin-1"), exp)
+        self._metrics.sso_sign_in("page")
+        self._page.respond(
+            request, 200, provider=idp, state=state.encode(self._signer), view=PageView()
+        )
+
+    async def submit(self, request: PortalRequest) -> None:
+        """The form: check its state, read the identifier, send the browser home (or say
+        why not, on the page again)."""
+        fields = _form(request)
+        try:
+            if fields is None:
+                raise StateRefused(expired=False)
+            state = decode_state(fields.get("state", ""), self._signer, self._clock.seconds())
+        except StateRefused as e:
+            self._metrics.sso_sign_in("refused")
+            logger.info("sso sign-in refused: %s form", "expired" if e.expired else "invalid")
+            why = "This sign-in page has expired." if e.expired else "This form is not valid."
+            self._page.respond(
+                request, 403, provider=None, state=None, view=PageView(error=f"{why} {START_AGAIN}")
+            )
+            return
+        matched = SSO_REDIRECT_PATH.fullmatch(state.path.encode("latin-1"))
+        raw_idp = matched.group("idp") if matched is not None else None
+        idp = raw_idp.decode("ascii") if raw_idp else None
+        offered = self._config.sso.offered_by(idp)
+        typed = fields.get("identifier", "") if fields is not None else ""
+        answer = _Answer(self._page, request, idp, fields.get("state", "") if fields else "")
+        body = _login_by(typed.strip())
+        if body is None:
+            self._metrics.sso_sign_in("invalid")
+            answer.page(
+                400, PageView(identifier=typed, error=EMPTY if not typed.strip() else INVALID)
+            )
+            return
+        client_ip = request.client_ip
+        plan = self._homes.routes.plan(body, PASSWORD_TYPE, client_ip)
+        try:
+            home = await self._homes.of_sign_in(plan, client_ip, offered)
+        except errors.AmbiguousIdentifier as e:
+            self._metrics.sso_sign_in("ambiguous")
+            view = PageView(
+                identifier=typed, error=AMBIGUOUS, ask_full_id=True, full_ids=e.full_ids
+            )
+            answer.page(409, view)
+            return
+        except errors.MatrixError as e:
+            result, text = _problem(e)
+            self._metrics.sso_sign_in(result)
+            view = PageView(identifier=typed, error=text, retry=result == "unavailable")
+            answer.page(e.status, view, e.retry_after)
+            return
+        name = home.target.name
+        tag = plan.to_locate.tag if plan.to_locate is not None else "-"
+        placed = home.rule_name == PLACED_ROUTE
+        self._metrics.sso_sign_in("placed" if placed else "sent")
+        logger.info(
+            "sso sign-in idp=%s homeserver=%s route=%s identifier=%s",
+            idp or "-",
+            name,
+            home.rule_name,
+            tag,
+        )
+        self._remember(request, idp, name, state.path)
+        self._send(request, name, state.path.encode("latin-1"), state.query.encode("latin-1"))
+
+    def _send(self, request: PortalRequest, name: str, path: bytes, query: bytes) -> None:
+        send_to_homeserver(
+            request,
+            self._config.homeservers[name],
+            path,
+            query,
+            public_baseurl=self._config.public_baseurl,
+            signer=self._signer,
+            now=self._clock.seconds(),
+            to=redirect_url_param(query),
+        )
+
+    def _remember(self, request: PortalRequest, idp: str | None, name: str, path: str) -> None:
+        """With ``sso.page.remember_for``: a signed cookie naming ``name``, sent back only
+        to this provider's redirects (its path, which is where it is read)."""
+        lifetime = self._config.sso.page.remember_for
+        if lifetime <= 0:
+            return
+        exp = int(self._clock.seconds() + lifetime)
+        value = cookie_value(self._signer, _cookie_key(idp), name, exp)
+        cookie = (
+            f"{cookie_name(_cookie_key(idp))}={value}; Max-Age={int(lifetime)}; Path={path}; "
+            "HttpOnly; SameSite=Lax"
+        )
+        if self._config.public_baseurl.startswith("https://"):
+            cookie += "; Secure"
+        request.set_header(b"Set-Cookie", cookie.encode())
+
+    @staticmethod
+    def _cookie(request: PortalRequest, idp: str | None) -> str | None:
+        raw = request.header(b"cookie")
+        if raw is None:
+            return None
+        jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+        try:
+            jar.load(raw.decode("latin-1"))
+        except http.cookies.CookieError:
+            return None
+        morsel = jar.get(cookie_name(_cookie_key(idp)))
+        return morsel.value if morsel is not None else None
+
+
+class _Answer:
+    """The page again, with the form's state as it came (still valid: it was checked)."""
+
+    def __init__(
+        self, page: SignInPage, request: PortalRequest, idp: str | None, state: str
+    ) -> None:
+        self._page = page
+        self._request = request
+        self._idp = idp
+        self._state = state
+
+    def page(self, status: int, view: PageView, retry_after: float | None = None) -> None:
+        self._page.respond(
+            self._request,
+            status,
+            provider=self._idp,
+            state=self._state,
+            view=view,
+            retry_after=retry_after,
+        )
+
+
+def _cookie_key(idp: str | None) -> str:
+    """The cookie's provider part: the provider-less redirect has a name of its own."""
+    return idp or "default"
+
+
+def _problem(error: errors.MatrixError) -> tuple[str, str]:
+    """What the page says for an error of the decision (and its metric's result)."""
+    if error.status == 429:
+        return "limited", LIMITED
+    if error.status == 503:
+        return "unavailable", UNAVAILABLE
+    if error.errcode == errors.FORBIDDEN:
+        return "not_offered", NOT_OFFERED
+    return "invalid", error.message
+
+
+def _form(request: PortalRequest) -> dict[str, str] | None:
+    """The form's fields, one value each (``None``: not a form this page sent)."""
+    content_type = (request.header(b"content-type") or b"").split(b";")[0].strip().lower()
+    if content_type != FORM_TYPE:
+        return None
+    try:
+        text = request.body().decode("utf-8")
+        pairs = urllib.parse.parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if any(len(values) != 1 for values in pairs.values()):
+        return None
+    return {name: values[0] for name, values in pairs.items()}
+
+
+def _login_by(typed: str) -> JsonDict | None:
+    """A password login body by what was typed (a full Matrix ID, an e-mail address, a
+    user name), as the routes read one; ``None`` for what is none of them."""
+    if not typed or len(typed) > MAX_IDENTIFIER_LENGTH:
+        return None
+    if typed.startswith("@"):
+        localpart, sep, server = typed[1:].partition(":")
+        if not sep or not server or not LOCALPART_RE.fullmatch(localpart.lower()):
+            return None
+        return user_login(typed)
+    if "@" in typed:
+        email = canonicalise_email(typed)
+        if email is None or any(c.isspace() or c in "<>\"'" for c in email):
+            return None
+        return login_by(Identifier(EMAIL, email))
+    if not LOCALPART_RE.fullmatch(typed.lower()):
+        return None
+    return user_login(typed)
