@@ -59,7 +59,8 @@ def account_steps_for(config: PortalConfig, clock: Clock, placement: Placement) 
 
 
 class Holders:
-    """A directory source that knows who holds which localpart."""
+    """A directory source that knows who holds which localpart or address: a homeserver's
+    name, several (``"hs1,hs2"``), or ``"?"`` (it cannot say)."""
 
     name = "test"
     bounds_itself = False
@@ -69,7 +70,9 @@ class Holders:
 
     async def ask(self, identifier: Identifier) -> SourceAnswer:
         held = self.holders.get(identifier.address)
-        return SourceAnswer(holders=frozenset({held}) if held else frozenset())
+        if held == "?":
+            return SourceAnswer(unanswered=(self.name,))
+        return SourceAnswer(holders=frozenset(held.split(",")) if held else frozenset())
 
 
 def directory_over(config: PortalConfig, clock: Clock, holders: dict[str, str]) -> Directory:
