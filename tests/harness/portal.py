@@ -21,7 +21,7 @@ import pytest
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess
-from tests.harness.constants import SYNAPSE_MODULES
+from tests.harness.constants import MODULE, SYNAPSE_MODULES
 from tests.harness.synapse import module_entry, synapse_process
 from tests.in_synapse.login_ip_recorder import recorded
 
@@ -101,6 +101,19 @@ def placement_secrets(workdir: Path, names: Iterable[str]) -> dict[str, Path]:
         files[name] = workdir / f"{name}.secret"
         files[name].write_text(secrets.token_hex(24) + "\n")
     return files
+
+
+def placement_module(hs: SynapseProcess, portal_url: str, secret: Path, **extra: Any) -> None:
+    """Turn on the module's ``placement`` (ask ``portal_url`` before an account or address
+    is made, answer its lookups by ``secret``) in ``hs``'s config."""
+    for module in hs.config["modules"]:
+        if module["module"] == MODULE:
+            module["config"]["placement"] = {
+                "portal_url": portal_url,
+                "secret_file": str(secret),
+                "timeout": 2,
+                **extra,
+            }
 
 
 def portal_config(homeservers: dict[str, SynapseProcess], **overrides: Any) -> dict[str, Any]:

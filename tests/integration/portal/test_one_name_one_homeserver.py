@@ -19,8 +19,13 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess, free_port
 from synapse_base_cs_url.core.placement_protocol import ASK_PATH
 from tests.harness.cli import run_tool
-from tests.harness.constants import MODULE, PASSWORD
-from tests.harness.portal import homeserver_entries, placement_secrets, portal_homeserver
+from tests.harness.constants import PASSWORD
+from tests.harness.portal import (
+    homeserver_entries,
+    placement_module,
+    placement_secrets,
+    portal_homeserver,
+)
 from tests.harness.services import redis_server
 from tests.harness.smtp import SmtpSink
 from tests.harness.switchable_proxy import SwitchableProxy
@@ -42,17 +47,6 @@ class Deployment:
     unchecked: SynapseProcess
     """A homeserver whose portal never answers, with ``when_portal_unreachable: allow``."""
     smtp: SmtpSink
-
-
-def placement_module(hs: SynapseProcess, portal_url: str, secret: Path, **extra: Any) -> None:
-    for module in hs.config["modules"]:
-        if module["module"] == MODULE:
-            module["config"]["placement"] = {
-                "portal_url": portal_url,
-                "secret_file": str(secret),
-                "timeout": 2,
-                **extra,
-            }
 
 
 @pytest.fixture(scope="module")
