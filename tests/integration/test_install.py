@@ -32,7 +32,8 @@ import yaml
 from synapse_base_cs_url._dev.throwaway_synapse import free_port, terminate
 from tests.harness.services import RedisServer, redis_server
 
-pytestmark = pytest.mark.integration
+# A virtualenv without Synapse: the same whichever Synapse the test environment has.
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 #: The checkout this test file belongs to (tests/integration/test_install.py -> root).
 ROOT = Path(__file__).resolve().parents[2]
