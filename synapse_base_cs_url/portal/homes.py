@@ -26,7 +26,7 @@ from synapse_base_cs_url.portal.directory.directory import Directory
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
 from synapse_base_cs_url.portal.login_routes import LoginPlan, LoginRoutes, login_by
 from synapse_base_cs_url.portal.placement import PLACED_ROUTE, Placement
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.shared import guarded
 
 #: What a login is called in its errors (``503``: "... is not possible right now").

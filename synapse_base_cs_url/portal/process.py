@@ -23,7 +23,7 @@ from synapse_base_cs_url.portal.endpoints import metrics_site
 from synapse_base_cs_url.portal.logs import configure_logging
 from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.shared import StateUnavailable
 from synapse_base_cs_url.portal.web.body_sink import BodySink
 from synapse_base_cs_url.portal.web.request import PortalRequest, RequestSettings, request_class

@@ -46,10 +46,10 @@ from synapse_base_cs_url.portal.reactor import PortalReactor
 from synapse_base_cs_url.portal.records import RecordLimiter
 from synapse_base_cs_url.portal.registration import AccountRedirects
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.sso.page import SignInPage
 from synapse_base_cs_url.portal.sso.sign_in import SIGN_IN_PATH, SignIn
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import (
     PLACEMENT_PREFIX,

@@ -14,7 +14,7 @@ from synapse_base_cs_url.portal.password_reset import PasswordReset
 from synapse_base_cs_url.portal.placement import PLACEMENT_TTL, Placement, PlacementRecords
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.records import RecordLimiter
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.store import Store
 

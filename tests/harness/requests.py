@@ -42,7 +42,7 @@ from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.config.serving import Connections
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.process import PortalProcess
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.web.request import RequestSettings, request_class
 from synapse_base_cs_url.portal.web.site import PortalSite
 

@@ -20,9 +20,9 @@ from synapse_base_cs_url.portal.sso.callback import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.sso.sign_in import SignIn
 from synapse_base_cs_url.portal.sso.to_homeserver import FOUND, send_to_homeserver
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.shared import guarded
 from synapse_base_cs_url.portal.web.request import PortalRequest

@@ -26,7 +26,7 @@ from synapse_base_cs_url.portal.sso.callback import (
     redirect_url_param,
     whitelisted,
 )
-from synapse_base_cs_url.portal.sso.login_tokens import SsoTokenStore
+from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_key, token_tag
 from tests.harness.deferreds import settle
 
