@@ -313,3 +313,17 @@ def test_a_remembered_browser_goes_straight_through() -> None:
     # Not once it has expired.
     portal.advance(3601)
     assert start(portal, cookie=cookie.split(";")[0].encode()).code == 200
+
+
+def test_a_redirect_without_a_provider_asks_when_several_homeservers_offer_sso() -> None:
+    portal = InMemoryPortal(raw_config(default=["hs2", "hs3"]))
+    query = urllib.parse.urlencode({"redirectUrl": CLIENT}).encode()
+    asked = portal.request(b"GET", b"/_matrix/client/v3/login/sso/redirect?" + query)
+    assert asked.code == 200
+    sent = submit(portal, form_state(asked.body), "@x:hs3.example")
+    assert sent.code == 302
+    assert sent.header(b"Location").startswith(
+        b"http://127.0.0.1:8003/_matrix/client/v3/login/sso/redirect?"
+    )
+    # The name hs1 serves is not offered without a provider here.
+    assert submit(portal, form_state(asked.body), "@x:hs1.example").code == 403

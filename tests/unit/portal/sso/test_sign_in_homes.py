@@ -36,7 +36,7 @@ def nobody(
     """A directory function for the config (the tests give the directory its own source)."""
 
 
-def build() -> tuple[Homes, Placement]:
+def build(**directory: Any) -> tuple[Homes, Placement]:
     raw: dict[str, Any] = {
         "public_baseurl": "https://portal.example",
         "homeservers": {
@@ -48,7 +48,7 @@ def build() -> tuple[Homes, Placement]:
             {"name": "c-names", "match": {"localpart": "c.*"}, "homeserver": "hs3"},
         ],
         "default_homeserver": "hs1",
-        "directory": {"sources": ["function"], "function": f"{__name__}:nobody"},
+        "directory": {"sources": ["function"], "function": f"{__name__}:nobody", **directory},
     }
     config = PortalConfig.from_config(raw)
     clock = task.Clock()
@@ -117,3 +117,12 @@ def test_an_account_on_a_homeserver_without_the_provider_is_refused() -> None:
     with pytest.raises(errors.MatrixError) as raised:
         sign_in(homes, name("olga"))
     assert (raised.value.status, raised.value.errcode) == (403, errors.FORBIDDEN)
+
+
+def test_the_directorys_per_client_limit_applies() -> None:
+    homes, _ = build(burst=2)
+    sign_in(homes, name("anna"))
+    sign_in(homes, name("anton"))
+    with pytest.raises(errors.MatrixError) as raised:
+        sign_in(homes, name("arno"))
+    assert raised.value.status == 429
