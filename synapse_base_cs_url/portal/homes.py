@@ -90,7 +90,15 @@ class Homes:
         placed by the routes (among ``offered``: the routes' choice if it is one of them,
         else the first) and reserved there as a registration's name is. An existing account
         on a homeserver that does not offer the provider is ``403``: never a second account
-        elsewhere."""
+        elsewhere. A Matrix ID on a server that is not this deployment's is ``400``."""
+        user_id = plan.ctx.user_id
+        elsewhere = user_id is not None and not self.routes.on_portal_server(user_id)
+        if elsewhere and plan.by_server_name is None:
+            raise errors.MatrixError(
+                400,
+                errors.INVALID_PARAM,
+                "That Matrix ID is not on a homeserver of this deployment",
+            )
         identifier = plan.to_locate if self._directory is not None else None
         if identifier is None or self._directory is None:
             routed = self.routes.route(plan)

@@ -221,6 +221,12 @@ class LoginRoutes:
             raise errors.directory_unavailable(what, DIRECTORY_RETRY_AFTER)
         return None
 
+    def on_portal_server(self, user_id: str) -> bool:
+        """Whether ``user_id`` is on the portal's own ``server_name`` (how it writes a bare
+        name)."""
+        server_name = self._config.server_name
+        return server_name is not None and user_id.partition(":")[2].lower() == server_name.lower()
+
     def homeserver(self, name: str) -> Homeserver:
         """The configured homeserver called ``name``."""
         return self._homeservers[name]

@@ -316,7 +316,10 @@ class Placement:
         placed = await self._placed_at(self._placements, identifier.key)
         if placed is not None:
             return placed
-        earlier = await self._place(identifier, new.target.name, client_ip)
+        # For directory.reservation_ttl only (the time a module's ask reserves a name):
+        # typing a name on a page proves nothing, so it holds a name no longer than that.
+        ttl = self._config.directory.reservation_ttl
+        earlier = await self._place(identifier, new.target.name, client_ip, ttl)
         return earlier or Selection(new.target, PLACED_ROUTE)
 
     async def placed(self, identifier: Identifier) -> Homeserver | None:
@@ -326,13 +329,13 @@ class Placement:
         return placed.target if placed is not None else None
 
     async def _place(
-        self, identifier: Identifier, homeserver: str, client_ip: str
+        self, identifier: Identifier, homeserver: str, client_ip: str, ttl: float = PLACEMENT_TTL
     ) -> Selection[Homeserver] | None:
         """Remember ``identifier`` placed on ``homeserver`` (a record: within the client's
         limit); ``None`` once done, or the placement another step of the same registration
         made meanwhile, which wins."""
         self._limiter.allow(client_ip)
-        if await self._guarded(self._placements.put_new(identifier.key, homeserver, PLACEMENT_TTL)):
+        if await self._guarded(self._placements.put_new(identifier.key, homeserver, ttl)):
             return None
         return await self._placed_at(self._placements, identifier.key)
 

@@ -79,9 +79,11 @@ class SsoSettings:
 
     def offered_by(self, idp_id: str | None) -> tuple[str, ...]:
         """The homeservers a redirect for ``idp_id`` (``None``: no provider named) may go
-        to: one, or several when the provider is shared (the portal asks who signs in)."""
-        if idp_id is not None and idp_id in self.identity_providers:
-            return self.identity_providers[idp_id]
+        to: one, or several when the provider is shared (the portal asks who signs in). A
+        provider not listed goes to ``default`` (the first of ``sso.default``): a
+        homeserver that offers it is not known."""
+        if idp_id is not None:
+            return self.identity_providers.get(idp_id, (self.default,))
         return self.default_offered_by or (self.default,)
 
     def homeserver_for(self, idp_id: str | None) -> str:

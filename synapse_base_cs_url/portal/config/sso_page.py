@@ -5,6 +5,7 @@ valid, and whether a browser remembers the answer."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -87,9 +88,16 @@ def page_name(raw: object) -> str:
     return raw.strip()
 
 
+#: A logo's host (and port) as the page's Content-Security-Policy names it.
+LOGO_HOST_RE = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+#: What a logo URL may not contain: it goes into a header and an attribute.
+LOGO_UNSAFE = frozenset(" \t\r\n;,'\"<>\\")
+
+
 def logo_url(raw: object) -> str | None:
     """An ``https://`` URL, or a path on the portal's site (``/logo.png``): the page's
-    Content-Security-Policy allows images from there only."""
+    Content-Security-Policy allows images from there only (the URL's host is written into
+    it, so it must be a plain host name)."""
     if raw is None:
         return None
     problem = "must be an https:// URL or a path starting with /"
@@ -100,9 +108,16 @@ def logo_url(raw: object) -> str | None:
     except ValueError:
         raise ValueError(f"sso.page.logo_url: {problem}, not {raw!r}") from None
     on_site = not parts.scheme and not parts.netloc and raw.startswith("/")
-    if not on_site and not (parts.scheme == "https" and parts.hostname):
+    web = parts.scheme == "https" and bool(LOGO_HOST_RE.fullmatch(parts.netloc))
+    if not (on_site or web) or LOGO_UNSAFE & set(raw) or raw.startswith("//"):
         raise ValueError(f"sso.page.logo_url: {problem}, not {raw!r}")
     return raw
+
+
+def logo_origin(url: str | None) -> str | None:
+    """The origin of an ``https://`` logo (``None``: none, or on the portal's own site)."""
+    parts = urllib.parse.urlsplit(url or "")
+    return f"https://{parts.netloc}" if parts.scheme == "https" else None
 
 
 def template_dir(raw: object) -> Path | None:

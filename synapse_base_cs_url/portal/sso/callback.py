@@ -59,26 +59,52 @@ class CallbackSigner:
         self._previous = tuple(previous)
 
     def sign(self, hs: str, exp: int, to: str) -> str:
-        return self.sign_parts(hs, str(exp), to)
+        """A callback's signature (the format callbacks have always had: ``hs``, ``exp`` and
+        ``to`` joined by NUL, so the callbacks of a login under way survive an upgrade)."""
+        return self._sign(_callback_message(hs, exp, to))
 
     def valid(self, hs: str, exp: int, to: str, sig: str) -> bool:
-        return self.valid_parts(sig, hs, str(exp), to)
+        return self._valid(_callback_message(hs, exp, to), sig)
 
-    def sign_parts(self, *parts: str) -> str:
-        """The signature of ``parts``; each kind of signed thing starts with a part naming
-        its purpose (and a different number of parts), so one cannot pass for another."""
-        return _signature(self._key, parts)
+    def sign_parts(self, purpose: str, *parts: str) -> str:
+        """The signature of what else the portal hands a browser to bring back (the sign-in
+        page's state, its cookie): ``purpose`` first, every part length-prefixed, after a
+        version mark no callback message can start with (a callback's first part is a
+        homeserver name and its second a number, never a purpose), so no kind of signed
+        thing can pass for another, whatever its parts contain."""
+        return self._sign(_parts_message(purpose, parts))
 
-    def valid_parts(self, sig: str, *parts: str) -> bool:
+    def valid_parts(self, sig: str, purpose: str, *parts: str) -> bool:
+        return self._valid(_parts_message(purpose, parts), sig)
+
+    def _sign(self, message: bytes) -> str:
+        return _signature(self._key, message)
+
+    def _valid(self, message: bytes, sig: str) -> bool:
         given = sig.encode()
         return any(
-            hmac.compare_digest(_signature(key, parts).encode(), given)
+            hmac.compare_digest(_signature(key, message).encode(), given)
             for key in (self._key, *self._previous)
         )
 
 
-def _signature(key: bytes, parts: Sequence[str]) -> str:
-    message = b"\0".join(part.encode("utf-8", "surrogatepass") for part in parts)
+def _callback_message(hs: str, exp: int, to: str) -> bytes:
+    return b"\0".join((hs.encode(), str(exp).encode(), to.encode("utf-8", "surrogatepass")))
+
+
+#: What every message of :meth:`CallbackSigner.sign_parts` starts with.
+PARTS_VERSION = b"parts-v1\0"
+
+
+def _parts_message(purpose: str, parts: Sequence[str]) -> bytes:
+    message = bytearray(PARTS_VERSION)
+    for part in (purpose, *parts):
+        data = part.encode("utf-8", "surrogatepass")
+        message += len(data).to_bytes(8, "big") + data
+    return bytes(message)
+
+
+def _signature(key: bytes, message: bytes) -> str:
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

@@ -7,13 +7,12 @@ the page's own nonce-marked style."""
 from __future__ import annotations
 
 import secrets
-import urllib.parse
 from collections.abc import Mapping
 
 import attr
 import jinja2
 
-from synapse_base_cs_url.portal.config.sso_page import TEMPLATE, SsoPageSettings
+from synapse_base_cs_url.portal.config.sso_page import TEMPLATE, SsoPageSettings, logo_origin
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 HTML = b"text/html; charset=utf-8"
@@ -55,10 +54,8 @@ class SignInPage:
         except jinja2.TemplateError as e:
             where = settings.template_dir or "the portal's templates"
             raise ValueError(f"sso.page.template_dir: {TEMPLATE} in {where}: {e}") from None
-        self._csp_images = "'self'"
-        if settings.logo_url and settings.logo_url.startswith("https://"):
-            logo = urllib.parse.urlsplit(settings.logo_url)
-            self._csp_images += f" https://{logo.netloc}"
+        origin = logo_origin(settings.logo_url)
+        self._csp_images = "'self'" + (f" {origin}" if origin else "")
 
     def render(
         self, *, state: str | None, provider: str | None, view: PageView, csp_nonce: str
@@ -76,6 +73,7 @@ class SignInPage:
             "full_ids": list(view.full_ids),
             "retry": view.retry,
             "csp_nonce": csp_nonce,
+            "remember_offered": self._settings.remember_for > 0,
         }
         return self._template.render(values).encode("utf-8")
 

@@ -1,32 +1,41 @@
 """What the sign-in page hands the browser to bring back, signed by the portal: the form's
-state (the SSO redirect the client asked for, and until when the form may be sent), and the
-optional cookie that remembers which homeserver a browser was sent to for a provider.
+state (the SSO redirect the client asked for, until when the form may be sent, and the hash
+of the browser's form cookie), the form cookie itself, and the optional cookie that
+remembers which homeserver a browser was sent to for a provider.
 
 Nothing in the form is trusted but the identifier the user typed: the redirect's path and
 query (the client's ``redirectUrl``, the provider, MSC3824's ``action``...) come back only
-under the portal's signature, so the form cannot be pointed at another client or provider,
-and a page made elsewhere cannot post to the portal (the state is its CSRF token).
+under the portal's signature, so the form cannot be pointed at another client or provider.
+A state is good only with the form cookie it was made for (``SameSite=Strict``, set with the
+page): another site can fetch a page and its state, but cannot make a browser post it with
+that browser's cookie, so it cannot sign anybody in, or plant a remembered homeserver, in
+their browser (login CSRF).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
+import secrets
 
 import attr
 
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 
-#: The first signed part of each kind: a form's state and a cookie cannot pass for each
-#: other, nor for a callback (which signs three parts, none of them these).
+#: The purpose each kind is signed with (:meth:`CallbackSigner.sign_parts`): a form's state
+#: and a cookie cannot pass for each other, nor for a callback.
 STATE_PURPOSE = "sso-sign-in-state"
 COOKIE_PURPOSE = "sso-sign-in-home"
-#: The cookie's name: one per identity provider (``<prefix><idp>``), for the whole site.
+#: The remembering cookie's name: one per identity provider (``<prefix><idp>``).
 COOKIE_PREFIX = "synapse_base_cs_url_sso_"
-#: Longest state or cookie value read (a redirect URL is a few hundred bytes; a long
-#: ``redirectUrl`` a few thousand).
-MAX_VALUE_LENGTH = 16_384
+#: The form cookie's name (one per browser, shared by its tabs).
+FORM_COOKIE = "synapse_base_cs_url_sso_form"
+#: Longest state or cookie value read: a state carries a redirect's query, which a request
+#: line of 16 KiB bounds (its base64 is a third longer).
+MAX_VALUE_LENGTH = 32_768
 
 
 @attr.s(auto_attribs=True, frozen=True, slots=True)
@@ -37,12 +46,29 @@ class PageState:
     path: str
     query: str
     exp: int
+    binding: str
+    """The hash of the form cookie this state goes with (:func:`binding_of`)."""
 
     def encode(self, signer: CallbackSigner) -> str:
-        payload = _b64(json.dumps([self.path, self.query, self.exp]).encode())
-        return (
-            payload + "." + signer.sign_parts(STATE_PURPOSE, self.path, self.query, str(self.exp))
+        fields = [self.path, self.query, self.exp, self.binding]
+        payload = _b64(json.dumps(fields, ensure_ascii=False).encode())
+        sig = signer.sign_parts(STATE_PURPOSE, self.path, self.query, str(self.exp), self.binding)
+        return f"{payload}.{sig}"
+
+    def bound_to(self, form_cookie: str | None) -> bool:
+        """Whether this browser's form cookie is the one the state was made for."""
+        return form_cookie is not None and hmac.compare_digest(
+            self.binding, binding_of(form_cookie)
         )
+
+
+def new_form_cookie() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def binding_of(form_cookie: str) -> str:
+    """What a state keeps of a form cookie: its hash (the cookie is the secret)."""
+    return hashlib.sha256(form_cookie.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class StateRefused(Exception):
@@ -61,19 +87,20 @@ def decode_state(raw: str, signer: CallbackSigner, now: float) -> PageState:
     payload, sig = fields
     if (
         not isinstance(payload, list)
-        or len(payload) != 3
+        or len(payload) != 4
         or not isinstance(payload[0], str)
         or not isinstance(payload[1], str)
         or not isinstance(payload[2], int)
         or isinstance(payload[2], bool)
+        or not isinstance(payload[3], str)
     ):
         raise StateRefused(expired=False)
-    path, query, exp = payload
-    if not signer.valid_parts(sig, STATE_PURPOSE, path, query, str(exp)):
+    path, query, exp, binding = payload
+    if not signer.valid_parts(sig, STATE_PURPOSE, path, query, str(exp), binding):
         raise StateRefused(expired=False)
     if exp < now:
         raise StateRefused(expired=True)
-    return PageState(path, query, exp)
+    return PageState(path, query, exp, binding)
 
 
 def cookie_name(idp: str) -> str:
@@ -82,7 +109,7 @@ def cookie_name(idp: str) -> str:
 
 def cookie_value(signer: CallbackSigner, idp: str, homeserver: str, exp: int) -> str:
     """A browser's memory of where it signs in with ``idp``, until ``exp``."""
-    payload = _b64(json.dumps([homeserver, exp]).encode())
+    payload = _b64(json.dumps([homeserver, exp], ensure_ascii=False).encode())
     return payload + "." + signer.sign_parts(COOKIE_PURPOSE, idp, homeserver, str(exp))
 
 
@@ -105,6 +132,18 @@ def remembered(raw: str | None, signer: CallbackSigner, idp: str, now: float) ->
     if exp < now or not signer.valid_parts(sig, COOKIE_PURPOSE, idp, homeserver, str(exp)):
         return None
     return homeserver
+
+
+def cookie(header: bytes | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header (read pair by pair: one malformed
+    cookie of another site's path does not hide the others)."""
+    if header is None:
+        return None
+    for pair in header.decode("latin-1").split(";"):
+        key, eq, value = pair.strip().partition("=")
+        if eq and key == name:
+            return value.strip().strip('"')
+    return None
 
 
 def _signed_fields(raw: str) -> tuple[object, str] | None:

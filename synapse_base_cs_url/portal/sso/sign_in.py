@@ -20,7 +20,6 @@ names them. The directory's per-client limits apply to the form as to a login.
 
 from __future__ import annotations
 
-import http.cookies
 import logging
 import re
 import urllib.parse
@@ -43,11 +42,15 @@ from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner, redirect_url_param
 from synapse_base_cs_url.portal.sso.page import PageView, SignInPage
 from synapse_base_cs_url.portal.sso.page_state import (
+    FORM_COOKIE,
     PageState,
     StateRefused,
+    binding_of,
+    cookie,
     cookie_name,
     cookie_value,
     decode_state,
+    new_form_cookie,
     remembered,
 )
 from synapse_base_cs_url.portal.sso.to_homeserver import send_to_homeserver
@@ -61,6 +64,8 @@ FORM_TYPE = b"application/x-www-form-urlencoded"
 MAX_IDENTIFIER_LENGTH = 255
 #: The form's fields (a browser sends two; a few more are tolerated, not thousands).
 MAX_FORM_FIELDS = 8
+#: What a form cookie this portal made looks like (anything else is replaced).
+FORM_COOKIE_RE = re.compile(r"[A-Za-z0-9_-]{22}")
 #: What a user name may be (the Matrix spec's localpart characters, case-folded as Synapse
 #: folds a login's).
 LOCALPART_RE = re.compile(r"[a-z0-9._=\-/+]+")
@@ -97,20 +102,35 @@ class SignIn:
         self._metrics = metrics
         self._clock = clock
         self._page = page
+        base_path = urllib.parse.urlsplit(config.public_baseurl).path.rstrip("/")
+        self._form_path = base_path + SIGN_IN_PATH.decode()
+        self._secure = config.public_baseurl.startswith("https://")
 
     def ask(self, request: PortalRequest, idp: str | None, offered: tuple[str, ...]) -> None:
         """A redirect for a provider ``offered`` by several homeservers: straight to the one
         this browser's cookie remembers, else the page."""
         path, query = request.path_bytes, request.query_bytes
         now = self._clock.seconds()
-        home = remembered(self._cookie(request, idp), self._signer, _cookie_key(idp), now)
+        cookies = request.header(b"cookie")
+        key = _cookie_key(idp)
+        home = remembered(cookie(cookies, cookie_name(key)), self._signer, key, now)
         if home is not None and home in offered:
             self._metrics.sso_sign_in("remembered")
             logger.info("sso sign-in idp=%s homeserver=%s remembered", idp or "-", home)
             self._send(request, home, path, query)
             return
-        exp = int(now + self._config.sso.page.state_ttl)
-        state = PageState(path.decode("latin-1"), query.decode("latin-1"), exp)
+        ttl = self._config.sso.page.state_ttl
+        # One form cookie per browser, kept while it is there (so a second tab's page does
+        # not invalidate the first one's form).
+        form_cookie = cookie(cookies, FORM_COOKIE)
+        if form_cookie is None or not FORM_COOKIE_RE.fullmatch(form_cookie):
+            form_cookie = new_form_cookie()
+        self._set_cookie(
+            request, FORM_COOKIE, form_cookie, ttl, self._form_path, same_site="Strict"
+        )
+        exp = int(now + ttl)
+        binding = binding_of(form_cookie)
+        state = PageState(path.decode("latin-1"), query.decode("latin-1"), exp, binding)
         self._metrics.sso_sign_in("page")
         self._page.respond(
             request, 200, provider=idp, state=state.encode(self._signer), view=PageView()
@@ -124,6 +144,10 @@ class SignIn:
             if fields is None:
                 raise StateRefused(expired=False)
             state = decode_state(fields.get("state", ""), self._signer, self._clock.seconds())
+            if not state.bound_to(cookie(request.header(b"cookie"), FORM_COOKIE)):
+                # Not posted by this browser from the page it was given: another site's
+                # form, or a browser that keeps no cookies.
+                raise StateRefused(expired=False)
         except StateRefused as e:
             self._metrics.sso_sign_in("refused")
             logger.info("sso sign-in refused: %s form", "expired" if e.expired else "invalid")
@@ -173,7 +197,8 @@ class SignIn:
             home.rule_name,
             tag,
         )
-        self._remember(request, idp, name, state.path)
+        if fields is not None and fields.get("remember") == "on":
+            self._remember(request, idp, name, state.path)
         self._send(request, name, state.path.encode("latin-1"), state.query.encode("latin-1"))
 
     def _send(self, request: PortalRequest, name: str, path: bytes, query: bytes) -> None:
@@ -189,33 +214,30 @@ class SignIn:
         )
 
     def _remember(self, request: PortalRequest, idp: str | None, name: str, path: str) -> None:
-        """With ``sso.page.remember_for``: a signed cookie naming ``name``, sent back only
-        to this provider's redirects (its path, which is where it is read)."""
+        """With ``sso.page.remember_for``, and the user's consent on the page: a signed
+        cookie naming ``name``, sent back only to this provider's redirects (its path,
+        where it is read)."""
         lifetime = self._config.sso.page.remember_for
         if lifetime <= 0:
             return
         exp = int(self._clock.seconds() + lifetime)
         value = cookie_value(self._signer, _cookie_key(idp), name, exp)
-        cookie = (
-            f"{cookie_name(_cookie_key(idp))}={value}; Max-Age={int(lifetime)}; Path={path}; "
-            "HttpOnly; SameSite=Lax"
-        )
-        if self._config.public_baseurl.startswith("https://"):
-            cookie += "; Secure"
-        request.set_header(b"Set-Cookie", cookie.encode())
+        self._set_cookie(request, cookie_name(_cookie_key(idp)), value, lifetime, path)
 
-    @staticmethod
-    def _cookie(request: PortalRequest, idp: str | None) -> str | None:
-        raw = request.header(b"cookie")
-        if raw is None:
-            return None
-        jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
-        try:
-            jar.load(raw.decode("latin-1"))
-        except http.cookies.CookieError:
-            return None
-        morsel = jar.get(cookie_name(_cookie_key(idp)))
-        return morsel.value if morsel is not None else None
+    def _set_cookie(
+        self,
+        request: PortalRequest,
+        name: str,
+        value: str,
+        lifetime: float,
+        path: str,
+        *,
+        same_site: str = "Lax",
+    ) -> None:
+        attributes = f"Max-Age={int(lifetime)}; Path={path}; HttpOnly; SameSite={same_site}"
+        if self._secure:
+            attributes += "; Secure"
+        request.add_header(b"Set-Cookie", f"{name}={value}; {attributes}".encode())
 
 
 class _Answer:

@@ -61,7 +61,9 @@ class SsoHandler:
         query = request.query_bytes
         to = redirect_url_param(query)
         check_redirect_url(to)
-        offered = self._config.sso.offered_by(idp)
+        sso = self._config.sso
+        # Legacy CAS goes to sso.default, as its flow is listed from there.
+        offered = (sso.default,) if b"/login/cas/" in request.path_bytes else sso.offered_by(idp)
         if len(offered) > 1:
             self._sign_in.ask(request, idp, offered)
             return

@@ -214,6 +214,10 @@ class PortalRequest(server.Request):
     def set_header(self, name: bytes, value: bytes) -> None:
         self.setHeader(name, value)  # type: ignore[no-untyped-call]
 
+    def add_header(self, name: bytes, value: bytes) -> None:
+        """One more value of answer header ``name`` (``Set-Cookie``: one cookie each)."""
+        self.responseHeaders.addRawHeader(name, value)
+
     def set_status(self, status: int) -> None:
         """The status of an answer written in parts (:meth:`write_part`, :meth:`end`)."""
         self.setResponseCode(status)

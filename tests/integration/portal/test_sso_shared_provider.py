@@ -292,13 +292,31 @@ def test_markup_typed_in_is_shown_escaped_and_never_runs(
     assert page.evaluate("document.activeElement.id") == "identifier"
 
 
-def test_a_forged_or_expired_form_is_refused(deployment: Deployment, browser: Browser) -> None:
+def test_a_forged_foreign_or_expired_form_is_refused(
+    deployment: Deployment, browser: Browser
+) -> None:
     page = open_page(browser, deployment, "redirect")
     page.eval_on_selector("input[name=state]", "e => { e.value = e.value.slice(0, -3) + 'AAA' }")
     answer = type_in(page, "dave")
     assert answer.status == 403
     assert "start signing in again" in page.inner_text("main")
     assert page.query_selector("form") is None
+    # Another site that fetched a page (and its state) and makes a visitor's browser post
+    # it: the visitor's browser has no form cookie for that state.
+    state = requests.get(redirect_url(deployment, "redirect"), timeout=30).text
+    found = re.search(r'name="state" value="([^"]+)"', state)
+    assert found is not None
+    attacker = new_context(browser).new_page()
+    attacker.set_content(
+        f'<form method="post" action="{deployment.portals["redirect"].url}'
+        '/_synapse_base_cs_url/sso/sign_in">'
+        f'<input name="state" value="{found.group(1)}"><input name="identifier" value="dave">'
+        "<button>go</button></form>"
+    )
+    with attacker.expect_response(re.compile(r"/sso/sign_in$")) as posted:
+        attacker.click("button")
+    assert posted.value.status == 403
+    assert posted.value.headers.get("location") is None
     page = open_page(browser, deployment, "short")
     page.wait_for_timeout(1500)
     answer = type_in(page, "dave")
@@ -317,6 +335,7 @@ def test_a_provider_only_one_homeserver_offers_skips_the_page(deployment: Deploy
 def test_proxy_mode_and_a_browser_that_remembers(deployment: Deployment, browser: Browser) -> None:
     portal = deployment.portals["proxy"]
     page = open_page(browser, deployment, "proxy")
+    page.check("#remember")  # "Remember my homeserver on this device"
     body = logged_in(portal, home_with_token(deployment, page, DAVE_EMAIL, "dave"))
     assert body["user_id"] == "@dave:corp2.test"
     assert body["well_known"]["m.homeserver"]["base_url"] == deployment.hs["hs2"].base_url

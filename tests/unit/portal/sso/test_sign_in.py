@@ -19,6 +19,8 @@ from synapse_base_cs_url.portal.sso.page import PageView, SignInPage
 from synapse_base_cs_url.portal.sso.page_state import (
     PageState,
     StateRefused,
+    binding_of,
+    cookie,
     cookie_value,
     decode_state,
     remembered,
@@ -53,7 +55,7 @@ def test_a_provider_may_list_several_homeservers() -> None:
     assert sso.offered_by("oidc-corp") == ("hs1", "hs2")
     assert sso.offered_by("oidc-one") == ("hs3",)
     assert sso.offered_by(None) == ("hs2", "hs3")
-    assert sso.offered_by("unlisted") == ("hs2", "hs3")
+    assert sso.offered_by("unlisted") == ("hs2",)  # nobody knows who offers it: the default
     assert sso.default == "hs2"  # unknown tokens, CAS
     assert sso.homeservers == ("hs2", "hs3", "hs1")
     assert sso.asks
@@ -72,6 +74,9 @@ def test_a_provider_may_list_several_homeservers() -> None:
         ({"page": {"name": ""}}, "sso.page.name: must be a name of 1 to 100"),
         ({"page": {"logo_url": "http://logo.example/a.png"}}, "sso.page.logo_url: must be an"),
         ({"page": {"logo_url": "javascript:alert(1)"}}, "sso.page.logo_url: must be an"),
+        ({"page": {"logo_url": "https://a.example;script-src */x.png"}}, "sso.page.logo_url"),
+        ({"page": {"logo_url": "//a.example/x.png"}}, "sso.page.logo_url: must be an"),
+        ({"page": {"logo_url": "https://u@a.example/x.png"}}, "sso.page.logo_url: must be an"),
         ({"page": {"state_ttl": 0}}, "sso.page.state_ttl: must be more than 0"),
         ({"page": {"state_ttl": 100000}}, "sso.page.state_ttl: at most 86400"),
         ({"page": {"remember_for": -1}}, "sso.page.remember_for: must not be negative"),
@@ -97,14 +102,14 @@ def test_a_template_that_does_not_parse_fails_at_startup(tmp_path: Path) -> None
 
 def test_the_state_comes_back_only_as_signed_and_in_time() -> None:
     signer = CallbackSigner(b"k" * 32)
-    state = PageState(REDIRECT.decode(), "redirectUrl=x", int(NOW) + 60)
+    state = PageState(REDIRECT.decode(), "redirectUrl=x\u00e9", int(NOW) + 60, "b" * 32)
     encoded = state.encode(signer)
     assert decode_state(encoded, signer, NOW) == state
     with pytest.raises(StateRefused) as expired:
         decode_state(encoded, signer, NOW + 61)
     assert expired.value.expired
     payload, _, sig = encoded.partition(".")
-    other = PageState(REDIRECT.decode(), "redirectUrl=https://evil.example", state.exp)
+    other = PageState(REDIRECT.decode(), "redirectUrl=https://evil.example", state.exp, "b" * 32)
     for forged in (
         other.encode(CallbackSigner(b"x" * 32)),  # another deployment's key
         other.encode(signer).partition(".")[0] + "." + sig,  # another redirect, old signature
@@ -119,6 +124,17 @@ def test_the_state_comes_back_only_as_signed_and_in_time() -> None:
         assert not refused.value.expired
     # A callback's signature is not a state's, nor a cookie's.
     assert not signer.valid_parts(signer.sign("hs1", 5, "x"), "sso-sign-in-state", "hs1", "5", "x")
+    # The state goes with one form cookie only.
+    assert PageState("/p", "q", 1, binding_of("cookie-a")).bound_to("cookie-a")
+    assert not PageState("/p", "q", 1, binding_of("cookie-a")).bound_to("cookie-b")
+    assert not PageState("/p", "q", 1, binding_of("cookie-a")).bound_to(None)
+
+
+def test_a_cookie_is_found_whatever_else_the_header_holds() -> None:
+    header = b'a="x; synapse_base_cs_url_sso_form=abc; other=1'
+    assert cookie(header, "synapse_base_cs_url_sso_form") == "abc"
+    assert cookie(header, "missing") is None
+    assert cookie(None, "synapse_base_cs_url_sso_form") is None
 
 
 def test_the_cookie_remembers_a_homeserver_for_one_provider_until_it_expires() -> None:
@@ -199,11 +215,37 @@ def test_an_operators_template_replaces_the_page(tmp_path: Path) -> None:
 # --- the handler, on an in-memory portal ----------------------------------------------------
 
 
-def start(portal: InMemoryPortal, idp: bytes = b"oidc-corp", cookie: bytes | None = None) -> Any:
-    query = urllib.parse.urlencode({"redirectUrl": CLIENT}).encode()
-    path = b"/_matrix/client/v3/login/sso/redirect/" + idp + b"?" + query
-    headers = [(b"Cookie", cookie)] if cookie is not None else []
-    return portal.request(b"GET", path, headers=headers)
+class Browser:
+    """One browser at an in-memory portal: it keeps the cookies the portal sets."""
+
+    def __init__(self, portal: InMemoryPortal) -> None:
+        self.portal = portal
+        self.cookies: dict[str, str] = {}
+
+    def _send(self, method: bytes, path: bytes, body: bytes | None, headers: list[Any]) -> Any:
+        if self.cookies:
+            jar = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            headers = [*headers, (b"Cookie", jar.encode())]
+        answer = self.portal.request(method, path, body, headers=headers)
+        for value in answer.headers.getRawHeaders(b"set-cookie") or []:
+            name, _, rest = value.decode().partition("=")
+            self.cookies[name] = rest.split(";")[0]
+        return answer
+
+    def start(self, idp: bytes = b"oidc-corp") -> Any:
+        query = urllib.parse.urlencode({"redirectUrl": CLIENT}).encode()
+        path = b"/_matrix/client/v3/login/sso/redirect"
+        path += (b"/" + idp if idp else b"") + b"?" + query
+        return self._send(b"GET", path, None, [])
+
+    def submit(self, state: str, identifier: str, **more: str) -> Any:
+        fields = {"state": state, "identifier": identifier, **more}
+        body = urllib.parse.urlencode(fields).encode()
+        headers = [(b"Content-Type", b"application/x-www-form-urlencoded")]
+        return self._send(b"POST", SIGN_IN_PATH, body, headers)
+
+    def post(self, body: bytes, headers: list[Any]) -> Any:
+        return self._send(b"POST", SIGN_IN_PATH, body, headers)
 
 
 def form_state(body: bytes) -> str:
@@ -212,20 +254,26 @@ def form_state(body: bytes) -> str:
     return found.group(1).decode()
 
 
-def submit(portal: InMemoryPortal, state: str, identifier: str) -> Any:
-    body = urllib.parse.urlencode({"state": state, "identifier": identifier}).encode()
-    headers = [(b"Content-Type", b"application/x-www-form-urlencoded")]
-    return portal.request(b"POST", SIGN_IN_PATH, body, headers=headers)
+def asked(raw: dict[str, Any] | None = None) -> tuple[Browser, str]:
+    """A browser at a shared provider's page, and the page's form state."""
+    browser = Browser(InMemoryPortal(raw or raw_config()))
+    page = browser.start()
+    assert page.code == 200
+    return browser, form_state(page.body)
 
 
 def test_a_shared_provider_asks_and_the_routes_send_a_name_home() -> None:
-    portal = InMemoryPortal(raw_config())
-    asked = start(portal)
-    assert asked.code == 200
-    assert asked.header(b"Content-Type") == b"text/html; charset=utf-8"
-    assert b'<label for="identifier">' in asked.body
-    state = form_state(asked.body)
-    sent = submit(portal, state, "bea")
+    browser = Browser(InMemoryPortal(raw_config()))
+    page = browser.start()
+    assert page.code == 200
+    assert page.header(b"Content-Type") == b"text/html; charset=utf-8"
+    assert b'<label for="identifier">' in page.body
+    form_cookie = page.header(b"Set-Cookie").decode()
+    assert form_cookie.startswith("synapse_base_cs_url_sso_form=")
+    assert "Path=/_synapse_base_cs_url/sso/sign_in;" in form_cookie
+    assert "SameSite=Strict" in form_cookie and "HttpOnly" in form_cookie
+    state = form_state(page.body)
+    sent = browser.submit(state, "bea")
     assert sent.code == 302
     location = sent.header(b"Location").decode()
     assert location.startswith("http://127.0.0.1:8002" + REDIRECT.decode() + "?redirectUrl=")
@@ -234,96 +282,105 @@ def test_a_shared_provider_asks_and_the_routes_send_a_name_home() -> None:
     assert sent.header(b"Set-Cookie") is None  # remember_for is off by default
     # A user id on a homeserver's server name goes there; the default place for the rest.
     assert (
-        submit(portal, state, "@x:hs1.example")
+        browser.submit(state, "@x:hs1.example")
         .header(b"Location")
         .startswith(b"http://127.0.0.1:8001/")
     )
-    assert submit(portal, state, "carol").header(b"Location").startswith(b"http://127.0.0.1:8001/")
-    assert portal.metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="page") == 1
-    assert portal.metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="sent") == 3
+    assert browser.submit(state, "carol").header(b"Location").startswith(b"http://127.0.0.1:8001/")
+    # A second page in the same browser keeps its form cookie: both forms stay good.
+    browser.start()
+    assert browser.submit(state, "bea").code == 302
+    metric = browser.portal.metric
+    assert metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="page") == 2
+    assert metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="sent") == 4
 
 
 def test_a_provider_of_one_homeserver_does_not_ask() -> None:
-    portal = InMemoryPortal(raw_config())
-    answer = start(portal, b"oidc-one")
+    answer = Browser(InMemoryPortal(raw_config())).start(b"oidc-one")
     assert answer.code == 302
     assert answer.header(b"Location").startswith(b"http://127.0.0.1:8003/")
 
 
-def test_an_account_on_a_homeserver_without_the_provider_is_told_so() -> None:
-    portal = InMemoryPortal(raw_config())
-    answer = submit(portal, form_state(start(portal).body), "@x:hs3.example")
+def test_an_account_elsewhere_is_told_so() -> None:
+    browser, state = asked()
+    answer = browser.submit(state, "@x:hs3.example")
     assert answer.code == 403
     assert b"does not offer this way of signing in" in answer.body
     assert answer.header(b"Location") is None
+    other = browser.submit(state, "@bob:matrix.org")
+    assert other.code == 400
+    assert b"not on a homeserver of this deployment" in other.body
 
 
 def test_bad_input_is_the_page_again_with_the_error_tied_to_the_field() -> None:
-    portal = InMemoryPortal(raw_config())
-    state = form_state(start(portal).body)
-    answer = submit(portal, state, "<img src=x onerror=alert(1)>")
+    browser, state = asked()
+    answer = browser.submit(state, "<img src=x onerror=alert(1)>")
     assert answer.code == 400
     assert b"&lt;img src=x onerror=alert(1)&gt;" in answer.body
     assert b"<img src=x" not in answer.body
     assert b'id="identifier-error"' in answer.body
     assert form_state(answer.body) == state  # the form is still valid
-    assert submit(portal, state, "  ").code == 400
+    assert browser.submit(state, "  ").code == 400
 
 
-def test_a_forged_or_foreign_form_is_refused_without_a_form() -> None:
-    portal = InMemoryPortal(raw_config())
-    state = form_state(start(portal).body)
+def test_a_forged_foreign_or_cookieless_form_is_refused_without_a_form() -> None:
+    browser, state = asked()
     payload, _, sig = state.partition(".")
+    stranger = Browser(browser.portal)  # another browser: another site's auto-posting form
+    form = [(b"Content-Type", b"application/x-www-form-urlencoded")]
     for answer in (
-        submit(portal, payload + "." + sig[::-1], "bea"),
-        submit(portal, "", "bea"),
-        portal.request(b"POST", SIGN_IN_PATH, b"state=" + state.encode() + b"&identifier=bea"),
-        portal.request(
-            b"POST",
-            SIGN_IN_PATH,
-            b"\xff\xfe",
-            headers=[(b"Content-Type", b"application/x-www-form-urlencoded")],
-        ),
+        browser.submit(payload + "." + sig[::-1], "bea"),
+        browser.submit("", "bea"),
+        stranger.submit(state, "bea"),
+        browser.post(b"state=" + state.encode() + b"&identifier=bea", []),
+        browser.post(b"\xff\xfe", form),
     ):
         assert answer.code == 403
         assert b"start signing in again" in answer.body
         assert b"<form" not in answer.body
-    assert portal.metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="refused") == 4
+    metric = browser.portal.metric
+    assert metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="refused") == 5
 
 
 def test_an_expired_form_is_refused() -> None:
-    portal = InMemoryPortal(raw_config(page={"state_ttl": 60}))
-    state = form_state(start(portal).body)
-    portal.advance(61)
-    answer = submit(portal, state, "bea")
+    browser, state = asked(raw_config(page={"state_ttl": 60}))
+    browser.portal.advance(61)
+    answer = browser.submit(state, "bea")
     assert answer.code == 403
     assert b"expired" in answer.body
 
 
-def test_a_remembered_browser_goes_straight_through() -> None:
-    portal = InMemoryPortal(raw_config(page={"remember_for": 3600}))
-    sent = submit(portal, form_state(start(portal).body), "bea")
-    cookie = sent.header(b"Set-Cookie").decode()
-    assert cookie.startswith("synapse_base_cs_url_sso_oidc-corp=")
-    assert f"Path={REDIRECT.decode()};" in cookie
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
-    again = start(portal, cookie=cookie.split(";")[0].encode())
+def test_a_browser_remembers_only_when_asked_to() -> None:
+    browser, state = asked(raw_config(page={"remember_for": 3600}))
+    assert b'name="remember"' in browser.start().body
+    assert browser.submit(state, "bea").header(b"Set-Cookie") is None  # not ticked
+    sent = browser.submit(state, "bea", remember="on")
+    remembered_cookie = sent.header(b"Set-Cookie").decode()
+    assert remembered_cookie.startswith("synapse_base_cs_url_sso_oidc-corp=")
+    assert f"Path={REDIRECT.decode()};" in remembered_cookie
+    assert "HttpOnly" in remembered_cookie and "SameSite=Lax" in remembered_cookie
+    assert "Secure" in remembered_cookie
+    again = browser.start()
     assert again.code == 302
     assert again.header(b"Location").startswith(b"http://127.0.0.1:8002/")
     # Not once it has expired.
-    portal.advance(3601)
-    assert start(portal, cookie=cookie.split(";")[0].encode()).code == 200
+    browser.portal.advance(3601)
+    assert browser.start().code == 200
 
 
 def test_a_redirect_without_a_provider_asks_when_several_homeservers_offer_sso() -> None:
-    portal = InMemoryPortal(raw_config(default=["hs2", "hs3"]))
-    query = urllib.parse.urlencode({"redirectUrl": CLIENT}).encode()
-    asked = portal.request(b"GET", b"/_matrix/client/v3/login/sso/redirect?" + query)
-    assert asked.code == 200
-    sent = submit(portal, form_state(asked.body), "@x:hs3.example")
+    browser = Browser(InMemoryPortal(raw_config(default=["hs2", "hs3"])))
+    page = browser.start(b"")
+    assert page.code == 200
+    sent = browser.submit(form_state(page.body), "@x:hs3.example")
     assert sent.code == 302
     assert sent.header(b"Location").startswith(
         b"http://127.0.0.1:8003/_matrix/client/v3/login/sso/redirect?"
     )
     # The name hs1 serves is not offered without a provider here.
-    assert submit(portal, form_state(asked.body), "@x:hs1.example").code == 403
+    assert browser.submit(form_state(page.body), "@x:hs1.example").code == 403
+    # Legacy CAS goes to sso.default's first, as its flow is listed from there: no page.
+    query = urllib.parse.urlencode({"redirectUrl": CLIENT}).encode()
+    cas = browser.portal.request(b"GET", b"/_matrix/client/v3/login/cas/redirect?" + query)
+    assert cas.code == 302
+    assert cas.header(b"Location").startswith(b"http://127.0.0.1:8002/")
