@@ -72,18 +72,24 @@ def main() -> int:
     try:
         conn = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=30)
         conn.request("GET", f"{REDIRECT}oidc-corp?{QUERY}")
-        page = conn.getresponse().read()
+        first = conn.getresponse()
+        page = first.read()
         found = re.search(rb'name="state" value="([^"]+)"', page)
         assert found is not None, page[:300]
         form = urllib.parse.urlencode({"state": found.group(1).decode(), "identifier": "bea"})
+        # The form cookie, as the browser keeps it (the state is bound to it).
+        browser = {"Cookie": (first.getheader("Set-Cookie") or "").split(";")[0]}
         kinds: dict[str, list[float]] = {"redirect (one homeserver)": [], "page": [], "form": []}
         requests = {
             "redirect (one homeserver)": (
                 lambda: conn.request("GET", f"{REDIRECT}oidc-one?{QUERY}"),
                 302,
             ),
-            "page": (lambda: conn.request("GET", f"{REDIRECT}oidc-corp?{QUERY}"), 200),
-            "form": (lambda: conn.request("POST", SIGN_IN, form, FORM), 302),
+            "page": (
+                lambda: conn.request("GET", f"{REDIRECT}oidc-corp?{QUERY}", headers=browser),
+                200,
+            ),
+            "form": (lambda: conn.request("POST", SIGN_IN, form, {**FORM, **browser}), 302),
         }
         for _ in range(args.rounds):
             for kind, (send, status) in requests.items():
