@@ -368,3 +368,19 @@ def test_the_page_as_a_person_sees_it(
     assert width <= 360
     page.screenshot(path=str(tmp_path / "sign-in.png"))
     context.close()
+
+
+def test_a_first_sso_login_elsewhere_cannot_take_a_name_held_on_another_homeserver(
+    deployment: Deployment, browser: Browser
+) -> None:
+    """Straight at corp1, not through the portal: the provider's dave would become a second
+    dave there; corp1's module asks the portal, which knows dave lives on corp2."""
+    page = new_context(browser).new_page()
+    deployment.provider.expect("dave")
+    hs1 = deployment.hs["hs1"]
+    query = urlencode({"redirectUrl": deployment.client})
+    answer = page.goto(f"{hs1.base_url}/_matrix/client/v3/login/sso/redirect/{SHARED}?{query}")
+    assert answer is not None and answer.status == 400
+    assert page.url.startswith(hs1.base_url + "/_synapse/client/oidc/callback?")
+    assert "taken on another homeserver of this deployment" in page.inner_text("body")
+    assert not account_exists(deployment, "hs1", "@dave:corp1.test")
