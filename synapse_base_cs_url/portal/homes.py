@@ -15,7 +15,7 @@ directory); otherwise the decision is a coroutine.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from synapse_base_cs_url.core import Selection
@@ -100,21 +100,21 @@ class Homes:
                 "That Matrix ID is not on a homeserver of this deployment",
             )
         identifier = plan.to_locate if self._directory is not None else None
-        if identifier is None or self._directory is None:
+        if identifier is None:
             routed = self.routes.route(plan)
             if plan.by_server_name is not None:
                 return self._offering(routed, offered)
             return self._among(routed, offered)
-        location = await self._directory.locate(identifier, client_ip)
-        holder = self.routes.holder(location, identifier, client_ip, what=SIGN_IN, ctx=plan.ctx)
-        if holder is not None:
-            return self._offering(holder, offered)
-        new = self._among(self.routes.route(plan), offered)
-        if self._placement is None:
-            return new
-        return self._offering(
-            await self._placement.for_sign_in(identifier, new, client_ip), offered
-        )
+        placement = self._placement
+
+        async def new_account() -> Home:
+            new = self._among(self.routes.route(plan), offered)
+            if placement is None:
+                return new
+            return await placement.for_sign_in(identifier, new, client_ip)
+
+        home = await self._located(plan, identifier, client_ip, SIGN_IN, new_account)
+        return self._offering(home, offered)
 
     def _among(self, home: Home, offered: Sequence[str]) -> Home:
         """A new account's homeserver, among those offering the provider."""
@@ -134,13 +134,22 @@ class Homes:
         return home
 
     async def _located(
-        self, plan: LoginPlan, identifier: Identifier, client_ip: str, what: str
+        self,
+        plan: LoginPlan,
+        identifier: Identifier,
+        client_ip: str,
+        what: str,
+        new_account: Callable[[], Awaitable[Home]] | None = None,
     ) -> Home:
+        """The directory's holder of ``identifier``; nobody: ``new_account`` (a sign-in
+        places it), else a name placed moments ago, else the routes."""
         assert self._directory is not None
         location = await self._directory.locate(identifier, client_ip)
         holder = self.routes.holder(location, identifier, client_ip, what=what, ctx=plan.ctx)
         if holder is not None:
             return holder
+        if new_account is not None:
+            return await new_account()
         if self._placement is not None and identifier.medium == LOCALPART:
             # Registered through the portal moments ago: where it was placed. (Redis down:
             # nothing placed can be seen; the routes, which placed it, decide.)
