@@ -139,10 +139,8 @@ class SignIn:
     async def submit(self, request: PortalRequest) -> None:
         """The form: check its state, read the identifier, send the browser home (or say
         why not, on the page again)."""
-        fields = _form(request)
+        fields = _form(request) or {}  # not a form this page sent: no state, refused
         try:
-            if fields is None:
-                raise StateRefused(expired=False)
             state = decode_state(fields.get("state", ""), self._signer, self._clock.seconds())
             if not state.bound_to(cookie(request.header(b"cookie"), FORM_COOKIE)):
                 # Not posted by this browser from the page it was given: another site's
@@ -160,8 +158,8 @@ class SignIn:
         raw_idp = matched.group("idp") if matched is not None else None
         idp = raw_idp.decode("ascii") if raw_idp else None
         offered = self._config.sso.offered_by(idp)
-        typed = fields.get("identifier", "") if fields is not None else ""
-        answer = _Answer(self._page, request, idp, fields.get("state", "") if fields else "")
+        typed = fields.get("identifier", "")
+        answer = _Answer(self._page, request, idp, fields["state"])
         body = _login_by(typed.strip())
         if body is None:
             self._metrics.sso_sign_in("invalid")
@@ -197,7 +195,7 @@ class SignIn:
             home.rule_name,
             tag,
         )
-        if fields is not None and fields.get("remember") == "on":
+        if fields.get("remember") == "on":
             self._remember(request, idp, name, state.path)
         self._send(request, name, state.path.encode("latin-1"), state.query.encode("latin-1"))
 
