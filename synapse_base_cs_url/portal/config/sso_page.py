@@ -61,9 +61,12 @@ def parse_sso_page(raw: object) -> SsoPageSettings:
         name=page_name(raw.get("name", DEFAULT_NAME)),
         logo_url=logo_url(raw.get("logo_url")),
         template_dir=template_dir(raw.get("template_dir")),
-        state_ttl=at_most(
-            positive_seconds(raw.get("state_ttl", DEFAULT_STATE_TTL), "sso.page.state_ttl"),
-            MAX_STATE_TTL,
+        state_ttl=at_least_one_second(
+            at_most(
+                positive_seconds(raw.get("state_ttl", DEFAULT_STATE_TTL), "sso.page.state_ttl"),
+                MAX_STATE_TTL,
+                "sso.page.state_ttl",
+            ),
             "sso.page.state_ttl",
         ),
         remember_for=at_most(
@@ -72,6 +75,13 @@ def parse_sso_page(raw: object) -> SsoPageSettings:
             "sso.page.remember_for",
         ),
     )
+
+
+def at_least_one_second(value: float, path: str) -> float:
+    """A cookie's ``Max-Age`` is whole seconds: less than one would delete it at once."""
+    if value < 1:
+        raise ValueError(f"{path}: at least 1 second, not {value:g}")
+    return value
 
 
 def at_most(value: float, limit: float, path: str) -> float:

@@ -30,6 +30,8 @@ class PageView:
     full_ids: tuple[str, ...] = ()
     retry: bool = False
     """The directory could not say: the button tries again."""
+    remember: bool = False
+    """The user ticked "remember" (kept ticked when the page comes back with an error)."""
 
 
 class SignInPage:
@@ -74,6 +76,7 @@ class SignInPage:
             "retry": view.retry,
             "csp_nonce": csp_nonce,
             "remember_offered": self._settings.remember_for > 0,
+            "remember": view.remember,
         }
         return self._template.render(values).encode("utf-8")
 

@@ -33,6 +33,10 @@ COOKIE_PURPOSE = "sso-sign-in-home"
 COOKIE_PREFIX = "synapse_base_cs_url_sso_"
 #: The form cookie's name (one per browser, shared by its tabs).
 FORM_COOKIE = "synapse_base_cs_url_sso_form"
+#: Before both names on an https portal: a ``__Host-`` cookie is the portal's own host's
+#: (``Secure``, ``Path=/``, no ``Domain``), so a sibling subdomain cannot set one for it
+#: (SameSite alone counts every subdomain of a site as the same site).
+HOST_PREFIX = "__Host-"
 #: Longest state or cookie value read: a state carries a redirect's query, which a request
 #: line of 16 KiB bounds (its base64 is a third longer).
 MAX_VALUE_LENGTH = 32_768
@@ -103,8 +107,13 @@ def decode_state(raw: str, signer: CallbackSigner, now: float) -> PageState:
     return PageState(path, query, exp, binding)
 
 
-def cookie_name(idp: str) -> str:
-    return COOKIE_PREFIX + idp
+def cookie_name(idp: str, secure: bool) -> str:
+    """The remembering cookie's name for ``idp`` (``secure``: an https portal)."""
+    return (HOST_PREFIX if secure else "") + COOKIE_PREFIX + idp
+
+
+def form_cookie_name(secure: bool) -> str:
+    return (HOST_PREFIX if secure else "") + FORM_COOKIE
 
 
 def cookie_value(signer: CallbackSigner, idp: str, homeserver: str, exp: int) -> str:
@@ -136,14 +145,18 @@ def remembered(raw: str | None, signer: CallbackSigner, idp: str, now: float) ->
 
 def cookie(header: bytes | None, name: str) -> str | None:
     """The value of cookie ``name`` in a ``Cookie`` header (read pair by pair: one malformed
-    cookie of another site's path does not hide the others)."""
+    cookie does not hide the others); ``None`` also when the browser sends two of that name
+    (one of them set by somebody else for a wider domain or path: neither is trusted)."""
     if header is None:
         return None
-    for pair in header.decode("latin-1").split(";"):
-        key, eq, value = pair.strip().partition("=")
-        if eq and key == name:
-            return value.strip().strip('"')
-    return None
+    found = [
+        value.strip().strip('"')
+        for key, eq, value in (
+            pair.strip().partition("=") for pair in header.decode("latin-1").split(";")
+        )
+        if eq and key == name
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def _signed_fields(raw: str) -> tuple[object, str] | None:

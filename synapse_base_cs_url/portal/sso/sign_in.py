@@ -21,8 +21,11 @@ names them. The directory's per-client limits apply to the form as to a login.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import urllib.parse
+
+import attr
 
 from synapse_base_cs_url.core import JsonDict
 from synapse_base_cs_url.core.login_types import PASSWORD_TYPE
@@ -42,7 +45,6 @@ from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.sso.callback import CallbackSigner, redirect_url_param
 from synapse_base_cs_url.portal.sso.page import PageView, SignInPage
 from synapse_base_cs_url.portal.sso.page_state import (
-    FORM_COOKIE,
     PageState,
     StateRefused,
     binding_of,
@@ -50,6 +52,7 @@ from synapse_base_cs_url.portal.sso.page_state import (
     cookie_name,
     cookie_value,
     decode_state,
+    form_cookie_name,
     new_form_cookie,
     remembered,
 )
@@ -102,9 +105,8 @@ class SignIn:
         self._metrics = metrics
         self._clock = clock
         self._page = page
-        base_path = urllib.parse.urlsplit(config.public_baseurl).path.rstrip("/")
-        self._form_path = base_path + SIGN_IN_PATH.decode()
         self._secure = config.public_baseurl.startswith("https://")
+        self._form_cookie = form_cookie_name(self._secure)
 
     def ask(self, request: PortalRequest, idp: str | None, offered: tuple[str, ...]) -> None:
         """A redirect for a provider ``offered`` by several homeservers: straight to the one
@@ -113,7 +115,7 @@ class SignIn:
         now = self._clock.seconds()
         cookies = request.header(b"cookie")
         key = _cookie_key(idp)
-        home = remembered(cookie(cookies, cookie_name(key)), self._signer, key, now)
+        home = remembered(cookie(cookies, cookie_name(key, self._secure)), self._signer, key, now)
         if home is not None and home in offered:
             self._metrics.sso_sign_in("remembered")
             logger.info("sso sign-in idp=%s homeserver=%s remembered", idp or "-", home)
@@ -122,12 +124,10 @@ class SignIn:
         ttl = self._config.sso.page.state_ttl
         # One form cookie per browser, kept while it is there (so a second tab's page does
         # not invalidate the first one's form).
-        form_cookie = cookie(cookies, FORM_COOKIE)
+        form_cookie = cookie(cookies, self._form_cookie)
         if form_cookie is None or not FORM_COOKIE_RE.fullmatch(form_cookie):
             form_cookie = new_form_cookie()
-        self._set_cookie(
-            request, FORM_COOKIE, form_cookie, ttl, self._form_path, same_site="Strict"
-        )
+        self._set_cookie(request, self._form_cookie, form_cookie, ttl, same_site="Strict")
         exp = int(now + ttl)
         binding = binding_of(form_cookie)
         state = PageState(path.decode("latin-1"), query.decode("latin-1"), exp, binding)
@@ -142,10 +142,12 @@ class SignIn:
         fields = _form(request) or {}  # not a form this page sent: no state, refused
         try:
             state = decode_state(fields.get("state", ""), self._signer, self._clock.seconds())
-            if not state.bound_to(cookie(request.header(b"cookie"), FORM_COOKIE)):
+            if not state.bound_to(cookie(request.header(b"cookie"), self._form_cookie)):
                 # Not posted by this browser from the page it was given: another site's
                 # form, or a browser that keeps no cookies.
                 raise StateRefused(expired=False)
+            if request.header(b"sec-fetch-site") not in (None, b"same-origin"):
+                raise StateRefused(expired=False)  # a browser says: not from our page
         except StateRefused as e:
             self._metrics.sso_sign_in("refused")
             logger.info("sso sign-in refused: %s form", "expired" if e.expired else "invalid")
@@ -159,7 +161,7 @@ class SignIn:
         idp = raw_idp.decode("ascii") if raw_idp else None
         offered = self._config.sso.offered_by(idp)
         typed = fields.get("identifier", "")
-        answer = _Answer(self._page, request, idp, fields["state"])
+        answer = _Answer(self._page, request, idp, fields["state"], fields.get("remember") == "on")
         body = _login_by(typed.strip())
         if body is None:
             self._metrics.sso_sign_in("invalid")
@@ -196,7 +198,7 @@ class SignIn:
             tag,
         )
         if fields.get("remember") == "on":
-            self._remember(request, idp, name, state.path)
+            self._remember(request, idp, name)
         self._send(request, name, state.path.encode("latin-1"), state.query.encode("latin-1"))
 
     def _send(self, request: PortalRequest, name: str, path: bytes, query: bytes) -> None:
@@ -211,16 +213,15 @@ class SignIn:
             to=redirect_url_param(query),
         )
 
-    def _remember(self, request: PortalRequest, idp: str | None, name: str, path: str) -> None:
+    def _remember(self, request: PortalRequest, idp: str | None, name: str) -> None:
         """With ``sso.page.remember_for``, and the user's consent on the page: a signed
-        cookie naming ``name``, sent back only to this provider's redirects (its path,
-        where it is read)."""
+        cookie naming ``name`` for this provider."""
         lifetime = self._config.sso.page.remember_for
         if lifetime <= 0:
             return
         exp = int(self._clock.seconds() + lifetime)
         value = cookie_value(self._signer, _cookie_key(idp), name, exp)
-        self._set_cookie(request, cookie_name(_cookie_key(idp)), value, lifetime, path)
+        self._set_cookie(request, cookie_name(_cookie_key(idp), self._secure), value, lifetime)
 
     def _set_cookie(
         self,
@@ -228,11 +229,14 @@ class SignIn:
         name: str,
         value: str,
         lifetime: float,
-        path: str,
         *,
         same_site: str = "Lax",
     ) -> None:
-        attributes = f"Max-Age={int(lifetime)}; Path={path}; HttpOnly; SameSite={same_site}"
+        """For the whole host (``Path=/``, as a ``__Host-`` cookie must be): the page's
+        redirect and its form are at different paths, and a prefix before them
+        (``public_baseurl``'s path) is the reverse proxy's, not the portal's to know."""
+        seconds = math.ceil(lifetime)
+        attributes = f"Max-Age={seconds}; Path=/; HttpOnly; SameSite={same_site}"
         if self._secure:
             attributes += "; Secure"
         request.add_header(b"Set-Cookie", f"{name}={value}; {attributes}".encode())
@@ -242,12 +246,13 @@ class _Answer:
     """The page again, with the form's state as it came (still valid: it was checked)."""
 
     def __init__(
-        self, page: SignInPage, request: PortalRequest, idp: str | None, state: str
+        self, page: SignInPage, request: PortalRequest, idp: str | None, state: str, remember: bool
     ) -> None:
         self._page = page
         self._request = request
         self._idp = idp
         self._state = state
+        self._remember = remember
 
     def page(self, status: int, view: PageView, retry_after: float | None = None) -> None:
         self._page.respond(
@@ -255,7 +260,7 @@ class _Answer:
             status,
             provider=self._idp,
             state=self._state,
-            view=view,
+            view=attr.evolve(view, remember=self._remember),
             retry_after=retry_after,
         )
 

@@ -78,6 +78,7 @@ def test_a_provider_may_list_several_homeservers() -> None:
         ({"page": {"logo_url": "//a.example/x.png"}}, "sso.page.logo_url: must be an"),
         ({"page": {"logo_url": "https://u@a.example/x.png"}}, "sso.page.logo_url: must be an"),
         ({"page": {"state_ttl": 0}}, "sso.page.state_ttl: must be more than 0"),
+        ({"page": {"state_ttl": 0.5}}, "sso.page.state_ttl: at least 1 second"),
         ({"page": {"state_ttl": 100000}}, "sso.page.state_ttl: at most 86400"),
         ({"page": {"remember_for": -1}}, "sso.page.remember_for: must not be negative"),
         ({"page": {"template_dir": "/nonexistent/x"}}, "sso.page.template_dir: /nonexistent/x"),
@@ -247,6 +248,11 @@ class Browser:
     def post(self, body: bytes, headers: list[Any]) -> Any:
         return self._send(b"POST", SIGN_IN_PATH, body, headers)
 
+    def submit_with(self, state: str, identifier: str, headers: list[Any]) -> Any:
+        body = urllib.parse.urlencode({"state": state, "identifier": identifier}).encode()
+        form = [(b"Content-Type", b"application/x-www-form-urlencoded"), *headers]
+        return self._send(b"POST", SIGN_IN_PATH, body, form)
+
 
 def form_state(body: bytes) -> str:
     found = re.search(rb'name="state" value="([^"]+)"', body)
@@ -269,8 +275,9 @@ def test_a_shared_provider_asks_and_the_routes_send_a_name_home() -> None:
     assert page.header(b"Content-Type") == b"text/html; charset=utf-8"
     assert b'<label for="identifier">' in page.body
     form_cookie = page.header(b"Set-Cookie").decode()
-    assert form_cookie.startswith("synapse_base_cs_url_sso_form=")
-    assert "Path=/_synapse_base_cs_url/sso/sign_in;" in form_cookie
+    # A host-only cookie on an https portal: no sibling subdomain can set one for it.
+    assert form_cookie.startswith("__Host-synapse_base_cs_url_sso_form=")
+    assert "; Path=/;" in form_cookie and form_cookie.endswith("; Secure")
     assert "SameSite=Strict" in form_cookie and "HttpOnly" in form_cookie
     state = form_state(page.body)
     sent = browser.submit(state, "bea")
@@ -338,8 +345,16 @@ def test_a_forged_foreign_or_cookieless_form_is_refused_without_a_form() -> None
         assert answer.code == 403
         assert b"start signing in again" in answer.body
         assert b"<form" not in answer.body
+    # A browser that says the form came from another site; a form cookie planted beside
+    # the portal's own (a sibling subdomain's, for a wider domain): neither is trusted.
+    assert browser.submit_with(state, "bea", [(b"Sec-Fetch-Site", b"same-site")]).code == 403
+    assert browser.submit_with(state, "bea", [(b"Sec-Fetch-Site", b"same-origin")]).code == 302
+    name = "__Host-synapse_base_cs_url_sso_form"
+    planted = f"{name}={browser.cookies[name]}; {name}=AAAAAAAAAAAAAAAAAAAAAA"
+    fresh = Browser(browser.portal)
+    assert fresh.submit_with(state, "bea", [(b"Cookie", planted.encode())]).code == 403
     metric = browser.portal.metric
-    assert metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="refused") == 5
+    assert metric("synapse_base_cs_url_portal_sso_sign_ins_total", result="refused") == 7
 
 
 def test_an_expired_form_is_refused() -> None:
@@ -354,10 +369,14 @@ def test_a_browser_remembers_only_when_asked_to() -> None:
     browser, state = asked(raw_config(page={"remember_for": 3600}))
     assert b'name="remember"' in browser.start().body
     assert browser.submit(state, "bea").header(b"Set-Cookie") is None  # not ticked
+    # Ticked, and a typo: the page comes back with the box still ticked.
+    again_page = browser.submit(state, "not valid", remember="on")
+    assert again_page.code == 400
+    assert b'value="on" checked>' in again_page.body
     sent = browser.submit(state, "bea", remember="on")
     remembered_cookie = sent.header(b"Set-Cookie").decode()
-    assert remembered_cookie.startswith("synapse_base_cs_url_sso_oidc-corp=")
-    assert f"Path={REDIRECT.decode()};" in remembered_cookie
+    assert remembered_cookie.startswith("__Host-synapse_base_cs_url_sso_oidc-corp=")
+    assert "; Path=/;" in remembered_cookie
     assert "HttpOnly" in remembered_cookie and "SameSite=Lax" in remembered_cookie
     assert "Secure" in remembered_cookie
     again = browser.start()
