@@ -2,7 +2,7 @@
 """The project's two entry points on a fresh machine with only Python 3.10+.
 
     python3 dev.py demo    # the module on a throwaway Synapse, then two behind the portal
-    python3 dev.py test    # lint, the package, types, and the tests against the oldest and newest Synapse
+    python3 dev.py test    # lint, package, types, tests against the oldest and newest Synapse
 
 Each creates what it needs under .venv-demo/ or .venv-tox/ (re-used on later runs).
 Arguments after the command go to the demo, or to pytest (``python3 dev.py test -- -k token``).
