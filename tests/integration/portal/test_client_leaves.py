@@ -22,7 +22,9 @@ from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from tests.harness.fake_servers import DrippingServer, HangingServer, UnacceptingServer
 from tests.harness.metrics import CLIENT_API, total
 
-pytestmark = pytest.mark.integration
+# The portal's own processes and connections, whatever answers behind it: the same with
+# either Synapse, so run once (against the newest).
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 LOGINS = "synapse_base_cs_url_portal_logins_total"
 CONNECT_TIMEOUT = 2.0

@@ -13,7 +13,9 @@ import pytest
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess
 from tests.harness.metrics import total
 
-pytestmark = pytest.mark.integration
+# The portal's own processes and connections, whatever answers behind it: the same with
+# either Synapse, so run once (against the newest).
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 CALLBACK = "/_synapse_base_cs_url/sso/return"
 UNREADABLE = "synapse_base_cs_url_portal_unreadable_requests_total"

@@ -24,7 +24,9 @@ from tests.harness.fake_servers import SlowHomeserver
 from tests.harness.memory import PeakMemory, rss
 from tests.harness.portal import Homeservers, portal_config
 
-pytestmark = pytest.mark.integration
+# The portal's own processes and connections, whatever answers behind it: the same with
+# either Synapse, so run once (against the newest).
+pytestmark = [pytest.mark.integration, pytest.mark.once]
 
 LOGIN = "/_matrix/client/v3/login"
 
