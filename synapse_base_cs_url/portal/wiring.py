@@ -49,6 +49,7 @@ from synapse_base_cs_url.portal.sso.callback import CallbackSigner
 from synapse_base_cs_url.portal.sso.page import SignInPage
 from synapse_base_cs_url.portal.sso.sign_in import SIGN_IN_PATH, SignIn
 from synapse_base_cs_url.portal.sso.sso_handler import SsoHandler
+from synapse_base_cs_url.portal.sso.to_homeserver import ToHomeserver
 from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.expiring import ExpiringMap
 from synapse_base_cs_url.portal.state.keys import (
@@ -292,9 +293,19 @@ def build_portal(
     )
     signer = lasting.signer_for(config)
     page = SignInPage(config.sso.page, config.public_baseurl + SIGN_IN_PATH.decode())
-    sign_in = SignIn(config, homes, signer, metrics, reactor, page=page)
+    to_homeserver = ToHomeserver(config, signer, reactor)
+    sign_in = SignIn(
+        config, homes, signer, metrics, reactor, page=page, to_homeserver=to_homeserver
+    )
     sso = SsoHandler(
-        config, lasting.sso_tokens, signer, metrics, reactor, records=records, sign_in=sign_in
+        config,
+        lasting.sso_tokens,
+        signer,
+        metrics,
+        reactor,
+        records=records,
+        sign_in=sign_in,
+        to_homeserver=to_homeserver,
     )
     endpoints = portal_endpoints(
         config,

@@ -86,10 +86,6 @@ class SsoSettings:
             return self.identity_providers.get(idp_id, (self.default,))
         return self.default_offered_by or (self.default,)
 
-    def homeserver_for(self, idp_id: str | None) -> str:
-        """The first homeserver offering ``idp_id`` (the only one unless it is shared)."""
-        return self.offered_by(idp_id)[0]
-
     @property
     def homeservers(self) -> tuple[str, ...]:
         """Every homeserver SSO logins can go to: the default first, then in config order."""
@@ -97,13 +93,6 @@ class SsoSettings:
         for offering in self.identity_providers.values():
             names += offering
         return tuple(dict.fromkeys(names))
-
-    @property
-    def asks(self) -> bool:
-        """Whether any redirect is answered with the portal's page (a shared provider)."""
-        return len(self.default_offered_by) > 1 or any(
-            len(offering) > 1 for offering in self.identity_providers.values()
-        )
 
 
 def homeserver_names(

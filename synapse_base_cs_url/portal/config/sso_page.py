@@ -61,32 +61,28 @@ def parse_sso_page(raw: object) -> SsoPageSettings:
         name=page_name(raw.get("name", DEFAULT_NAME)),
         logo_url=logo_url(raw.get("logo_url")),
         template_dir=template_dir(raw.get("template_dir")),
-        state_ttl=at_least_one_second(
-            at_most(
-                positive_seconds(raw.get("state_ttl", DEFAULT_STATE_TTL), "sso.page.state_ttl"),
-                MAX_STATE_TTL,
-                "sso.page.state_ttl",
-            ),
+        state_ttl=within(
+            positive_seconds(raw.get("state_ttl", DEFAULT_STATE_TTL), "sso.page.state_ttl"),
             "sso.page.state_ttl",
+            # A cookie's Max-Age is whole seconds: less than one would delete it at once.
+            least=1,
+            most=MAX_STATE_TTL,
         ),
-        remember_for=at_most(
+        remember_for=within(
             non_negative_seconds(raw.get("remember_for", 0), "sso.page.remember_for"),
-            MAX_REMEMBER_FOR,
             "sso.page.remember_for",
+            most=MAX_REMEMBER_FOR,
         ),
     )
 
 
-def at_least_one_second(value: float, path: str) -> float:
-    """A cookie's ``Max-Age`` is whole seconds: less than one would delete it at once."""
-    if value < 1:
-        raise ValueError(f"{path}: at least 1 second, not {value:g}")
-    return value
-
-
-def at_most(value: float, limit: float, path: str) -> float:
-    if value > limit:
-        raise ValueError(f"{path}: at most {limit:g} seconds, not {value:g}")
+def within(value: float, path: str, *, least: float = 0, most: float) -> float:
+    """``value`` seconds, from ``least`` to ``most`` (the checks before it refused what is
+    not a number, or negative)."""
+    if value < least:
+        raise ValueError(f"{path}: at least {least:g} second, not {value:g}")
+    if value > most:
+        raise ValueError(f"{path}: at most {most:g} seconds, not {value:g}")
     return value
 
 

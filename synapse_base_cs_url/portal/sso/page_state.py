@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from typing import Any
 
 import attr
 
@@ -54,10 +55,7 @@ class PageState:
     """The hash of the form cookie this state goes with (:func:`binding_of`)."""
 
     def encode(self, signer: CallbackSigner) -> str:
-        fields = [self.path, self.query, self.exp, self.binding]
-        payload = _b64(json.dumps(fields, ensure_ascii=False).encode())
-        sig = signer.sign_parts(STATE_PURPOSE, self.path, self.query, str(self.exp), self.binding)
-        return f"{payload}.{sig}"
+        return _sealed(signer, STATE_PURPOSE, (), [self.path, self.query, self.exp, self.binding])
 
     def bound_to(self, form_cookie: str | None) -> bool:
         """Whether this browser's form cookie is the one the state was made for."""
@@ -85,23 +83,10 @@ class StateRefused(Exception):
 
 def decode_state(raw: str, signer: CallbackSigner, now: float) -> PageState:
     """The state a form brought back, checked; :class:`StateRefused` otherwise."""
-    fields = _signed_fields(raw)
+    fields = _opened(raw, signer, STATE_PURPOSE, (), (str, str, int, str))
     if fields is None:
         raise StateRefused(expired=False)
-    payload, sig = fields
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 4
-        or not isinstance(payload[0], str)
-        or not isinstance(payload[1], str)
-        or not isinstance(payload[2], int)
-        or isinstance(payload[2], bool)
-        or not isinstance(payload[3], str)
-    ):
-        raise StateRefused(expired=False)
-    path, query, exp, binding = payload
-    if not signer.valid_parts(sig, STATE_PURPOSE, path, query, str(exp), binding):
-        raise StateRefused(expired=False)
+    path, query, exp, binding = fields
     if exp < now:
         raise StateRefused(expired=True)
     return PageState(path, query, exp, binding)
@@ -118,28 +103,15 @@ def form_cookie_name(secure: bool) -> str:
 
 def cookie_value(signer: CallbackSigner, idp: str, homeserver: str, exp: int) -> str:
     """A browser's memory of where it signs in with ``idp``, until ``exp``."""
-    payload = _b64(json.dumps([homeserver, exp], ensure_ascii=False).encode())
-    return payload + "." + signer.sign_parts(COOKIE_PURPOSE, idp, homeserver, str(exp))
+    return _sealed(signer, COOKIE_PURPOSE, (idp,), [homeserver, exp])
 
 
 def remembered(raw: str | None, signer: CallbackSigner, idp: str, now: float) -> str | None:
     """The homeserver a cookie remembers for ``idp`` (``None``: none, forged, or expired)."""
-    fields = _signed_fields(raw) if raw else None
-    if fields is None:
+    fields = _opened(raw, signer, COOKIE_PURPOSE, (idp,), (str, int)) if raw else None
+    if fields is None or fields[1] < now:
         return None
-    payload, sig = fields
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 2
-        or not isinstance(payload[0], str)
-        or not isinstance(payload[1], int)
-        or isinstance(payload[1], bool)
-    ):
-        return None
-    homeserver: str = payload[0]
-    exp: int = payload[1]
-    if exp < now or not signer.valid_parts(sig, COOKIE_PURPOSE, idp, homeserver, str(exp)):
-        return None
+    homeserver: str = fields[0]
     return homeserver
 
 
@@ -159,18 +131,46 @@ def cookie(header: bytes | None, name: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _signed_fields(raw: str) -> tuple[object, str] | None:
-    """``<base64url JSON>.<signature>`` split and the JSON read (``None``: not that shape)."""
+def _sealed(
+    signer: CallbackSigner, purpose: str, context: tuple[str, ...], fields: list[str | int]
+) -> str:
+    """``<base64url JSON of fields>.<signature>``: ``fields`` signed under ``purpose``, with
+    ``context`` (what the reader knows already, e.g. the provider a cookie is for) signed
+    too but not carried."""
+    payload = _b64(json.dumps(fields, ensure_ascii=False).encode())
+    return payload + "." + signer.sign_parts(purpose, *context, *(str(f) for f in fields))
+
+
+def _opened(
+    raw: str,
+    signer: CallbackSigner,
+    purpose: str,
+    context: tuple[str, ...],
+    kinds: tuple[type, ...],
+) -> list[Any] | None:
+    """What :func:`_sealed` made of fields of these ``kinds`` (an ``int`` is never a
+    ``bool``), its signature checked; ``None`` for anything else."""
     if len(raw) > MAX_VALUE_LENGTH:
         return None
     payload_b64, dot, sig = raw.partition(".")
     if not dot or not sig:
         return None
     try:
-        payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+        fields = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
     except (binascii.Error, ValueError, RecursionError):
         return None
-    return payload, sig
+    if (
+        not isinstance(fields, list)
+        or len(fields) != len(kinds)
+        or any(
+            not isinstance(f, kind) or isinstance(f, bool)
+            for f, kind in zip(fields, kinds, strict=True)
+        )
+    ):
+        return None
+    if not signer.valid_parts(sig, purpose, *context, *(str(f) for f in fields)):
+        return None
+    return fields
 
 
 def _b64(data: bytes) -> str:

@@ -56,7 +56,7 @@ from synapse_base_cs_url.portal.sso.page_state import (
     new_form_cookie,
     remembered,
 )
-from synapse_base_cs_url.portal.sso.to_homeserver import send_to_homeserver
+from synapse_base_cs_url.portal.sso.to_homeserver import ToHomeserver
 from synapse_base_cs_url.portal.web.request import PortalRequest
 
 logger = logging.getLogger("synapse_base_cs_url.portal")
@@ -98,7 +98,9 @@ class SignIn:
         clock: Clock,
         *,
         page: SignInPage,
+        to_homeserver: ToHomeserver,
     ) -> None:
+        self._to_homeserver = to_homeserver
         self._config = config
         self._homes = homes
         self._signer = signer
@@ -161,7 +163,8 @@ class SignIn:
         idp = raw_idp.decode("ascii") if raw_idp else None
         offered = self._config.sso.offered_by(idp)
         typed = fields.get("identifier", "")
-        answer = _Answer(self._page, request, idp, fields["state"], fields.get("remember") == "on")
+        remember = fields.get("remember") == "on"
+        answer = _Answer(self._page, request, idp, fields["state"], remember)
         body = _login_by(typed.strip())
         if body is None:
             self._metrics.sso_sign_in("invalid")
@@ -197,21 +200,12 @@ class SignIn:
             home.rule_name,
             tag,
         )
-        if fields.get("remember") == "on":
+        if remember:
             self._remember(request, idp, name)
         self._send(request, name, state.path.encode("latin-1"), state.query.encode("latin-1"))
 
     def _send(self, request: PortalRequest, name: str, path: bytes, query: bytes) -> None:
-        send_to_homeserver(
-            request,
-            self._config.homeservers[name],
-            path,
-            query,
-            public_baseurl=self._config.public_baseurl,
-            signer=self._signer,
-            now=self._clock.seconds(),
-            to=redirect_url_param(query),
-        )
+        self._to_homeserver.send(request, name, path, query, redirect_url_param(query))
 
     def _remember(self, request: PortalRequest, idp: str | None, name: str) -> None:
         """With ``sso.page.remember_for``, and the user's consent on the page: a signed

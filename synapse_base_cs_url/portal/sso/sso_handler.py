@@ -21,7 +21,7 @@ from synapse_base_cs_url.portal.sso.callback import (
     whitelisted,
 )
 from synapse_base_cs_url.portal.sso.sign_in import SignIn
-from synapse_base_cs_url.portal.sso.to_homeserver import FOUND, send_to_homeserver
+from synapse_base_cs_url.portal.sso.to_homeserver import FOUND, ToHomeserver
 from synapse_base_cs_url.portal.sso_tokens import SsoTokenStore
 from synapse_base_cs_url.portal.state.keys import token_tag
 from synapse_base_cs_url.portal.state.shared import guarded
@@ -41,11 +41,14 @@ class SsoHandler:
         *,
         records: RecordLimiter,
         sign_in: SignIn,
+        to_homeserver: ToHomeserver,
     ) -> None:
         """``records``: a callback records a login token, for a client within its limit;
-        ``sign_in``: the page that asks who signs in with a shared provider."""
+        ``sign_in``: the page that asks who signs in with a shared provider;
+        ``to_homeserver``: how a browser is sent to a homeserver's redirect."""
         self._records = records
         self._sign_in = sign_in
+        self._to_homeserver = to_homeserver
         self._config = config
         self._tokens = tokens
         self._signer = signer
@@ -67,18 +70,8 @@ class SsoHandler:
         if len(offered) > 1:
             self._sign_in.ask(request, idp, offered)
             return
-        hs = self._config.homeservers[offered[0]]
-        send_to_homeserver(
-            request,
-            hs,
-            request.path_bytes,
-            query,
-            public_baseurl=self._config.public_baseurl,
-            signer=self._signer,
-            now=self._clock.seconds(),
-            to=to,
-        )
-        logger.info("sso redirect idp=%s homeserver=%s", idp or "-", hs.name)
+        self._to_homeserver.send(request, offered[0], request.path_bytes, query, to)
+        logger.info("sso redirect idp=%s homeserver=%s", idp or "-", offered[0])
 
     async def sign_in(self, request: PortalRequest, _: re.Match[bytes]) -> None:
         """The sign-in page's form: where the user's account lives, then its homeserver."""

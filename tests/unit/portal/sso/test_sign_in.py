@@ -58,9 +58,8 @@ def test_a_provider_may_list_several_homeservers() -> None:
     assert sso.offered_by("unlisted") == ("hs2",)  # nobody knows who offers it: the default
     assert sso.default == "hs2"  # unknown tokens, CAS
     assert sso.homeservers == ("hs2", "hs3", "hs1")
-    assert sso.asks
     plain = PortalConfig.from_config(raw_config(identity_providers={"x": "hs1"})).sso
-    assert not plain.asks and plain.offered_by(None) == ("hs1",)
+    assert plain.offered_by("x") == ("hs1",) and plain.offered_by(None) == ("hs1",)
 
 
 @pytest.mark.parametrize(

@@ -150,10 +150,10 @@ def test_sso_section() -> None:
         }
     )
     assert c.sso.default == "hs2"
-    assert c.sso.homeserver_for("oidc-github") == "hs1"
-    assert c.sso.homeserver_for("cas") == "hs2"
-    assert c.sso.homeserver_for("saml") == "hs2"
-    assert c.sso.homeserver_for(None) == "hs2"
+    assert c.sso.offered_by("oidc-github") == ("hs1",)
+    assert c.sso.offered_by("cas") == ("hs2",)
+    assert c.sso.offered_by("saml") == ("hs2",)
+    assert c.sso.offered_by(None) == ("hs2",)
     assert c.sso.homeservers == ("hs2", "hs1")
     assert (c.sso.token_ttl, c.sso.max_tokens) == (30.0, 5)
     assert c.sso.client_whitelist == ("https://app.element.io/",)
