@@ -264,7 +264,7 @@ class Placement:
         unique = identifier.medium != LOCALPART or self._config.directory.unique_localparts
         if unique and self._directory is not None:
             location = await self._directory.locate(
-                identifier, ASKED_BY_HOMESERVER, before_creating=True
+                identifier, ASKED_BY_HOMESERVER, creating_on=asker
             )
             holders = {self._canonical.get(name, name) for name in location.holders}
             if holders - {asker}:

@@ -68,7 +68,7 @@ class Holders:
     def __init__(self, holders: dict[str, str]) -> None:
         self.holders = holders
 
-    async def ask(self, identifier: Identifier) -> SourceAnswer:
+    async def ask(self, identifier: Identifier, leave_out: str | None = None) -> SourceAnswer:
         held = self.holders.get(identifier.address)
         if held == "?":
             return SourceAnswer(unanswered=(self.name,))

@@ -140,30 +140,33 @@ class Directory:
         identifier: Identifier,
         client_ip: str,
         *,
-        before_creating: bool = False,
+        creating_on: str | None = None,
     ) -> Location:
         """Who holds ``identifier``: from the cache, else from the sources (also when the
         cache, Redis, cannot be read); ``429`` past the limits.
 
-        ``before_creating``: a homeserver asks before it creates an account or binds an
-        address. A cached "nobody" is asked again (a wrong "free" makes a duplicate, which is
-        forever), and the per-client limits do not apply (the asks are bounded by
-        ``directory.concurrency`` and ``max_waiting``)."""
+        ``creating_on``: that homeserver (by its first ingress point's name) asks before it
+        creates an account or binds an address. A cached "nobody" is asked again (a wrong
+        "free" makes a duplicate, which is forever); the per-client limits do not apply (the
+        asks are bounded by ``directory.concurrency`` and ``max_waiting``); and the asking
+        homeserver itself is not asked (it refuses its own duplicates), so the answer says
+        nothing of it: it is not cached, nor shared with a lookup that asks everyone."""
         cached = await self._cached(identifier)
-        if before_creating and cached is not None and not cached:
+        if creating_on is not None and cached is not None and not cached:
             cached = None
         self._on_cache(cached is not None)
         if cached is not None:
             return Location(cached, True, "cache")
-        if not self._lookups.in_flight(identifier.key):
-            wait = 0.0 if before_creating else self._limits.take(client_ip)
+        flight = identifier.key if creating_on is None else f"{identifier.key}\n{creating_on}"
+        if not self._lookups.in_flight(flight):
+            wait = 0.0 if creating_on is not None else self._limits.take(client_ip)
             if wait > 0:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(wait)
             if self._slots.full:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(1.0)
-        return await self._lookups.run(identifier.key, lambda: self._look_up(identifier))
+        return await self._lookups.run(flight, lambda: self._look_up(identifier, creating_on))
 
     async def _cached(self, identifier: Identifier) -> frozenset[str] | None:
         """The cache's answer; ``None`` also when the cache (Redis) cannot be read: the
@@ -182,22 +185,22 @@ class Directory:
         known = await self._cache.get(identifier)
         await self._cache.put(identifier, (known or frozenset()) | {homeserver})
 
-    async def _look_up(self, identifier: Identifier) -> Location:
-        location = await self._slots.run(lambda: self._ask_sources(identifier))
-        if location.complete:
+    async def _look_up(self, identifier: Identifier, leave_out: str | None) -> Location:
+        location = await self._slots.run(lambda: self._ask_sources(identifier, leave_out))
+        if location.complete and leave_out is None:
             try:
                 await self._cache.put(identifier, location.holders)
             except StateUnavailable as e:
                 logger.warning("directory: could not remember %s: %s", identifier.tag, e)
         return location
 
-    async def _ask_sources(self, identifier: Identifier) -> Location:
+    async def _ask_sources(self, identifier: Identifier, leave_out: str | None) -> Location:
         """The sources in order: the first that finds the account answers; one that cannot
         say leaves the answer incomplete unless a later one finds it."""
         unanswered: list[str] = []
         for source in self._sources:
             started = self._clock.seconds()
-            answer = await self._bounded(source, identifier)
+            answer = await self._bounded(source, identifier, leave_out)
             seconds = self._clock.seconds() - started
             outcome = _outcome(answer)
             self._on_lookup(source.name, outcome, seconds)
@@ -216,8 +219,10 @@ class Directory:
                 return Location(answer.holders, not unanswered, source.name)
         return Location(frozenset(), not unanswered, self._sources[-1].name)
 
-    async def _bounded(self, source: Source, identifier: Identifier) -> SourceAnswer:
-        d = defer.ensureDeferred(source.ask(identifier))
+    async def _bounded(
+        self, source: Source, identifier: Identifier, leave_out: str | None
+    ) -> SourceAnswer:
+        d = defer.ensureDeferred(source.ask(identifier, leave_out))
         if source.bounds_itself:
             return await d
         d.addTimeout(self._settings.timeout, self._clock)  # type: ignore[arg-type]

@@ -42,7 +42,11 @@ class Source(Protocol):
     """Whether the source answers within ``directory.timeout`` itself (else the directory
     bounds it)."""
 
-    async def ask(self, identifier: Identifier) -> SourceAnswer: ...
+    async def ask(self, identifier: Identifier, leave_out: str | None = None) -> SourceAnswer:
+        """Who holds ``identifier``; a source that asks each homeserver need not ask
+        ``leave_out`` (a homeserver that asks about itself), one that answers for all of
+        them at once may ignore it."""
+        ...
 
 
 def _quote(text: str) -> str:
@@ -72,12 +76,16 @@ class HomeserverSource:
         canonical = canonical_names({hs.name: hs for hs in homeservers})
         self._homeservers = tuple(hs for hs in homeservers if canonical[hs.name] == hs.name)
 
-    async def ask(self, identifier: Identifier) -> SourceAnswer:
-        asks = [defer.ensureDeferred(self._ask_one(hs, identifier)) for hs in self._homeservers]
+    async def ask(self, identifier: Identifier, leave_out: str | None = None) -> SourceAnswer:
+        """``leave_out``: the homeserver asking before it creates an account or binds an
+        address (by its first ingress point's name) is not asked: it refuses its own
+        duplicates, and is busy with the request that asks."""
+        asked = [hs for hs in self._homeservers if hs.name != leave_out]
+        asks = [defer.ensureDeferred(self._ask_one(hs, identifier)) for hs in asked]
         results = await defer.DeferredList(asks, consumeErrors=True)
         holders: set[str] = set()
         unanswered: list[str] = []
-        for hs, (ok, held) in zip(self._homeservers, results, strict=True):
+        for hs, (ok, held) in zip(asked, results, strict=True):
             if not ok or held is None:
                 unanswered.append(hs.name)
             elif held:
@@ -215,7 +223,7 @@ class HttpSource:
             params = {"medium": identifier.medium, "address": identifier.address}
         return f"{self._path}?{urllib.parse.urlencode(params)}".encode()
 
-    async def ask(self, identifier: Identifier) -> SourceAnswer:
+    async def ask(self, identifier: Identifier, leave_out: str | None = None) -> SourceAnswer:
         try:
             response = await self._upstream.request(
                 self._server, b"GET", self.query_for(identifier)
@@ -246,7 +254,7 @@ class FunctionSource:
         self._function = function
         self._homeservers = homeservers
 
-    async def ask(self, identifier: Identifier) -> SourceAnswer:
+    async def ask(self, identifier: Identifier, leave_out: str | None = None) -> SourceAnswer:
         local = identifier.medium == LOCALPART
         try:
             answer = await dotted_path.call(

@@ -72,9 +72,10 @@ def test_a_name_held_on_another_homeserver_is_refused(tmp_path: Path) -> None:
     )
 
 
-def test_the_directory_asks_every_module_with_the_name_in_the_body(tmp_path: Path) -> None:
+def test_the_directory_asks_the_other_modules_with_the_name_in_the_body(tmp_path: Path) -> None:
     portal = deployment(tmp_path, {})
     ask(portal, "hs1", {"medium": "email", "address": "Bob@Example.ORG"})
+    ask(portal, "hs2", {"medium": "email", "address": "Bob@Example.ORG"})
     for name, secret in SECRETS.items():
         (lookup,) = [r for r in portal.hs(name).requests if r.path == HOLDS_PATH.encode()]
         assert lookup.method == b"POST" and b"example" not in lookup.target.lower()
@@ -160,6 +161,27 @@ def test_a_cached_nobody_is_asked_again_before_creating(tmp_path: Path) -> None:
     portal.hs("hs1").handler = module_answering({"late"})
     refused = ask(portal, "hs2", {"localpart": "late"}).json()
     assert refused["allowed"] is False
+
+
+def test_the_asking_homeserver_is_not_asked(tmp_path: Path) -> None:
+    """It refuses its own duplicates, and is busy with the registration that asks: only the
+    others are. What they said is no answer about it, so a login asks everyone again."""
+    portal = deployment(tmp_path, {})
+    assert ask(portal, "hs1", {"localpart": "fresh"}).json() == {"allowed": True}
+    assert portal.hs("hs1").paths() == []
+    assert portal.hs("hs2").paths() == [HOLDS_PATH.encode()]
+    login = {"type": "m.login.password", "user": "fresh", "password": "pw"}
+    portal.request(b"POST", b"/_matrix/client/v3/login", json.dumps(login).encode())
+    assert portal.hs("hs1").paths().count(HOLDS_PATH.encode()) == 1
+
+
+def test_a_name_its_asker_holds_is_its_own(tmp_path: Path) -> None:
+    """A module asks about a name its homeserver holds (e.g. an address already bound
+    there): not refused by the portal, which leaves duplicates on one homeserver to it."""
+    portal = deployment(tmp_path, {"hs1": {"kept@one.example"}})
+    mail = {"medium": "email", "address": "kept@one.example"}
+    assert ask(portal, "hs1", mail).json() == {"allowed": True}
+    assert ask(portal, "hs2", mail).json()["errcode"] == errors.THREEPID_IN_USE
 
 
 def test_several_processes_must_share_their_reservations(tmp_path: Path) -> None:

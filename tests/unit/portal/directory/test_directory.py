@@ -30,10 +30,12 @@ class Played:
 
     def __init__(self) -> None:
         self.asks: list[tuple[Identifier, defer.Deferred[SourceAnswer]]] = []
+        self.left_out: list[str | None] = []
 
-    async def ask(self, identifier: Identifier) -> SourceAnswer:
+    async def ask(self, identifier: Identifier, leave_out: str | None = None) -> SourceAnswer:
         d: defer.Deferred[SourceAnswer] = defer.Deferred()
         self.asks.append((identifier, d))
+        self.left_out.append(leave_out)
         return await d
 
     def answer(self, *holders: str, unanswered: tuple[str, ...] = ()) -> None:
@@ -114,6 +116,25 @@ def test_one_lookup_per_identifier_shared_by_its_waiters() -> None:
     source.answer("hs1")
     assert {settle(d).holders for d in waiting} == {frozenset({"hs1"})}
     assert len(waiting) == 49
+
+
+def test_a_homeserver_asking_before_creating_is_left_out_and_not_remembered() -> None:
+    """The answer says nothing of the asking homeserver: a login asks everyone afterwards,
+    and does not wait for (or share) the ask's lookup either."""
+    directory, source, _, _ = setup()
+    creating = defer.ensureDeferred(directory.locate(BOB, "homeserver", creating_on="hs1"))
+    login = locate(directory)
+    assert source.left_out == ["hs1", None]
+    source.answer()
+    source.answer("hs1")
+    assert settle(creating) == Location(frozenset(), True, "played")
+    assert settle(login).holders == frozenset({"hs1"})
+    assert settle(locate(directory)).source == "cache"  # the login's answer, remembered
+    again = defer.ensureDeferred(directory.locate(CAROL, "homeserver", creating_on="hs2"))
+    source.answer()
+    settle(again)
+    locate(directory, CAROL)
+    assert len(source.asks) == 4  # the ask's "nobody" was not remembered
 
 
 def test_limits_per_client_and_in_total() -> None:

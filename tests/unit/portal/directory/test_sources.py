@@ -115,6 +115,14 @@ def test_ingress_points_of_one_homeserver_are_asked_once() -> None:
     assert [name for name, _, _ in upstream.asked] == ["a"]
 
 
+def test_a_homeserver_asking_about_itself_is_left_out() -> None:
+    upstream = Upstream({"hs1": 200, "hs2": 404, "hs3": 404})
+    source = HomeserverSource(upstream, list(HOMESERVERS.values()))  # type: ignore[arg-type]
+    answer = settle(defer.ensureDeferred(source.ask(Identifier(LOCALPART, "bob"), "hs1")))
+    assert answer == SourceAnswer(frozenset())
+    assert sorted(name for name, _, _ in upstream.asked) == ["hs2", "hs3"]
+
+
 def test_an_http_directory() -> None:
     answers = {"directory": (200, b'{"homeserver": "hs3"}')}
     upstream = Upstream(answers)
