@@ -73,6 +73,21 @@ class PlacementRecords:
     """A user-interactive session -> its homeserver, and the name it was placed for."""
 
 
+@attr.s(auto_attribs=True, frozen=True, slots=True)
+class Verdict:
+    """A homeserver's ask, answered."""
+
+    refusal: str | None = None
+    """The Matrix errcode of a refusal; ``None``: it may."""
+    reserved: bool = False
+    """This ask reserved the name or address (a change worth a line in the log; an ask
+    about what is already the asker's own changes nothing)."""
+
+
+#: It may, and nothing changed: the name or address is already the asker's.
+MAY = Verdict()
+
+
 def _session_key(session: str) -> str:
     return record_key("session", session)
 
@@ -244,10 +259,10 @@ class Placement:
 
     async def reserve(
         self, identifier: Identifier, homeserver: str, *, follow_routes: bool = False
-    ) -> str | None:
+    ) -> Verdict:
         """A homeserver (its module) asks before it creates an account or binds an address:
-        ``None`` when it may (the name or address is now reserved for it, for
-        ``directory.reservation_ttl``), else the Matrix errcode of the refusal (held on
+        it may (the name or address is now reserved for it, for
+        ``directory.reservation_ttl``), or it is refused with a Matrix errcode (held on
         another homeserver, or reserved for one). ``503`` when the directory cannot say.
 
         Of several homeservers asking for the same new name at once, exactly one is told
@@ -268,31 +283,31 @@ class Placement:
             )
             holders = {self._canonical.get(name, name) for name in location.holders}
             if holders - {asker}:
-                return refusal
+                return Verdict(refusal)
             if asker in holders:
-                return None  # its own: the homeserver refuses a duplicate itself
+                return MAY  # its own: the homeserver refuses a duplicate itself
             if not location.complete:
                 raise errors.directory_unavailable(CREATION, DIRECTORY_RETRY_AFTER)
         reserved = await guarded(self._placements.get(identifier.key), CREATION)
         if reserved is not None and self._canonical.get(reserved, reserved) == asker:
-            return None  # its own (an earlier step), or placed here by the portal
+            return MAY  # its own (an earlier step), or placed here by the portal
         if not unique:
-            return self._routed_elsewhere(identifier, asker, follow_routes)
+            return Verdict(self._routed_elsewhere(identifier, asker, follow_routes))
         if reserved is not None:
-            return refusal
+            return Verdict(refusal)
         elsewhere = self._routed_elsewhere(identifier, asker, follow_routes)
         if elsewhere is not None:
-            return elsewhere  # (nothing reserved)
+            return Verdict(elsewhere)  # (nothing reserved)
         ttl = self._config.directory.reservation_ttl
         for _ in range(2):  # once more if the reservation found expired in between
             if await guarded(self._placements.put_new(identifier.key, homeserver, ttl), CREATION):
-                return None
+                return Verdict(reserved=True)
             reserved = await guarded(self._placements.get(identifier.key), CREATION)
             if reserved is not None and self._canonical.get(reserved, reserved) == asker:
-                return None
+                return MAY
             if reserved is not None:
                 break
-        return refusal
+        return Verdict(refusal)
 
     def _routed_elsewhere(
         self, identifier: Identifier, asker: str, follow_routes: bool

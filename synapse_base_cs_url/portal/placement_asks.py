@@ -32,6 +32,9 @@ REFUSALS = {
 }
 
 
+ALLOWED = json.dumps({"allowed": True}).encode()
+
+
 class PlacementAsks:
     """Answers the modules' asks (only the homeservers with a placement secret may ask)."""
 
@@ -58,7 +61,7 @@ class PlacementAsks:
             raise
         kind = "name" if identifier.medium == NAME else identifier.medium
         try:
-            refusal = await self._placement.reserve(
+            verdict = await self._placement.reserve(
                 identifier, homeserver, follow_routes=body.get(FOLLOW_ROUTES) is True
             )
         except errors.MatrixError as e:
@@ -67,12 +70,19 @@ class PlacementAsks:
                 "placement ask by %s for %s: %s %s", homeserver, identifier.tag, e.status, e.errcode
             )
             raise
-        outcome = "allowed" if refusal is None else "refused"
-        self._metrics.placement_ask(homeserver, kind, outcome)
-        logger.info("placement ask by %s for %s: %s", homeserver, identifier.tag, outcome)
-        answer: dict[str, object] = {"allowed": True}
-        if refusal is not None:
-            answer = {"allowed": False, "errcode": refusal, "error": REFUSALS[refusal]}
+        refusal = verdict.refusal
+        self._metrics.placement_ask(homeserver, kind, "allowed" if refusal is None else "refused")
+        if refusal is not None or verdict.reserved:
+            # A reservation or a refusal: what an operator looks for. An ask about what is
+            # already the asker's own changes nothing (it is counted, and logged at debug).
+            outcome = "refused" if refusal is not None else "reserved"
+            logger.info("placement ask by %s for %s: %s", homeserver, identifier.tag, outcome)
+        else:
+            logger.debug("placement ask by %s for %s: its own", homeserver, identifier.tag)
+        if refusal is None:
+            request.respond(200, ALLOWED)
+            return
+        answer = {"allowed": False, "errcode": refusal, "error": REFUSALS[refusal]}
         request.respond(200, json.dumps(answer).encode())
 
 

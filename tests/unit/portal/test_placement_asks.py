@@ -5,6 +5,7 @@ the name in the body) and the portal's reservations, one homeserver told yes per
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from synapse_base_cs_url.core.placement_protocol import ASK_PATH, HOLDS_PATH
 from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
+from synapse_base_cs_url.portal.directory.identifier import LOCALPART, Identifier
 from tests.harness.requests import HttpMessage, InMemoryPortal, json_answer, portal_config
 
 SECRETS = {"hs1": "s1-" + "a" * 30, "hs2": "s2-" + "b" * 30}
@@ -182,6 +184,23 @@ def test_a_name_its_asker_holds_is_its_own(tmp_path: Path) -> None:
     mail = {"medium": "email", "address": "kept@one.example"}
     assert ask(portal, "hs1", mail).json() == {"allowed": True}
     assert ask(portal, "hs2", mail).json()["errcode"] == errors.THREEPID_IN_USE
+
+
+def test_reservations_and_refusals_are_logged_by_tag(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    portal = deployment(tmp_path, {})
+    caplog.set_level(logging.INFO, "synapse_base_cs_url.portal")
+    ask(portal, "hs1", {"localpart": "logged"})
+    ask(portal, "hs1", {"localpart": "logged"})  # its own already: nothing changes
+    ask(portal, "hs2", {"localpart": "logged"})
+    lines = [r.getMessage() for r in caplog.records if "placement ask" in r.getMessage()]
+    tag = Identifier(LOCALPART, "logged").tag
+    assert lines == [
+        f"placement ask by hs1 for {tag}: reserved",
+        f"placement ask by hs2 for {tag}: refused",
+    ]
+    assert "logged" not in caplog.text.replace(tag, "")
 
 
 def test_several_processes_must_share_their_reservations(tmp_path: Path) -> None:

@@ -79,8 +79,8 @@ def test_a_new_name_is_placed_by_the_routes_among_the_offering_homeservers_and_r
     assert (bea.target.name, bea.rule_name) == ("hs2", PLACED_ROUTE)
     assert settle(placement.placed(name("bea"))).name == "hs2"
     # Reserved for hs2: another homeserver asking to create it is refused.
-    assert settle(placement.reserve(name("bea"), "hs1")) == errors.USER_IN_USE
-    assert settle(placement.reserve(name("bea"), "hs2")) is None
+    assert settle(placement.reserve(name("bea"), "hs1")).refusal == errors.USER_IN_USE
+    assert settle(placement.reserve(name("bea"), "hs2")).refusal is None
     # The routes would place carl on hs3, which does not offer the provider: the first that does.
     carl = sign_in(homes, name("carl"))
     assert carl.target.name == "hs1"
