@@ -1,7 +1,7 @@
 """What asking the portal costs a registration, each figure measured side by side in one run.
 
     python benchmarks/placement.py [--registrations 60] [--asks 2000] [--names 100]
-                                   [--race 1000] [--bcrypt-rounds 4]
+                                   [--race 1000] [--bcrypt-rounds 4] [--compare-with DIR]
 
 Three real Synapses with the module (``bcrypt_rounds: 4`` unless told; Synapse's default is
 12): ``on`` and ``other`` ask a real portal before an account is created (``placement``),
@@ -22,6 +22,8 @@ Three real Synapses with the module (``bcrypt_rounds: 4`` unless told; Synapse's
 3. **A race**: ``--race`` asks for ``--names`` new names, from ``on`` and ``other`` at once
    (50 threads): how many names were told yes to both homeservers (target: none), and how
    many reservations were made (target: ``--names``).
+4. With ``--compare-with DIR``: an ask for a new name straight at this portal and at that
+   checkout's, with the same config, interleaved (the p50 of each, and what this one adds).
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from portal_loadgen import cpu_seconds, median, percentile  # noqa: E402
+from side_by_side import (  # noqa: E402
+    LABELS,
+    OTHER,
+    THIS,
+    add_compare_with,
+    added,
+    portal_versions,
+    round_order,
+)
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess  # noqa: E402
@@ -88,6 +99,7 @@ def main() -> int:
     parser.add_argument("--names", type=int, default=100)
     parser.add_argument("--race", type=int, default=1000)
     parser.add_argument("--bcrypt-rounds", type=int, default=4, help="Synapse's: 12")
+    add_compare_with(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-placement-"))
@@ -118,31 +130,38 @@ def main() -> int:
 
     homeservers = {"on": synapse("on", True), "other": synapse("other", True)}
     off = synapse("off", False)
-    portal.rewrite_config(
-        {
-            "public_baseurl": "https://portal.example.com",
-            "homeservers": {
-                name: {
-                    "base_url": hs.base_url,
-                    "server_name": hs.server_name,
-                    "placement_secret_file": str(workdir / f"{name}.secret"),
-                }
-                for name, hs in homeservers.items()
-            },
-            "default_homeserver": "on",
-        }
-    )
+    config = {
+        "public_baseurl": "https://portal.example.com",
+        "homeservers": {
+            name: {
+                "base_url": hs.base_url,
+                "server_name": hs.server_name,
+                "placement_secret_file": str(workdir / f"{name}.secret"),
+            }
+            for name, hs in homeservers.items()
+        },
+        "default_homeserver": "on",
+    }
+    portal.rewrite_config(config)
+    compared: dict[str, PortalProcess] = {}
+    if args.compare_with:
+        compared = portal_versions(config, workdir / "compared", args.compare_with)
+    portals = [portal, *compared.values()]
     try:
-        portal.start()
+        for each in portals:
+            each.start()
         with ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda hs: hs.start(), [*homeservers.values(), off]))
         registrations(homeservers["on"], off, args.registrations, args.bcrypt_rounds)
         ask_cost(portal, homeservers["on"], secret["on"], args.asks)
         race(portal, secret, args.names, args.race)
+        if compared:
+            new_names(compared, secret["on"], args.registrations)
     finally:
         for hs in [*homeservers.values(), off]:
             hs.stop()
-        portal.stop()
+        for each in portals:
+            each.stop()
     return 0
 
 
@@ -272,6 +291,26 @@ def race(portal: PortalProcess, secret: dict[str, str], names: int, asks: int) -
     print(
         f"   names reserved: {len(told)} (target {names}); told yes to both: {doubled} (target 0)"
     )
+
+
+def new_names(portals: dict[str, PortalProcess], secret: str, count: int) -> None:
+    """``--compare-with``: an ask by ``on`` for a new name, straight at this portal and at
+    the other checkout's (the same config, the same homeservers), interleaved."""
+    conns = {name: WholeRequests(portal.url) for name, portal in portals.items()}
+    times: dict[str, list[float]] = {name: [] for name in portals}
+    auth = f"Bearer {secret}"
+    for i in range(count + 5):
+        for name in round_order(list(portals), i):
+            body = json.dumps({"localpart": f"side{i}x{name}"}).encode()
+            started = time.perf_counter()
+            assert conns[name].exchange("POST", ASK_PATH, body, Authorization=auth) == 200
+            if i >= 5:  # the first rounds warm the connections
+                times[name].append(time.perf_counter() - started)
+    print(f"4. an ask for a new name, straight at each portal, {count} rounds:")
+    for name in portals:
+        print(f"   {LABELS[name]:22} p50 {percentile(times[name], 50) * MS:6.2f} ms")
+    p50, pairs = added(times, THIS, OTHER)
+    print(f"   this portal adds: {p50 * MS:+.2f} ms (p50s), {pairs * MS:+.2f} ms (pairs)")
 
 
 if __name__ == "__main__":
