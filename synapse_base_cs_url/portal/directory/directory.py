@@ -7,9 +7,10 @@ answer, and say what it means for the login.
 - **One lookup per identifier** is in flight at a time, shared by everyone asking for it; it
   runs on its own, so a client that leaves does not cancel it for the others.
 - **Bounded**: each client address may start ``directory.burst`` lookups, then
-  ``directory.per_second``; at most ``directory.concurrency`` run at once (as many again
-  wait; past that ``429``), so the directory is neither an enumeration oracle at speed nor a
-  load on the homeservers' admin APIs. Each source has ``directory.timeout`` to answer.
+  ``directory.per_second``; at most ``directory.concurrency`` run at once (``max_waiting``
+  more wait; past that ``429``), so the directory is neither an enumeration oracle at speed
+  nor a load on the homeservers. Each asking homeserver has as many slots of its own. Each
+  source has ``directory.timeout`` to answer.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Directory:
         )
         self._lookups: SingleFlight[str, Location] = SingleFlight()
         self._slots = Slots(settings.concurrency, settings.max_waiting)
+        self._asks: dict[str, Slots] = {}
 
     def peek(self, identifier: Identifier) -> Location | None:
         """Where the account lives, if this process knows at hand (the memory backend),
@@ -158,15 +160,32 @@ class Directory:
         if cached is not None:
             return Location(cached, True, "cache")
         flight = identifier.key if creating_on is None else f"{identifier.key}\n{creating_on}"
+        slots = self._slots_for(creating_on)
         if not self._lookups.in_flight(flight):
             wait = 0.0 if creating_on is not None else self._limits.take(client_ip)
             if wait > 0:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(wait)
-            if self._slots.full:
+            if slots.full:
                 self._on_lookup("-", "limited", 0.0)
                 raise errors.limit_exceeded(1.0)
-        return await self._lookups.run(flight, lambda: self._look_up(identifier, creating_on))
+        return await self._lookups.run(
+            flight, lambda: self._look_up(identifier, creating_on, slots)
+        )
+
+    def _slots_for(self, creating_on: str | None) -> Slots:
+        """Clients' lookups share ``directory.concurrency`` slots (and ``max_waiting``);
+        each asking homeserver has as many of its own: a flood of asks through one
+        homeserver (its ``requestToken`` needs no login, and Synapse asks before its own
+        rate limit) makes neither logins nor the other homeservers' asks wait or fail."""
+        if creating_on is None:
+            return self._slots
+        slots = self._asks.get(creating_on)
+        if slots is None:
+            slots = self._asks[creating_on] = Slots(
+                self._settings.concurrency, self._settings.max_waiting
+            )
+        return slots
 
     async def _cached(self, identifier: Identifier) -> frozenset[str] | None:
         """The cache's answer; ``None`` also when the cache (Redis) cannot be read: the
@@ -185,8 +204,10 @@ class Directory:
         known = await self._cache.get(identifier)
         await self._cache.put(identifier, (known or frozenset()) | {homeserver})
 
-    async def _look_up(self, identifier: Identifier, leave_out: str | None) -> Location:
-        location = await self._slots.run(lambda: self._ask_sources(identifier, leave_out))
+    async def _look_up(
+        self, identifier: Identifier, leave_out: str | None, slots: Slots
+    ) -> Location:
+        location = await slots.run(lambda: self._ask_sources(identifier, leave_out))
         if location.complete and leave_out is None:
             try:
                 await self._cache.put(identifier, location.holders)

@@ -162,6 +162,27 @@ def test_limits_per_client_and_in_total() -> None:
     assert len(source.asks) == 3
 
 
+def test_each_asking_homeserver_has_slots_of_its_own() -> None:
+    """A flood of asks through hs1 (its requestToken needs no login) is refused past hs1's
+    own slots; a login's lookup and hs2's ask still run."""
+    directory, source, _, _ = setup(concurrency=1, max_waiting=1)
+
+    def creating(name: str, on: str) -> Any:
+        return defer.ensureDeferred(
+            directory.locate(Identifier(LOCALPART, name), "homeserver", creating_on=on)
+        )
+
+    first, waiting = creating("f1", "hs1"), creating("f2", "hs1")
+    with pytest.raises(errors.MatrixError) as full:
+        settle(creating("f3", "hs1"))
+    assert full.value.status == 429
+    login, other = locate(directory, Identifier(LOCALPART, "l")), creating("o", "hs2")
+    assert [i.address for i, _ in source.asks] == ["f1", "l", "o"]
+    for _ in range(4):
+        source.answer()
+    assert [settle(d).complete for d in (first, waiting, login, other)] == [True] * 4
+
+
 def test_a_source_that_does_not_answer_in_time() -> None:
     directory, _, clock, seen = setup(timeout=5)
     d = locate(directory)
