@@ -18,6 +18,7 @@ from synapse_base_cs_url.portal import errors
 from synapse_base_cs_url.portal.config.homeservers import Homeserver, homeserver_by_secret
 from synapse_base_cs_url.portal.directory.identifier import LOCALPART as NAME
 from synapse_base_cs_url.portal.directory.identifier import Identifier, asked_address
+from synapse_base_cs_url.portal.logs import info_line
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.placement import Placement
 from synapse_base_cs_url.portal.web.json_body import parse_json_object
@@ -76,7 +77,7 @@ class PlacementAsks:
             # A reservation or a refusal: what an operator looks for. An ask about what is
             # already the asker's own changes nothing (it is counted, and logged at debug).
             outcome = "refused" if refusal is not None else "reserved"
-            logger.info("placement ask by %s for %s: %s", homeserver, identifier.tag, outcome)
+            info_line(logger, "placement ask by %s for %s: %s", homeserver, identifier.tag, outcome)
         else:
             logger.debug("placement ask by %s for %s: its own", homeserver, identifier.tag)
         if refusal is None:

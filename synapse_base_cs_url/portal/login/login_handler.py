@@ -27,6 +27,7 @@ from synapse_base_cs_url.portal.login.attempt import CLIENT_LEFT, LoginAttempt
 from synapse_base_cs_url.portal.login.body import check_login_body
 from synapse_base_cs_url.portal.login.mode import choose_mode
 from synapse_base_cs_url.portal.login.proxy import amend_login_body
+from synapse_base_cs_url.portal.logs import info_line
 from synapse_base_cs_url.portal.metrics import PortalMetrics
 from synapse_base_cs_url.portal.reactor import Clock
 from synapse_base_cs_url.portal.state.keys import token_tag
@@ -120,7 +121,8 @@ class LoginHandler:
         """A login refused before it reached a homeserver (its body, or its home)."""
         self._metrics.reject(e.errcode, e.status)
         looked_up = attempt.looked_up if attempt is not None else None
-        logger.info(
+        info_line(
+            logger,
             "login rejected: %s %s%s",
             e.status,
             e.errcode,
@@ -188,7 +190,8 @@ class LoginHandler:
         assert attempt.selection is not None
         hs, mode = attempt.homeserver.name, attempt.mode.value
         self._metrics.login(hs, mode, status, seconds)
-        logger.info(
+        info_line(
+            logger,
             "login route=%s homeserver=%s mode=%s status=%d duration=%.1fms%s%s",
             attempt.selection.rule_name,
             hs,
