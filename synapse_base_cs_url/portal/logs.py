@@ -20,6 +20,7 @@ import io
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
 from synapse_base_cs_url.core.redact import redact
@@ -73,17 +74,23 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.formatter_now = CachedTimeFormatter(worker)
         self.setFormatter(self.formatter_now)
 
-    def write_line(self, name: str, level: str, message: str) -> None:
-        """One line, as :meth:`emit` would write a record of it."""
-        text = self.formatter_now.line(name, level, message)
+    def write_line(self, name: str, level: str, message: str, args: tuple[object, ...]) -> None:
+        """One line, as :meth:`emit` would write a record of ``message % args``: a
+        message that does not format is reported as the logging module reports it, and a
+        log that cannot be written never fails the request."""
+        values: object = args
+        if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            values = args[0]  # as LogRecord: "%(key)s" formatted from the one mapping
+        text = ""
         try:
             with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
+                text = self.formatter_now.line(name, level, message % values if args else message)
                 self.stream.write(text + self.terminator)
                 self.flush()
         except RecursionError:  # as Handler.emit: the one failure passed on
             raise
-        except Exception:  # a log that cannot be written never fails the request
-            self.handleError(logging.makeLogRecord({"name": name, "msg": message}))
+        except Exception:
+            self.handleError(logging.makeLogRecord({"name": name, "msg": text or redact(message)}))
 
     def flush(self) -> None:
         if not self._reactor.running:
@@ -99,12 +106,19 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def info_line(logger: logging.Logger, message: str, *args: object) -> None:
     """``logger.info(message, *args)`` for the lines written on every request: the same
-    line, without a ``LogRecord``, when the portal's handler is the root's only one and
-    the line would reach nothing else (no filter on ``logger``, no handler on the way up);
-    otherwise (a test capturing the logs, say) an ordinary ``logger.info``."""
+    line, without a ``LogRecord``, when the portal's handler (with its own formatter, no
+    level above ``INFO`` and no filter) is the root's only one and the line would reach
+    nothing else (no filter on ``logger``, no handler on the way up); otherwise (a test
+    capturing the logs, say) an ordinary ``logger.info``."""
     root = logging.getLogger()
     handler = root.handlers[0] if len(root.handlers) == 1 else None
-    if not isinstance(handler, IterationFlushedHandler) or logger.filters:
+    if (
+        not isinstance(handler, IterationFlushedHandler)
+        or handler.formatter is not handler.formatter_now
+        or handler.level > logging.INFO
+        or handler.filters
+        or logger.filters
+    ):
         logger.info(message, *args)
         return
     node: logging.Logger | None = logger
@@ -114,7 +128,7 @@ def info_line(logger: logging.Logger, message: str, *args: object) -> None:
             return
         node = node.parent
     if logger.isEnabledFor(logging.INFO):
-        handler.write_line(logger.name, "INFO", message % args if args else message)
+        handler.write_line(logger.name, "INFO", message, args)
 
 
 def configure_logging(

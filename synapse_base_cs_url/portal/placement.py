@@ -81,10 +81,11 @@ class Verdict:
     """The Matrix errcode of a refusal; ``None``: it may."""
     reserved: bool = False
     """This ask reserved the name or address (a change worth a line in the log; an ask
-    about what is already the asker's own changes nothing)."""
+    about what is already reserved for the asker, or known to be held by it, changes
+    nothing)."""
 
 
-#: It may, and nothing changed: the name or address is already the asker's.
+#: It may, and nothing changed (already the asker's, or nothing to check).
 MAY = Verdict()
 
 

@@ -74,12 +74,14 @@ class PlacementAsks:
         refusal = verdict.refusal
         self._metrics.placement_ask(homeserver, kind, "allowed" if refusal is None else "refused")
         if refusal is not None or verdict.reserved:
-            # A reservation or a refusal: what an operator looks for. An ask about what is
-            # already the asker's own changes nothing (it is counted, and logged at debug).
+            # A reservation or a refusal: what an operator looks for. An ask that changes
+            # nothing is counted, and logged at debug.
             outcome = "refused" if refusal is not None else "reserved"
             info_line(logger, "placement ask by %s for %s: %s", homeserver, identifier.tag, outcome)
         else:
-            logger.debug("placement ask by %s for %s: its own", homeserver, identifier.tag)
+            logger.debug(
+                "placement ask by %s for %s: allowed, nothing new", homeserver, identifier.tag
+            )
         if refusal is None:
             request.respond(200, ALLOWED)
             return

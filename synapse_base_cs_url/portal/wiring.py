@@ -17,6 +17,7 @@ from synapse_base_cs_url.portal.account_steps import AccountSteps
 from synapse_base_cs_url.portal.config.directory import DirectorySettings
 from synapse_base_cs_url.portal.config.directory import Source as DirectorySource
 from synapse_base_cs_url.portal.config.gateway import ClientApi
+from synapse_base_cs_url.portal.config.homeservers import canonical_names
 from synapse_base_cs_url.portal.config.portal_config import PortalConfig
 from synapse_base_cs_url.portal.config.restart_only import config_key
 from synapse_base_cs_url.portal.config.state import StateSettings
@@ -350,6 +351,9 @@ def build_directory(
     cache = DirectoryCache(
         settings, lasting.directory_memory, lasting.state, frozenset(config.homeservers)
     )
+    # Ingress points of one server name ask as one homeserver.
+    canonical = canonical_names(config.homeservers)
+    askers = [hs for hs in config.homeservers.values() if hs.placement_secret is not None]
     metrics = lasting.metrics
     return Directory(
         settings,
@@ -357,6 +361,7 @@ def build_directory(
         cache,
         reactor,
         ipv6_prefix_length=config.clients.ipv6_prefix_length,
+        askers=len({canonical[hs.name] for hs in askers}),
         buckets=lasting.limits.directory,
         on_lookup=metrics.directory_lookup,
         on_cache=metrics.directory_cached,

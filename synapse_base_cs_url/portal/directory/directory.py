@@ -4,13 +4,14 @@ answer, and say what it means for the login.
 - **Cached** in the state backend (memory, or Redis shared by every replica): a found account
   for ``directory.found_ttl`` (accounts do not move), "nobody holds it" for
   ``directory.not_found_ttl``; an answer with a source that could not say is not cached.
-- **One lookup per identifier** is in flight at a time, shared by everyone asking for it; it
-  runs on its own, so a client that leaves does not cancel it for the others.
+- **One lookup per identifier** is in flight at a time, shared by everyone asking for it (a
+  homeserver's ask, which leaves that homeserver out, has one of its own); it runs on its
+  own, so a client that leaves does not cancel it for the others.
 - **Bounded**: each client address may start ``directory.burst`` lookups, then
   ``directory.per_second``; at most ``directory.concurrency`` run at once (``max_waiting``
   more wait; past that ``429``), so the directory is neither an enumeration oracle at speed
-  nor a load on the homeservers. Each asking homeserver has as many slots of its own. Each
-  source has ``directory.timeout`` to answer.
+  nor a load on the homeservers. Homeservers' asks share as many slots again, split evenly
+  among the asking homeservers. Each source has ``directory.timeout`` to answer.
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ class Directory:
         clock: Clock,
         *,
         ipv6_prefix_length: int = 64,
+        askers: int = 1,
         buckets: ClientBuckets | None = None,
         on_lookup: Callable[[str, str, float], None] = lambda source, outcome, seconds: None,
         on_cache: Callable[[bool], None] = lambda hit: None,
     ) -> None:
         """``on_lookup(source, outcome, seconds)`` and ``on_cache(hit)`` feed the metrics;
-        ``buckets``: what each client had left before a reload."""
+        ``buckets``: what each client had left before a reload; ``askers``: how many
+        homeservers may ask before they create an account (they share as many slots as
+        clients' lookups have)."""
         self._settings = settings
         self._sources = tuple(sources)
         self._cache = cache
@@ -127,6 +131,7 @@ class Directory:
         self._lookups: SingleFlight[str, Location] = SingleFlight()
         self._slots = Slots(settings.concurrency, settings.max_waiting)
         self._asks: dict[str, Slots] = {}
+        self._ask_slots = max(1, settings.concurrency // max(1, askers))
 
     def peek(self, identifier: Identifier) -> Location | None:
         """Where the account lives, if this process knows at hand (the memory backend),
@@ -175,16 +180,16 @@ class Directory:
 
     def _slots_for(self, creating_on: str | None) -> Slots:
         """Clients' lookups share ``directory.concurrency`` slots (and ``max_waiting``);
-        each asking homeserver has as many of its own: a flood of asks through one
+        homeservers' asks have as many again, split evenly among the homeservers that may
+        ask (at least one each, with ``max_waiting`` of its own). A flood of asks through one
         homeserver (its ``requestToken`` needs no login, and Synapse asks before its own
-        rate limit) makes neither logins nor the other homeservers' asks wait or fail."""
+        rate limit) makes neither logins nor the other homeservers' asks wait or fail, and
+        the lookups at once stay about twice ``directory.concurrency``."""
         if creating_on is None:
             return self._slots
         slots = self._asks.get(creating_on)
         if slots is None:
-            slots = self._asks[creating_on] = Slots(
-                self._settings.concurrency, self._settings.max_waiting
-            )
+            slots = self._asks[creating_on] = Slots(self._ask_slots, self._settings.max_waiting)
         return slots
 
     async def _cached(self, identifier: Identifier) -> frozenset[str] | None:

@@ -112,3 +112,30 @@ def test_a_log_that_cannot_be_written_never_fails_the_request(
     handler.stream = Broken()
     info_line(logging.getLogger(NAME), "lost")  # does not raise
     assert "the log's disk is gone" in capsys.readouterr().err  # as logging reports it
+
+
+def test_the_handler_s_own_level_filter_and_formatter_are_honoured(
+    root_handlers: list[logging.Handler],
+) -> None:
+    handler, stream = portal_handler()
+    logger = logging.getLogger(NAME)
+    handler.setLevel(logging.WARNING)
+    info_line(logger, "below the handler's level")
+    handler.setLevel(logging.NOTSET)
+    handler.addFilter(lambda record: False)
+    info_line(logger, "filtered out")
+    handler.filters.clear()
+    handler.setFormatter(logging.Formatter("%(levelname)s|%(message)s"))
+    info_line(logger, "an operator's format")
+    assert stream.getvalue() == "INFO|an operator's format\n"
+
+
+def test_arguments_as_the_logging_module_takes_them(
+    root_handlers: list[logging.Handler], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, stream = portal_handler()
+    logger = logging.getLogger(NAME)
+    info_line(logger, "%(who)s from %(where)s", {"who": "bob", "where": "hs1"})
+    info_line(logger, "status=%d", None)  # does not format: reported, not raised
+    assert lines(stream) == [f"INFO {NAME}: bob from hs1"]
+    assert "Logging error" in capsys.readouterr().err

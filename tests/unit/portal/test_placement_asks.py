@@ -1,6 +1,7 @@
 """A homeserver's module asking the portal before an account or an address is created: only
-with its own placement secret, answered from the directory (asked of every homeserver's module,
-the name in the body) and the portal's reservations, one homeserver told yes per name."""
+with its own placement secret, answered from the directory (asked of every other homeserver's
+module, the name in the body) and the portal's reservations, one homeserver told yes per
+name."""
 
 from __future__ import annotations
 
@@ -177,13 +178,14 @@ def test_the_asking_homeserver_is_not_asked(tmp_path: Path) -> None:
     assert portal.hs("hs1").paths().count(HOLDS_PATH.encode()) == 1
 
 
-def test_a_name_its_asker_holds_is_its_own(tmp_path: Path) -> None:
-    """A module asks about a name its homeserver holds (e.g. an address already bound
-    there): not refused by the portal, which leaves duplicates on one homeserver to it."""
+def test_an_address_its_asker_holds_is_refused_only_elsewhere(tmp_path: Path) -> None:
+    """hs1 holds the address: hs2 is refused (hs1 is asked, nothing is reserved), hs1 is
+    not (it is not asked: a duplicate of its own is Synapse's to refuse)."""
     portal = deployment(tmp_path, {"hs1": {"kept@one.example"}})
     mail = {"medium": "email", "address": "kept@one.example"}
-    assert ask(portal, "hs1", mail).json() == {"allowed": True}
     assert ask(portal, "hs2", mail).json()["errcode"] == errors.THREEPID_IN_USE
+    assert ask(portal, "hs1", mail).json() == {"allowed": True}
+    assert portal.hs("hs1").paths() == [HOLDS_PATH.encode()]  # by hs2's ask only
 
 
 def test_reservations_and_refusals_are_logged_by_tag(

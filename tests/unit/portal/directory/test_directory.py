@@ -43,7 +43,9 @@ class Played:
         pending[0].callback(SourceAnswer(frozenset(holders), unanswered))
 
 
-def setup(shared: Any = None, **settings: Any) -> tuple[Directory, Played, task.Clock, list[Any]]:
+def setup(
+    shared: Any = None, askers: int = 1, **settings: Any
+) -> tuple[Directory, Played, task.Clock, list[Any]]:
     clock = task.Clock()
     config = DirectorySettings(sources=(Source.HOMESERVERS,), **settings)
     memory: ExpiringMap[str, str] = ExpiringMap(clock, max_entries=100, ttl=1, sliding=False)
@@ -56,6 +58,7 @@ def setup(shared: Any = None, **settings: Any) -> tuple[Directory, Played, task.
         clock,
         on_lookup=lambda *a: seen.append(a),
         on_cache=lambda hit: seen.append(("cache", hit)),
+        askers=askers,
     )
     return directory, source, clock, seen
 
@@ -165,7 +168,7 @@ def test_limits_per_client_and_in_total() -> None:
 def test_each_asking_homeserver_has_slots_of_its_own() -> None:
     """A flood of asks through hs1 (its requestToken needs no login) is refused past hs1's
     own slots; a login's lookup and hs2's ask still run."""
-    directory, source, _, _ = setup(concurrency=1, max_waiting=1)
+    directory, source, _, _ = setup(concurrency=2, max_waiting=1, askers=2)
 
     def creating(name: str, on: str) -> Any:
         return defer.ensureDeferred(
@@ -181,6 +184,12 @@ def test_each_asking_homeserver_has_slots_of_its_own() -> None:
     for _ in range(4):
         source.answer()
     assert [settle(d).complete for d in (first, waiting, login, other)] == [True] * 4
+    # The homeservers' asks share as many slots as clients' lookups: one each here.
+    several = [creating(f"s{i}", "hs2") for i in range(2)]
+    assert len(source.asks) == 5
+    for _ in range(2):
+        source.answer()
+    assert [settle(d).complete for d in several] == [True, True]
 
 
 def test_a_source_that_does_not_answer_in_time() -> None:
