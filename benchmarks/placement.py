@@ -45,16 +45,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
+import side_by_side  # noqa: E402
 from portal_loadgen import cpu_seconds, median, percentile  # noqa: E402
-from side_by_side import (  # noqa: E402
-    LABELS,
-    OTHER,
-    THIS,
-    add_compare_with,
-    added,
-    portal_versions,
-    round_order,
-)
 
 from synapse_base_cs_url._dev.throwaway_portal import PortalProcess  # noqa: E402
 from synapse_base_cs_url._dev.throwaway_synapse import SynapseProcess  # noqa: E402
@@ -99,7 +91,7 @@ def main() -> int:
     parser.add_argument("--names", type=int, default=100)
     parser.add_argument("--race", type=int, default=1000)
     parser.add_argument("--bcrypt-rounds", type=int, default=4, help="Synapse's: 12")
-    add_compare_with(parser)
+    side_by_side.add_compare_with(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-placement-"))
@@ -145,7 +137,7 @@ def main() -> int:
     portal.rewrite_config(config)
     compared: dict[str, PortalProcess] = {}
     if args.compare_with:
-        compared = portal_versions(config, workdir / "compared", args.compare_with)
+        compared = side_by_side.portal_versions(config, workdir / "compared", args.compare_with)
     portals = [portal, *compared.values()]
     try:
         for each in portals:
@@ -300,7 +292,7 @@ def new_names(portals: dict[str, PortalProcess], secret: str, count: int) -> Non
     times: dict[str, list[float]] = {name: [] for name in portals}
     auth = f"Bearer {secret}"
     for i in range(count + 5):
-        for name in round_order(list(portals), i):
+        for name in side_by_side.round_order(list(portals), i):
             body = json.dumps({"localpart": f"side{i}x{name}"}).encode()
             started = time.perf_counter()
             assert conns[name].exchange("POST", ASK_PATH, body, Authorization=auth) == 200
@@ -308,8 +300,8 @@ def new_names(portals: dict[str, PortalProcess], secret: str, count: int) -> Non
                 times[name].append(time.perf_counter() - started)
     print(f"4. an ask for a new name, straight at each portal, {count} rounds:")
     for name in portals:
-        print(f"   {LABELS[name]:22} p50 {percentile(times[name], 50) * MS:6.2f} ms")
-    p50, pairs = added(times, THIS, OTHER)
+        print(f"   {side_by_side.LABELS[name]:22} p50 {percentile(times[name], 50) * MS:6.2f} ms")
+    p50, pairs = side_by_side.added(times, side_by_side.THIS, side_by_side.OTHER)
     print(f"   this portal adds: {p50 * MS:+.2f} ms (p50s), {pairs * MS:+.2f} ms (pairs)")
 
 
