@@ -114,6 +114,9 @@ class Clients:
                     outcome.ok = False
                     outcome.status = 0 if answer is None else answer.status_code
                     outcome.why = f"at the homeserver: {outcome.status}"
+                    # When it failed, not when the portal answered: a homeserver stopped
+                    # between the two is a fault that excuses it.
+                    outcome.at = time.monotonic()
             if outcome.ok and answer is not None:
                 landed = self.home_of_server(answer.json()["user_id"].partition(":")[2])
                 if landed != home:
