@@ -39,8 +39,7 @@ class CachedTimeFormatter(logging.Formatter):
     def __init__(self, worker: int | None = None) -> None:
         """``worker``: a worker process's number, which its lines name."""
         self._prefix = f"worker {worker}: " if worker else ""
-        fmt = FORMAT.replace("%(name)s: ", f"%(name)s: {self._prefix}") if worker else FORMAT
-        super().__init__(fmt)
+        super().__init__(FORMAT.replace("%(name)s: ", f"%(name)s: {self._prefix}"))
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -71,8 +70,8 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._reactor = reactor
         self._scheduled = False
-        self.formatter_now = CachedTimeFormatter(worker)
-        self.setFormatter(self.formatter_now)
+        self.own_formatter = CachedTimeFormatter(worker)
+        self.setFormatter(self.own_formatter)
 
     def write_line(self, name: str, level: str, message: str, args: tuple[object, ...]) -> None:
         """One line, as :meth:`emit` would write a record of ``message % args``: a
@@ -84,7 +83,7 @@ class IterationFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         text = ""
         try:
             with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
-                text = self.formatter_now.line(name, level, message % values if args else message)
+                text = self.own_formatter.line(name, level, message % values if args else message)
                 self.stream.write(text + self.terminator)
                 self.flush()
         except RecursionError:  # as Handler.emit: the one failure passed on
@@ -114,7 +113,7 @@ def info_line(logger: logging.Logger, message: str, *args: object) -> None:
     handler = root.handlers[0] if len(root.handlers) == 1 else None
     if (
         not isinstance(handler, IterationFlushedHandler)
-        or handler.formatter is not handler.formatter_now
+        or handler.formatter is not handler.own_formatter
         or handler.level > logging.INFO
         or handler.filters
         or logger.filters

@@ -44,7 +44,8 @@ from synapse_base_cs_url.portal.state.store import Store
 REGISTRATION = "This registration"
 #: What a homeserver's ask is called in its errors.
 CREATION = "Creating this account or address"
-#: Where a homeserver's ask comes from, for the directory (no per-client limit applies).
+#: What a homeserver's ask gives the directory for a client address (its ``creating_on``
+#: is what exempts it from the per-client limits).
 ASKED_BY_HOMESERVER = "homeserver"
 #: How long a placement is remembered: Synapse's user-interactive sessions last a day.
 PLACEMENT_TTL = 24 * 3600.0
